@@ -1,0 +1,23 @@
+"""stable-audio-ops: training and inference for stable-audio-tools models, as a library.
+
+The public names mirror stable-audio-tools so users can switch by changing the import.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["create_model_from_config", "create_model_from_config_path", "load_ckpt_state_dict"]
+
+
+def __getattr__(name: str):
+    # Lazy: importing the package must stay cheap (CLI start-up, Kedro hooks).
+    if name in ("create_model_from_config", "create_model_from_config_path"):
+        from stable_audio_ops.models import factory
+
+        return getattr(factory, name)
+    if name == "load_ckpt_state_dict":
+        from stable_audio_ops.models.checkpoints import load_ckpt_state_dict
+
+        return load_ckpt_state_dict
+    raise AttributeError(name)

@@ -1,0 +1,35 @@
+"""Exceptions users see. Each names the file and the key path so a bad config is fixable at a glance."""
+
+from __future__ import annotations
+
+
+class StableAudioOpsError(Exception):
+    """Base class for errors raised by stable-audio-ops."""
+
+
+class ConfigError(StableAudioOpsError, ValueError):
+    """A config file is missing a key or holds a value of the wrong kind.
+
+    Rendered as ``<source>: <key.path>: <message>``, e.g.
+    ``model_config.json: model.encoder.config.strides: expected a list of ints, got 'x'``.
+    """
+
+    def __init__(self, source: str, key_path: str, message: str):
+        self.source = source
+        self.key_path = key_path
+        self.message = message
+        where = f"{source}: " if source else ""
+        path = f"{key_path}: " if key_path else ""
+        super().__init__(f"{where}{path}{message}")
+
+
+class UnknownTypeError(ConfigError):
+    """A registry lookup failed; the message lists the names that are known."""
+
+
+class CheckpointError(StableAudioOpsError):
+    """A checkpoint could not be read or does not fit the model (with the key report)."""
+
+
+class DatasetError(StableAudioOpsError):
+    """A dataset cannot produce samples (e.g. no readable audio file at all)."""
