@@ -1,0 +1,103 @@
+"""Run training as its own process and wait for it.
+
+Why a separate process: Lightning's DDP re-executes ``sys.argv`` in every extra rank. Inside a Kedro
+node that would re-run the whole ``kedro run`` (a second session, a second MLflow run, upstream nodes
+twice). So orchestrators (the Kedro node, DVC stages, scripts) call :func:`launch_training_process`,
+which starts ``python -m stable_audio_ops.cli.train`` with plain flags; that process may then fan out
+to several ranks safely. It logs into the MLflow run the caller opened (``mlflow_run_id``), and only
+rank 0 logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stable_audio_ops.errors import StableAudioOpsError
+
+
+class TrainingProcessError(StableAudioOpsError):
+    """The training process exited with an error; the message carries the end of its output."""
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    checkpoint_path: Path
+    save_dir: Path
+    returncode: int
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def build_train_argv(flags: dict[str, Any]) -> list[str]:
+    """``{"batch_size": 4}`` -> ``["--batch-size", "4"]``; None values are left out."""
+    argv: list[str] = []
+    for key, value in flags.items():
+        if value is None:
+            continue
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    return argv
+
+
+def launch_training_process(
+    model_config: dict[str, Any],
+    dataset_config: dict[str, Any],
+    save_dir: str | Path,
+    flags: dict[str, Any],
+    threads: int | None = None,
+    cwd: str | Path | None = None,
+) -> LaunchResult:
+    """Write the configs next to the checkpoints, run the train CLI, return the final checkpoint.
+
+    The configs are written into ``save_dir`` so each checkpoint folder records exactly what trained it.
+    Output streams through (the progress bar stays visible); on failure the last lines are in the error.
+    """
+    save_dir = Path(save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    model_config_path = save_dir / "model_config.json"
+    dataset_config_path = save_dir / "dataset_config.json"
+    _write_json_atomic(model_config_path, model_config)
+    _write_json_atomic(dataset_config_path, dataset_config)
+
+    argv = [sys.executable, "-m", "stable_audio_ops.cli.train"]
+    argv += build_train_argv(
+        {
+            "model_config": model_config_path,
+            "dataset_config": dataset_config_path,
+            "save_dir": save_dir,
+            **flags,
+        }
+    )
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+        env["SAO_TORCH_THREADS"] = str(threads)
+    tail: deque[str] = deque(maxlen=40)
+    with subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            sys.stdout.write(line)
+            tail.append(line)
+        returncode = process.wait()
+    if returncode != 0:
+        raise TrainingProcessError(
+            f"training process failed (exit {returncode}): {' '.join(argv)}\n--- last output ---\n"
+            + "".join(tail)
+        )
+    checkpoint = save_dir / "last.ckpt"
+    if not checkpoint.exists():
+        raise TrainingProcessError(f"training finished but wrote no final checkpoint at {checkpoint}")
+    return LaunchResult(checkpoint_path=checkpoint, save_dir=save_dir, returncode=returncode)
