@@ -1,0 +1,277 @@
+"""Scan raw audio folders, probe every file, and report what a training run would actually get.
+
+Why: a dataset folder collected by hand always holds a few broken, empty or odd files. Finding them
+at data-preparation time (with the reason, in a manifest that DVC can track) is far cheaper than a
+training worker crashing on them hours later, or silently training on less audio than planned.
+Probing reads the header plus a few frames only, so it stays fast on large folders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import soundfile as sf
+from tqdm.auto import tqdm
+
+from stable_audio_ops.errors import DatasetError
+
+AUDIO_EXTENSIONS: frozenset[str] = frozenset({".wav", ".mp3", ".flac", ".ogg", ".aif", ".aiff", ".opus"})
+
+# Frames decoded at the start and at the end of each file to prove the data (not just the header) is readable.
+PROBE_FRAMES = 2048
+
+Roots = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+
+
+def _as_root_list(roots: Roots) -> list[Path]:
+    if isinstance(roots, (str, os.PathLike)):
+        return [Path(roots)]
+    return [Path(r) for r in roots]
+
+
+def _is_audio(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_EXTENSIONS
+
+
+def _scan_root(root: Path) -> list[Path]:
+    """Audio files under one root; hidden files and anything inside hidden folders are left out."""
+    if not root.exists():
+        raise DatasetError(f"audio root does not exist: {root}")
+    if root.is_file():
+        return [root] if _is_audio(root) and not root.name.startswith(".") else []
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [
+            d for d in dirnames if not d.startswith(".")
+        ]  # prune: never descend into .git, .cache ...
+        for name in filenames:
+            if name.startswith("."):  # includes macOS "._x.wav" resource forks, which are not audio
+                continue
+            path = Path(dirpath) / name
+            if _is_audio(path) and path.is_file():
+                found.append(path)
+    return sorted(found)
+
+
+def scan_audio_files(roots: Roots) -> list[Path]:
+    """All audio files (by extension, case-insensitive) under ``roots``, recursively, sorted, without duplicates."""
+    unique: dict[Path, Path] = {}
+    for root in _as_root_list(roots):
+        for path in _scan_root(root):
+            unique.setdefault(path.resolve(), path)
+    return sorted(unique.values())
+
+
+def _relpath(path: Path, root: Path) -> str:
+    if root.is_file():
+        return path.name
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def probe_audio_file(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> dict[str, Any]:
+    """Describe one file; never raises for a bad file, it returns ``readable=False`` and a ``reason`` instead.
+
+    Keys: path, relpath, readable, reason (None when readable), duration_s, sample_rate, channels, frames,
+    format, subtype, size_bytes. Files with 0 frames (or 0 bytes) are unreadable with reason "empty".
+    """
+    path = Path(path)
+    root = Path(root)
+    row: dict[str, Any] = {
+        "path": str(path),
+        "relpath": _relpath(path, root),
+        "readable": False,
+        "reason": None,
+        "duration_s": None,
+        "sample_rate": None,
+        "channels": None,
+        "frames": None,
+        "format": None,
+        "subtype": None,
+        "size_bytes": None,
+    }
+    try:
+        row["size_bytes"] = path.stat().st_size
+    except OSError as exc:
+        row["reason"] = f"cannot stat: {exc.strerror or exc}"
+        return row
+    if row["size_bytes"] == 0:
+        row["reason"] = "empty"
+        return row
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # libsndfile raises LibsndfileError / RuntimeError depending on the failure
+        row["reason"] = f"cannot open: {_short_error(exc)}"
+        return row
+    row.update(
+        sample_rate=int(info.samplerate),
+        channels=int(info.channels),
+        frames=int(info.frames),
+        format=str(info.format),
+        subtype=str(info.subtype),
+    )
+    if info.frames <= 0:
+        row["reason"] = "empty"
+        row["duration_s"] = 0.0
+        return row
+    if info.samplerate <= 0 or info.channels <= 0:
+        row["reason"] = f"bad header: sample_rate={info.samplerate}, channels={info.channels}"
+        return row
+    problem = _decode_problem(path, int(info.frames))
+    if problem:
+        row["reason"] = f"cannot decode: {problem}"
+        return row
+    row["duration_s"] = int(info.frames) / int(info.samplerate)
+    row["readable"] = True
+    return row
+
+
+def _decode_problem(path: Path, frames: int) -> str | None:
+    """Decode the first and the last few frames; a truncated or garbled file fails one of the two reads.
+
+    The tail read matters: a file cut short (an interrupted copy) has a valid header and a valid start, and
+    only breaks when a training crop lands near its end.
+    """
+    n = min(PROBE_FRAMES, frames)
+    try:
+        with sf.SoundFile(str(path)) as fh:
+            head = fh.read(n, dtype="float32", always_2d=True)
+            if head.shape[0] < n:
+                return f"only {head.shape[0]} of the first {n} frames could be read"
+            if frames > n:
+                fh.seek(frames - n)
+                tail = fh.read(n, dtype="float32", always_2d=True)
+                if tail.shape[0] < n:
+                    return f"the file ends early: {tail.shape[0]} of the last {n} frames could be read"
+    except Exception as exc:
+        return _short_error(exc)
+    return None
+
+
+def _short_error(exc: BaseException) -> str:
+    """libsndfile messages repeat the full path; keep the part that says what is wrong."""
+    text = str(exc).strip() or type(exc).__name__
+    if ": " in text and text.startswith("Error opening"):
+        text = text.rsplit(": ", 1)[-1]
+    return text
+
+
+def build_manifest(roots: Roots, *, progress: bool = True) -> list[dict[str, Any]]:
+    """Probe every audio file under ``roots``; one row per file (see ``probe_audio_file``), sorted by path."""
+    jobs: list[tuple[Path, Path]] = []
+    seen: set[Path] = set()
+    for root in _as_root_list(roots):
+        for path in _scan_root(root):
+            key = path.resolve()
+            if key not in seen:
+                seen.add(key)
+                jobs.append((path, root))
+    jobs.sort(key=lambda job: str(job[0]))
+    return [
+        probe_audio_file(path, root)
+        for path, root in tqdm(jobs, desc="probe audio", unit="file", disable=not progress)
+    ]
+
+
+def summarize_manifest(manifest: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts a person checks before training: how much usable audio, in which formats, and what was skipped.
+
+    Keys: files, readable, skipped (count), total_seconds, total_hours (readable files only),
+    sample_rates / channels / formats (readable files, value -> count; keys are strings so the dict is
+    JSON-stable), skipped_files (list of {relpath, path, reason}), skipped_reasons (reason kind -> count).
+    """
+    readable = [row for row in manifest if row.get("readable")]
+    skipped = [row for row in manifest if not row.get("readable")]
+    total_seconds = float(sum(row.get("duration_s") or 0.0 for row in readable))
+
+    def count(key: str) -> dict[str, int]:
+        counts = Counter(row.get(key) for row in readable)
+        return {str(k): v for k, v in sorted(counts.items(), key=lambda kv: (str(type(kv[0])), kv[0]))}
+
+    reasons = Counter(str(row.get("reason") or "unknown").split(":", 1)[0] for row in skipped)
+    return {
+        "files": len(manifest),
+        "readable": len(readable),
+        "skipped": len(skipped),
+        "total_seconds": round(total_seconds, 3),
+        "total_hours": total_seconds / 3600.0,
+        "sample_rates": count("sample_rate"),
+        "channels": count("channels"),
+        "formats": count("format"),
+        "skipped_files": [
+            {"relpath": row.get("relpath"), "path": row.get("path"), "reason": row.get("reason")}
+            for row in skipped
+        ],
+        "skipped_reasons": dict(sorted(reasons.items())),
+    }
+
+
+def write_manifest(manifest: list[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Write one JSON object per line, atomically (temp file + rename), creating parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w") as fh:
+            for row in manifest:
+                fh.write(json.dumps(row, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read a manifest written by ``write_manifest``."""
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def format_report(summary: dict[str, Any], *, max_skipped: int = 50) -> str:
+    """A short Markdown report of ``summarize_manifest``'s result, for the pipeline's reporting folder."""
+
+    def counts(d: dict[str, int]) -> str:
+        return ", ".join(f"{k} ({v})" for k, v in d.items()) or "none"
+
+    lines = [
+        "# Raw audio report",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| files found | {summary['files']} |",
+        f"| readable | {summary['readable']} |",
+        f"| skipped | {summary['skipped']} |",
+        f"| total duration (readable) | {_fmt_duration(summary['total_seconds'])} "
+        f"({summary['total_hours']:.3f} h) |",
+        f"| sample rates (Hz) | {counts(summary['sample_rates'])} |",
+        f"| channels | {counts(summary['channels'])} |",
+        f"| formats | {counts(summary['formats'])} |",
+        "",
+    ]
+    skipped = summary.get("skipped_files") or []
+    if skipped:
+        lines += ["## Skipped files", "", "| file | reason |", "|---|---|"]
+        for row in skipped[:max_skipped]:
+            reason = str(row["reason"]).replace("|", "\\|")
+            lines.append(f"| `{row['relpath']}` | {reason} |")
+        if len(skipped) > max_skipped:
+            lines.append(f"| ... | {len(skipped) - max_skipped} more (see the manifest) |")
+        lines.append("")
+    else:
+        lines += ["No file was skipped.", ""]
+    return "\n".join(lines)
