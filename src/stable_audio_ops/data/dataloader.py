@@ -1,0 +1,87 @@
+"""``create_dataloader_from_config``: dataset config JSON -> torch DataLoader (upstream's entry point).
+
+One registry, :data:`DATASET_TYPES`, maps ``dataset_type`` to a builder; an unknown type lists the
+known ones. Fixes relative to upstream: ``persistent_workers`` only when ``num_workers > 0``
+(upstream hard-codes True, which makes ``num_workers=0`` raise), and ``pin_memory`` only when CUDA
+is present (pinning on a CPU-only machine only produces a warning).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from stable_audio_ops.config.dataset_config import validate_dataset_config
+from stable_audio_ops.config.schema import ConfigNode, lookup
+from stable_audio_ops.data.audio_dir import audio_dir_dataset_from_config
+from stable_audio_ops.data.collate import collation_fn
+
+
+@dataclass(frozen=True)
+class LoaderOptions:
+    """The training-side settings every dataset builder receives (they come from the model config / CLI)."""
+
+    batch_size: int
+    sample_size: int
+    sample_rate: int
+    audio_channels: int = 2
+    num_workers: int = 4
+    shuffle: bool = True
+    source: str = "<dataset config>"
+
+    @property
+    def force_channels(self) -> str:
+        return "mono" if self.audio_channels == 1 else "stereo"
+
+
+def torch_loader(dataset: Dataset, options: LoaderOptions, drop_last: bool) -> DataLoader:
+    """A map-style DataLoader with upstream's settings (shuffle, collation) minus its worker bug."""
+    workers = max(0, int(options.num_workers))
+    return DataLoader(
+        dataset,
+        batch_size=options.batch_size,
+        shuffle=options.shuffle,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=drop_last,
+        collate_fn=collation_fn,
+    )
+
+
+def _build_audio_dir(cfg: dict[str, Any], options: LoaderOptions) -> DataLoader:
+    dataset = audio_dir_dataset_from_config(
+        cfg, options.sample_size, options.sample_rate, options.audio_channels, source=options.source
+    )
+    return torch_loader(dataset, options, drop_last=cfg.get("drop_last", True))
+
+
+# dataset_type -> builder(validated config, options) -> DataLoader (or a DataLoader-like iterable).
+DATASET_TYPES: dict[str, Callable[[dict[str, Any], LoaderOptions], Any]] = {
+    "audio_dir": _build_audio_dir,
+}
+
+
+def create_dataloader_from_config(
+    dataset_config: dict[str, Any],
+    batch_size: int,
+    sample_size: int,
+    sample_rate: int,
+    audio_channels: int = 2,
+    num_workers: int = 4,
+    shuffle: bool = True,
+    source: str = "<dataset config>",
+) -> DataLoader:
+    """Validate ``dataset_config`` and build its DataLoader.
+
+    Batches are ``[audio [B, C, sample_size] float32, (metadata dict, ...)]`` (upstream's collation).
+    ``audio_channels`` 1 makes items mono (channel mean), otherwise stereo.
+    """
+    cfg = validate_dataset_config(dataset_config, source)
+    options = LoaderOptions(batch_size, sample_size, sample_rate, audio_channels, num_workers, shuffle, source)
+    builder = lookup(DATASET_TYPES, cfg["dataset_type"], "dataset type", ConfigNode(cfg, source), key="dataset_type")
+    return builder(cfg, options)

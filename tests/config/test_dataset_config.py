@@ -1,0 +1,69 @@
+"""Dataset config validation: upstream defaults, and errors that name the file and the key path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stable_audio_ops.config.dataset_config import load_dataset_config, validate_dataset_config
+from stable_audio_ops.errors import ConfigError, UnknownTypeError
+
+
+def test_defaults_follow_upstream():
+    cfg = validate_dataset_config({"dataset_type": "audio_dir", "datasets": [{"id": "a", "path": "/x"}]})
+    assert cfg["random_crop"] is True and cfg["drop_last"] is True
+    assert cfg["datasets"][0]["custom_metadata_module"] is None
+    pre = validate_dataset_config({"dataset_type": "pre_encoded", "datasets": [{"id": "a", "path": "/x"}]})
+    assert pre["random_crop"] is False and pre["latent_extension"] == "npy"
+    wds = validate_dataset_config({"dataset_type": "s3", "datasets": [{"id": "a", "s3_path": "s3://b/p"}]})
+    assert wds["epoch_steps"] == 2000 and wds["random_crop"] is True
+
+
+def test_unknown_keys_are_kept():
+    cfg = validate_dataset_config({"dataset_type": "audio_dir", "datasets": [{"id": "a", "path": "/x", "w": 2}],
+                                   "extra": 1})
+    assert cfg["extra"] == 1 and cfg["datasets"][0]["w"] == 2
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        ({"dataset_type": "audio_dir", "datasets": [{"id": "a"}]},
+         "dataset.json: datasets[0].path: missing required key (expected a string)"),
+        ({"datasets": []}, "dataset.json: dataset_type: missing required key (expected a string)"),
+        ({"dataset_type": "audio_dir", "datasets": [{"id": "a", "path": "/x"}, {"path": "/y"}]},
+         "dataset.json: datasets[1].id: missing required key (expected a string)"),
+        ({"dataset_type": "audio_dir", "datasets": []}, "dataset.json: datasets: needs at least one entry"),
+        ({"dataset_type": "audio_dir", "datasets": [{"id": "a", "path": "/x"}], "random_crop": "yes"},
+         "dataset.json: random_crop: expected a bool, got 'yes'"),
+        ({"dataset_type": "wds", "datasets": [{"id": "a"}]}, "dataset.json: datasets[0]: missing required key"),
+        ({"dataset_type": "audio_dir", "datasets": [{"id": "a", "path": "/x", "custom_metadata_module": 3}]},
+         "dataset.json: datasets[0].custom_metadata_module: expected a string, got 3"),
+    ],
+)
+def test_errors_name_file_and_key(cfg, message):
+    with pytest.raises(ConfigError) as info:
+        validate_dataset_config(cfg, "dataset.json")
+    assert str(info.value).startswith(message)
+
+
+def test_unknown_dataset_type_lists_known():
+    with pytest.raises(UnknownTypeError, match="known: audio_dir, pre_encoded, wds, s3"):
+        validate_dataset_config({"dataset_type": "hdf5", "datasets": []}, "d.json")
+
+
+def test_load_dataset_config_file_errors(tmp_path):
+    good = tmp_path / "ds.json"
+    good.write_text(json.dumps({"dataset_type": "audio_dir", "datasets": [{"id": "a", "path": "/x"}]}))
+    assert load_dataset_config(good)["datasets"][0]["path"] == "/x"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"dataset_type": "audio_dir",\n "datasets": [,]}')
+    with pytest.raises(ConfigError, match=r"bad\.json: invalid JSON at line 2"):
+        load_dataset_config(bad)
+    with pytest.raises(ConfigError, match=r"missing\.json: dataset config file not found"):
+        load_dataset_config(tmp_path / "missing.json")
+    top = tmp_path / "list.json"
+    top.write_text("[]")
+    with pytest.raises(ConfigError, match="expected a JSON object"):
+        load_dataset_config(top)
