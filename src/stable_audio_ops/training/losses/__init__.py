@@ -1,1 +1,33 @@
-"""training/losses."""
+"""Autoencoder training losses, numerically equal to stable-audio-tools 0.0.20.
+
+- :mod:`.stft`: the tight one-sided complex STFT and the K-weighting FIR prefilter;
+- :mod:`.spectral`: ``STFTLoss``, ``MultiResolutionSTFTLoss``, ``SumAndDifferenceSTFTLoss``;
+- :mod:`.core`: weighted terms over a shared info dict (``ValueLoss``, ``L1Loss``, ``MSELoss``,
+  ``AuralossLoss``) and ``MultiLoss``, whose ``weight`` buffers give upstream's state-dict keys.
+"""
+
+from stable_audio_ops.training.losses.core import (
+    AuralossLoss,
+    L1Loss,
+    LossTerm,
+    MSELoss,
+    MultiLoss,
+    ValueLoss,
+)
+from stable_audio_ops.training.losses.spectral import (
+    MultiResolutionSTFTLoss,
+    STFTLoss,
+    SumAndDifferenceSTFTLoss,
+)
+
+__all__ = [
+    "AuralossLoss",
+    "L1Loss",
+    "LossTerm",
+    "MSELoss",
+    "MultiLoss",
+    "MultiResolutionSTFTLoss",
+    "STFTLoss",
+    "SumAndDifferenceSTFTLoss",
+    "ValueLoss",
+]
