@@ -19,6 +19,10 @@ _EXPORTS = {
     "copy_state_dict": "stable_audio_ops.models.checkpoints",
     "save_model_checkpoint": "stable_audio_ops.models.checkpoints",
     "read_embedded_model_config": "stable_audio_ops.models.checkpoints",
+    "ConditionedDiffusionModelWrapper": "stable_audio_ops.models.diffusion",
+    "DiTWrapper": "stable_audio_ops.models.diffusion",
+    "DiffusionTransformer": "stable_audio_ops.models.dit",
+    "MultiConditioner": "stable_audio_ops.models.conditioners",
 }
 
 __all__ = sorted(_EXPORTS)

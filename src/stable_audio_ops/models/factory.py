@@ -210,8 +210,18 @@ def build_autoencoder_model(root: ConfigNode) -> AudioAutoencoder:
 
 
 # model_type -> builder(root node of the whole model config)
+def _build_diffusion_cond(root: ConfigNode) -> nn.Module:
+    # Imported on use: the diffusion stack (transformer, conditioners) is not needed for autoencoders.
+    from stable_audio_ops.models.diffusion_factory import build_diffusion_cond
+
+    return build_diffusion_cond(root)
+
+
 MODEL_TYPES: dict[str, Callable[[ConfigNode], nn.Module]] = {
     "autoencoder": build_autoencoder_model,
+    "diffusion_cond": _build_diffusion_cond,
+    # Same wrapper: inpainting inputs are ordinary input-concat conditioning (inpaint_mask, inpaint_masked_input).
+    "diffusion_cond_inpaint": _build_diffusion_cond,
 }
 
 

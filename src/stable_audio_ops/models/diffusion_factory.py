@@ -1,0 +1,269 @@
+"""Build ``diffusion_cond`` / ``diffusion_cond_inpaint`` models from stable-audio-tools model configs.
+
+Every value is read through :class:`ConfigNode`, so a bad config fails at build time with
+``<file>: <key.path>: <problem>`` instead of a shape error in the first forward pass. Inconsistent
+parts (conditioner widths vs. the DiT's ``cond_token_dim`` / ``global_cond_dim``, latent channels
+vs. the pretransform, head layouts the attention cannot use) are caught here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from torch import nn
+
+from stable_audio_ops.config.schema import ConfigNode, lookup
+from stable_audio_ops.errors import UnknownTypeError
+from stable_audio_ops.inference.schedules import create_dist_shift
+from stable_audio_ops.models.conditioners import (
+    MultiConditioner,
+    create_multi_conditioner_from_conditioning_config,
+)
+from stable_audio_ops.models.diffusion import ConditionedDiffusionModelWrapper, DiTWrapper
+from stable_audio_ops.models.dit import DIFFUSION_OBJECTIVES, GLOBAL_COND_TYPES, TIMESTEP_COND_TYPES
+from stable_audio_ops.models.transformer import QK_NORMS
+
+# upstream keys that only work with their default value here: key -> default
+_DEFAULT_ONLY = {
+    "transformer_type": "continuous_transformer",
+    "timestep_features_type": "learned",
+    "norm_type": "layer_norm",
+    "conformer": False,
+    "sliding_window": None,
+    "remove_norms": False,
+    "add_rope": False,
+    "causal": False,
+    "modular_local_cond_configs": None,
+    "local_add_cond_dim": None,
+}
+_DIT_KEYS = ("io_channels", "patch_size", "embed_dim", "depth", "num_heads", "cond_token_dim", "project_cond_tokens",
+             "global_cond_dim", "project_global_cond", "input_concat_dim", "prepend_cond_dim", "global_cond_type",
+             "timestep_cond_type", "timestep_embed_dim", "timestep_features_dim", "timestep_features_logsnr")
+_TRANSFORMER_KEYS = ("rotary_pos_emb", "cross_attn_rotary_pos_emb", "use_sinusoidal_emb", "use_abs_pos_emb",
+                     "abs_pos_emb_max_length", "num_memory_tokens", "final_cross_attn_ix", "zero_init_branch_outputs",
+                     "layer_scale", "attn_kwargs", "ff_kwargs", "norm_kwargs", "use_checkpointing")
+_UNSUPPORTED_BACKBONES = {
+    "adp_cfg_1d": "the audio-diffusion-pytorch U-Net with cross-attention",
+    "adp_1d": "the audio-diffusion-pytorch U-Net",
+    "DAU1d": "the Dance Diffusion U-Net (upstream does not accept it for conditioned models either)",
+}
+
+
+def _check_keys(node: ConfigNode, known: tuple[str, ...]) -> None:
+    if not isinstance(node.data, dict):
+        raise node.error(f"expected an object, got {node.data!r}")
+    for key in node.data:
+        if key not in known:
+            raise node.error(f"unknown key; known keys: {', '.join(known)}", key)
+
+
+def _default_only(node: ConfigNode, key: str, default: Any) -> None:
+    if node.has(key) and node.data[key] != default and not (default is None and node.data[key] in ([], {})):
+        raise node.error(f"only {default!r} is supported by this implementation, got {node.data[key]!r}", key)
+
+
+def _sub_kwargs(node: ConfigNode, key: str, spec: dict[str, str], default_only: dict[str, Any]) -> dict[str, Any]:
+    sub = node.child(key, {})
+    _check_keys(sub, tuple(spec) + tuple(default_only))
+    for k, default in default_only.items():
+        _default_only(sub, k, default)
+    return {k: sub.get(k, kind) for k, kind in spec.items() if sub.has(k) and sub.data[k] is not None}
+
+
+def dit_kwargs_from_config(cfg: ConfigNode) -> dict[str, Any]:
+    """Validated ``DiffusionTransformer`` keyword arguments from ``model.diffusion.config``."""
+    _check_keys(cfg, _DIT_KEYS + _TRANSFORMER_KEYS + tuple(_DEFAULT_ONLY))
+    for key, default in _DEFAULT_ONLY.items():
+        _default_only(cfg, key, default)
+
+    kw: dict[str, Any] = {
+        "io_channels": cfg.get("io_channels", "a positive int", 32),
+        "patch_size": cfg.get("patch_size", "a positive int", 1),
+        "embed_dim": cfg.get("embed_dim", "a positive int", 768),
+        "depth": cfg.get("depth", "a positive int", 12),
+        "num_heads": cfg.get("num_heads", "a positive int", 8),
+        "cond_token_dim": cfg.get("cond_token_dim", "a non-negative int", 0),
+        "project_cond_tokens": cfg.get("project_cond_tokens", "a bool", True),
+        "global_cond_dim": cfg.get("global_cond_dim", "a non-negative int", 0),
+        "project_global_cond": cfg.get("project_global_cond", "a bool", True),
+        "input_concat_dim": cfg.get("input_concat_dim", "a non-negative int", 0),
+        "prepend_cond_dim": cfg.get("prepend_cond_dim", "a non-negative int", 0),
+        "global_cond_type": cfg.choice("global_cond_type", GLOBAL_COND_TYPES, "prepend"),
+        "timestep_cond_type": cfg.choice("timestep_cond_type", TIMESTEP_COND_TYPES, "global"),
+        "timestep_embed_dim": cfg.get("timestep_embed_dim", "a positive int", None),
+        "timestep_features_dim": cfg.get("timestep_features_dim", "a positive int", 256),
+        "timestep_features_logsnr": cfg.get("timestep_features_logsnr", "a bool", False),
+    }
+    if kw["timestep_cond_type"] == "input_concat" and kw["timestep_embed_dim"] is None:
+        raise cfg.error("is required when timestep_cond_type is 'input_concat'", "timestep_embed_dim")
+    if kw["timestep_features_dim"] % 2:
+        raise cfg.error("must be even (cos and sin halves)", "timestep_features_dim")
+
+    embed_dim, num_heads = kw["embed_dim"], kw["num_heads"]
+    if embed_dim % num_heads:
+        raise cfg.error(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}", "num_heads")
+    head_dim = embed_dim // num_heads
+    rotary = cfg.get("rotary_pos_emb", "a bool", True)
+    if rotary and head_dim < 32:
+        raise cfg.error(f"rotary embeddings rotate max(head_dim // 2, 32) = 32 features per head, but the head dim "
+                        f"is embed_dim / num_heads = {head_dim}; use head dims >= 32 or rotary_pos_emb: false",
+                        "num_heads")
+    if kw["cond_token_dim"] > 0 and not kw["project_cond_tokens"]:
+        kv_dim = kw["cond_token_dim"]
+        if kv_dim % head_dim or num_heads % (kv_dim // head_dim):
+            raise cfg.error(f"with project_cond_tokens false, cross-attention keys/values keep cond_token_dim "
+                            f"{kv_dim}, which must be a multiple of the head dim {head_dim} giving a divisor of "
+                            f"num_heads {num_heads} (key/value heads are shared by query heads)", "cond_token_dim")
+
+    for key, kind in (("rotary_pos_emb", "a bool"), ("cross_attn_rotary_pos_emb", "a bool"),
+                      ("use_sinusoidal_emb", "a bool"), ("use_abs_pos_emb", "a bool"),
+                      ("abs_pos_emb_max_length", "a positive int"), ("num_memory_tokens", "a non-negative int"),
+                      ("final_cross_attn_ix", "an int"), ("zero_init_branch_outputs", "a bool"),
+                      ("layer_scale", "a bool"), ("use_checkpointing", "a bool")):
+        if cfg.has(key) and cfg.data[key] is not None:
+            kw[key] = cfg.get(key, kind)
+    if kw.get("use_sinusoidal_emb") and kw.get("use_abs_pos_emb"):
+        raise cfg.error("use_sinusoidal_emb and use_abs_pos_emb cannot both be true", "use_abs_pos_emb")
+
+    attn = _sub_kwargs(cfg, "attn_kwargs", {"qk_norm": "a string", "qk_norm_eps": "a positive number"},
+                       {"differential": False, "feat_scale": False})
+    if "qk_norm" in attn and attn["qk_norm"] not in QK_NORMS:
+        raise cfg.child("attn_kwargs").error(f"expected one of {', '.join(QK_NORMS)}, got {attn['qk_norm']!r}",
+                                             "qk_norm")
+    ff = _sub_kwargs(cfg, "ff_kwargs", {"mult": "a positive number", "no_bias": "a bool", "glu": "a bool"},
+                     {"use_conv": False, "sinusoidal": False})
+    norm = _sub_kwargs(cfg, "norm_kwargs", {"bias": "a bool", "fix_scale": "a bool", "force_fp32": "a bool",
+                                            "eps": "a positive number"}, {})
+    for name, sub in (("attn_kwargs", attn), ("ff_kwargs", ff), ("norm_kwargs", norm)):
+        if sub:
+            kw[name] = sub
+    return kw
+
+
+def build_dit_backbone(node: ConfigNode, diffusion_objective: str) -> DiTWrapper:
+    """``node`` is ``model.diffusion``; the DiT reads ``model.diffusion.config``."""
+    return DiTWrapper(diffusion_objective=diffusion_objective, **dit_kwargs_from_config(node.child("config")))
+
+
+# backbone ``type`` -> builder(node of model.diffusion, objective)
+DIFFUSION_BACKBONES: dict[str, Callable[[ConfigNode, str], nn.Module]] = {"dit": build_dit_backbone}
+
+_DIFFUSION_KEYS = ("type", "config", "diffusion_objective", "cross_attention_cond_ids", "global_cond_ids",
+                   "input_concat_ids", "prepend_cond_ids", "distribution_shift_options",
+                   "sampling_distribution_shift_options", "local_add_cond_ids", "modular_local_cond_configs",
+                   "mask_padding_attention", "use_effective_length_for_schedule")
+
+
+def _shift_options(node: ConfigNode, key: str) -> dict | None:
+    options = node.get(key, "an object", None)
+    if options is not None:
+        create_dist_shift(options, node.child(key))  # validates type and options, naming the key path
+    return options
+
+
+def _conditioner_widths(conditioner: MultiConditioner | None) -> dict[str, int]:
+    if conditioner is None:
+        return {}
+    return {cid: int(getattr(c, "output_dim", 0)) for cid, c in conditioner.conditioners.items()}
+
+
+def _check_cond_ids(diffusion: ConfigNode, key: str, widths: Mapping[str, int]) -> list[str]:
+    ids = diffusion.get(key, "a list of strings", [])
+    for i, cid in enumerate(ids):
+        if cid not in widths:
+            known = ", ".join(widths) or "(no model.conditioning block)"
+            raise diffusion.child(key).error(f"{cid!r} is not a configured conditioner id; configured: {known}", i)
+    return ids
+
+
+def build_diffusion_cond(root: ConfigNode) -> ConditionedDiffusionModelWrapper:
+    """Builder for ``model_type`` ``diffusion_cond`` and ``diffusion_cond_inpaint`` (same network;
+    inpainting differs only in the input-concat conditioning the training/generation code injects)."""
+    from stable_audio_ops.models.factory import create_pretransform_from_config
+
+    sample_rate = root.get("sample_rate", "a positive int")
+    model = root.child("model")
+    _check_keys(model, ("diffusion", "conditioning", "pretransform", "io_channels"))
+    io_channels = model.get("io_channels", "a positive int")
+    diffusion = model.child("diffusion")
+    _check_keys(diffusion, _DIFFUSION_KEYS)
+    for key, default in (("local_add_cond_ids", None), ("modular_local_cond_configs", None),
+                         ("mask_padding_attention", False), ("use_effective_length_for_schedule", False)):
+        _default_only(diffusion, key, default)
+
+    backbone_type = diffusion.get("type", "a string")
+    if backbone_type in _UNSUPPORTED_BACKBONES:
+        raise UnknownTypeError(diffusion.source, diffusion._key_path("type"),
+                               f"{backbone_type!r} ({_UNSUPPORTED_BACKBONES[backbone_type]}) is not supported by "
+                               f"this version; supported: {', '.join(sorted(DIFFUSION_BACKBONES))}")
+    builder = lookup(DIFFUSION_BACKBONES, backbone_type, "diffusion backbone type", diffusion)
+    objective = diffusion.choice("diffusion_objective", DIFFUSION_OBJECTIVES, "v")
+    backbone = builder(diffusion, objective)
+
+    dit = backbone.model if isinstance(backbone, DiTWrapper) else None
+    if dit is not None and dit.io_channels != io_channels:
+        raise diffusion.child("config").error(f"is {dit.io_channels} but model.io_channels is {io_channels}",
+                                              "io_channels")
+
+    pretransform = None
+    if model.has("pretransform") and model.data["pretransform"] is not None:
+        pretransform = create_pretransform_from_config(model.data["pretransform"], sample_rate,
+                                                       model.child("pretransform"))
+        encoded = getattr(pretransform, "encoded_channels", io_channels)
+        if encoded != io_channels:
+            raise model.error(f"is {io_channels} but the pretransform encodes to {encoded} channels", "io_channels")
+
+    conditioner = None
+    if model.has("conditioning") and model.data["conditioning"] is not None:
+        conditioner = create_multi_conditioner_from_conditioning_config(
+            model.data["conditioning"], model.child("conditioning"), pretransform=pretransform)
+
+    widths = _conditioner_widths(conditioner)
+    cross_ids = _check_cond_ids(diffusion, "cross_attention_cond_ids", widths)
+    global_ids = _check_cond_ids(diffusion, "global_cond_ids", widths)
+    prepend_ids = _check_cond_ids(diffusion, "prepend_cond_ids", widths)
+    input_concat_ids = diffusion.get("input_concat_ids", "a list of strings", [])
+    if dit is not None:
+        _check_widths(diffusion, dit, cross_ids, global_ids, widths, conditioner)
+
+    min_input_length = pretransform.downsampling_ratio if pretransform is not None else 1
+    min_input_length *= dit.patch_size if dit is not None else 1
+
+    return ConditionedDiffusionModelWrapper(
+        backbone, conditioner, io_channels=io_channels, sample_rate=sample_rate, min_input_length=min_input_length,
+        diffusion_objective=objective, pretransform=pretransform, cross_attn_cond_ids=cross_ids,
+        global_cond_ids=global_ids, input_concat_ids=input_concat_ids, prepend_cond_ids=prepend_ids,
+        distribution_shift_options=_shift_options(diffusion, "distribution_shift_options"),
+        sampling_distribution_shift_options=_shift_options(diffusion, "sampling_distribution_shift_options"),
+    )
+
+
+def _check_widths(diffusion: ConfigNode, dit: nn.Module, cross_ids: list[str], global_ids: list[str],
+                  widths: Mapping[str, int], conditioner: MultiConditioner | None) -> None:
+    """Conditioner output widths must match what the DiT projects (pre-encoded ids are not checked)."""
+    pre_encoded = set(conditioner.pre_encoded_keys) if conditioner is not None else set()
+    cfg = diffusion.child("config")
+    cond_token_dim = dit.cond_token_dim
+    if cross_ids and cond_token_dim == 0:
+        raise cfg.error("is 0 (no cross-attention) but model.diffusion.cross_attention_cond_ids is not empty",
+                        "cond_token_dim")
+    for cid in cross_ids:
+        if cid not in pre_encoded and widths[cid] != cond_token_dim:
+            raise cfg.error(f"is {cond_token_dim} but conditioner {cid!r} outputs {widths[cid]}-dim tokens",
+                            "cond_token_dim")
+    if global_ids and not any(cid in pre_encoded for cid in global_ids):
+        total = sum(widths[cid] for cid in global_ids)
+        expected = cfg.get("global_cond_dim", "a non-negative int", 0)
+        if total != expected:
+            raise cfg.error(f"is {expected} but the global conditioners {global_ids} concatenate to {total} dims",
+                            "global_cond_dim")
+
+
+def create_diffusion_cond_from_config(model_config: dict, source: str = "<model config>") -> ConditionedDiffusionModelWrapper:
+    """Convenience entry point taking the whole model config dict."""
+    return build_diffusion_cond(ConfigNode(model_config, source))
+
+
+__all__ = ["DIFFUSION_BACKBONES", "build_diffusion_cond", "build_dit_backbone", "create_diffusion_cond_from_config",
+           "dit_kwargs_from_config"]
