@@ -68,8 +68,8 @@ def test_worker_process_with_file_metadata_module(audio_folder, tmp_path):
 def test_unknown_dataset_types_list_known_ones(audio_folder):
     with pytest.raises(UnknownTypeError, match=r"d\.json: dataset_type: unknown value 'folder'; known: audio_dir"):
         create_dataloader_from_config({"dataset_type": "folder", "datasets": []}, 1, 64, SR, source="d.json")
-    cfg = {"dataset_type": "wds", "datasets": [{"id": "x", "path": str(audio_folder)}]}
-    with pytest.raises(UnknownTypeError, match=r"unknown dataset type 'wds'; known: audio_dir"):
+    cfg = {"dataset_type": "pre_encoded", "datasets": [{"id": "x", "path": str(audio_folder)}]}
+    with pytest.raises(UnknownTypeError, match=r"unknown dataset type 'pre_encoded'; known: audio_dir, s3, wds"):
         create_dataloader_from_config(cfg, 1, 64, SR)
 
 

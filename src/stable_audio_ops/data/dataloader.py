@@ -60,9 +60,19 @@ def _build_audio_dir(cfg: dict[str, Any], options: LoaderOptions) -> DataLoader:
     return torch_loader(dataset, options, drop_last=cfg.get("drop_last", True))
 
 
+def _build_webdataset(cfg: dict[str, Any], options: LoaderOptions) -> Any:
+    # Imported on use: webdataset (and boto3 for s3) are only needed for shard datasets, and
+    # data.wds itself imports LoaderOptions from this module.
+    from stable_audio_ops.data.wds import build_wds_loader
+
+    return build_wds_loader(cfg, options)
+
+
 # dataset_type -> builder(validated config, options) -> DataLoader (or a DataLoader-like iterable).
 DATASET_TYPES: dict[str, Callable[[dict[str, Any], LoaderOptions], Any]] = {
     "audio_dir": _build_audio_dir,
+    "wds": _build_webdataset,
+    "s3": _build_webdataset,  # upstream alias: shards under an s3_path
 }
 
 

@@ -69,7 +69,18 @@ DENIED_CODES = frozenset(
 
 
 class S3Error(DatasetError):
-    """An S3 operation failed for good (the message names the bucket/key and the endpoint)."""
+    """An S3 operation failed for good (the message names the bucket/key and the endpoint).
+
+    ``str()`` is the original message even after webdataset's tar iterators append context to
+    ``args`` (they do so for every exception passing through them).
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class S3NotFoundError(S3Error):
@@ -135,18 +146,33 @@ class S3Settings:
 
 
 # ------------------------------------------------------------------------------------------ clients
-_CLIENTS: dict[tuple[int, S3Settings], Any] = {}
+_CLIENTS: dict[tuple[Any, ...], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
+# Environment variables that change what a client resolves to; part of the cache key.
+_CLIENT_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
 
 
 def make_s3_client(settings: S3Settings | None = None):
     """A boto3 S3 client for ``settings`` (cached per process: creating one costs tens of ms).
 
-    The cache is keyed by process id, so forked DataLoader workers build their own client instead of
-    sharing the parent's connection pool.
+    The cache is keyed by process id (forked DataLoader workers build their own client instead of
+    sharing the parent's connection pool) and by the AWS environment variables, so a changed
+    endpoint or credential is picked up.
     """
     settings = settings or S3Settings()
-    key = (os.getpid(), settings)
+    key = (os.getpid(), settings, tuple(os.environ.get(name) for name in _CLIENT_ENV))
     with _CLIENTS_LOCK:
         client = _CLIENTS.get(key)
         if client is not None:
@@ -290,7 +316,7 @@ def _prefix_for(key: str) -> str:
     return key.rstrip("/") + "/" if key else ""
 
 
-def list_objects(s3_url: str, settings: S3Settings | None = None) -> list[tuple[str, int]]:
+def list_objects(s3_url: str, settings: S3Settings | None = None, page_size: int = 1000) -> list[tuple[str, int]]:
     """Every object (key, size) under the folder ``s3_url`` (recursive, paginated, retried per page)."""
     settings = settings or S3Settings()
     bucket, key = parse_s3_url(s3_url)
@@ -299,7 +325,7 @@ def list_objects(s3_url: str, settings: S3Settings | None = None) -> list[tuple[
     found: list[tuple[str, int]] = []
     token: str | None = None
     while True:
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
         if token:
             kwargs["ContinuationToken"] = token
         page = call_with_retries(
@@ -311,7 +337,7 @@ def list_objects(s3_url: str, settings: S3Settings | None = None) -> list[tuple[
         token = page.get("NextContinuationToken")
 
 
-def list_shards(s3_url: str, settings: S3Settings | None = None) -> list[str]:
+def list_shards(s3_url: str, settings: S3Settings | None = None, page_size: int = 1000) -> list[str]:
     """Sorted ``s3://`` URLs of the ``.tar`` shards under ``s3_url`` (recursive; nested prefixes included).
 
     ``s3_url`` may also name one ``.tar`` object. Raises :class:`S3NotFoundError` when the bucket does
@@ -326,7 +352,7 @@ def list_shards(s3_url: str, settings: S3Settings | None = None) -> list[str]:
         )
         return [s3_url]
     try:
-        objects = list_objects(s3_url, settings)
+        objects = list_objects(s3_url, settings, page_size)
     except S3NotFoundError as exc:
         raise S3NotFoundError(
             f"S3 bucket {bucket!r} does not exist (dataset path {s3_url}, endpoint {endpoint_of(settings)})"
