@@ -45,7 +45,8 @@ class DiTWrapper(nn.Module):
                 cfg_interval: tuple[float, float] = (0, 1), cfg_norm_threshold: float = 0.0,
                 negative_input_concat_cond: torch.Tensor | None = None,
                 cross_attn_cond_mask: torch.Tensor | None = None, global_embed: torch.Tensor | None = None,
-                negative_global_embed: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
+                negative_global_embed: torch.Tensor | None = None, return_info: bool = False,
+                **kwargs: Any) -> torch.Tensor | tuple[torch.Tensor, dict]:
         """``rescale_cfg`` and ``negative_input_concat_cond`` are accepted and ignored, as upstream (the
         DiT's CFG rescale is ``scale_phi``; the uncond half reuses the input-concat conditioning)."""
         if not batch_cfg:
@@ -72,6 +73,7 @@ class DiTWrapper(nn.Module):
             scale_phi=scale_phi,
             apg_scale=apg_scale,
             cfg_norm_threshold=cfg_norm_threshold,
+            return_info=return_info,  # CFG++ samplers need the unconditional estimate
         )
 
 
