@@ -17,16 +17,18 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: setup system-deps demo test lint mlflow-ui clean-outputs
 
-# Debian packages for the demo renderer (FluidSynth + the MIT FluidR3 GM soundfont).
+# Debian packages: FluidSynth + the MIT FluidR3 GM soundfont (demo renderer), Chromium + driver (page test).
+SYSTEM_PACKAGES := fluidsynth fluid-soundfont-gm chromium chromium-driver
 system-deps:
-	@if [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] && ldconfig -p | grep -q libfluidsynth; then \
-		echo "system packages: fluidsynth + FluidR3_GM present"; \
+	@if [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] && ldconfig -p | grep -q libfluidsynth \
+		&& [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "system packages: present ($(SYSTEM_PACKAGES))"; \
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			fluidsynth fluid-soundfont-gm >/dev/null && echo "system packages: installed fluidsynth fluid-soundfont-gm"; \
+			$(SYSTEM_PACKAGES) >/dev/null && echo "system packages: installed $(SYSTEM_PACKAGES)"; \
 	else \
-		echo "WARNING: the demo renderer needs the Debian packages fluidsynth and fluid-soundfont-gm:"; \
-		echo "         sudo apt-get install fluidsynth fluid-soundfont-gm   (tests that render notes will fail without them)"; \
+		echo "WARNING: needs the Debian packages $(SYSTEM_PACKAGES):"; \
+		echo "         sudo apt-get install $(SYSTEM_PACKAGES)   (demo rendering and the browser test need them)"; \
 	fi
 
 $(STAMP): requirements.txt pyproject.toml

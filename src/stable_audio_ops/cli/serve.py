@@ -1,0 +1,70 @@
+"""``python -m stable_audio_ops.cli.serve``: run the generation API and web page with uvicorn.
+
+Flags override the ``SAO_*`` environment variables (see :mod:`stable_audio_ops.serving.settings`);
+the bearer token is only read from ``SAO_API_TOKEN`` so it never shows up in a process listing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stable_audio_ops.errors import StableAudioOpsError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m stable_audio_ops.cli.serve", allow_abbrev=False,
+                                description="Serve a conditioned diffusion model over HTTP (FastAPI + uvicorn).")
+    p.add_argument("--model", default=None,
+                   help="models:/NAME@alias, models:/NAME/VERSION, a .safetensors/.ckpt file or a model folder "
+                        "(env SAO_MODEL)")
+    p.add_argument("--model-config", default=None, help="model config JSON if the checkpoint embeds none")
+    p.add_argument("--model-name", default=None, help="id reported by /v1/models")
+    p.add_argument("--mlflow-tracking-uri", default=None, help="MLflow tracking/registry URI for models:/ sources")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--max-seconds", type=float, default=None)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-batch", type=int, default=None, help="items per model call (1 = no batching)")
+    p.add_argument("--max-prompt-length", type=int, default=None)
+    p.add_argument("--queue-size", type=int, default=None, help="items allowed to wait before 503")
+    p.add_argument("--batch-window-ms", type=float, default=None, help="0 = never wait for companions")
+    p.add_argument("--torch-threads", type=int, default=None)
+    p.add_argument("--no-warmup", action="store_true", help="skip the warm-up generation")
+    p.add_argument("--fixed-length", action="store_true",
+                   help="always generate the model's sample_size and trim to the requested duration")
+    p.add_argument("--log-level", default="info")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import uvicorn
+
+    from stable_audio_ops.serving.app import create_app
+    from stable_audio_ops.serving.settings import ServeSettings
+
+    try:
+        settings = ServeSettings.from_env(
+            model=args.model, model_config=args.model_config, model_name=args.model_name,
+            mlflow_tracking_uri=args.mlflow_tracking_uri, device=args.device, max_seconds=args.max_seconds,
+            max_steps=args.max_steps, max_batch=args.max_batch, max_prompt_length=args.max_prompt_length,
+            queue_size=args.queue_size, batch_window_ms=args.batch_window_ms, torch_threads=args.torch_threads,
+            warmup=False if args.no_warmup else None, fixed_length=True if args.fixed_length else None)
+        if not settings.model:
+            build_parser().error("no model: pass --model or set SAO_MODEL")
+        if not settings.model.startswith("models:/") and not Path(settings.model).expanduser().exists():
+            build_parser().error(f"--model {settings.model!r} does not exist")
+    except StableAudioOpsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""FastAPI app: text/duration-conditioned audio generation over HTTP, with batching, jobs and a web page.
+
+``create_app(settings)`` builds the app; the model is loaded by the lifespan in a background task,
+so ``/healthz`` answers at once and ``/readyz`` turns 200 only when the weights are loaded and a
+warm-up generation has run. All model work goes through one :class:`DynamicBatcher` (one worker
+thread), never the event loop.
+
+Endpoints: ``/`` (web page), ``/healthz``, ``/readyz``, ``/v1/models``, ``POST /v1/generate`` (audio
+bytes), ``POST /v1/jobs`` -> ``GET /v1/jobs/{id}`` -> ``GET /v1/jobs/{id}/audio``, ``DELETE
+/v1/jobs/{id}``, ``GET /v1/stats``; OpenAPI at ``/docs``. With ``SAO_API_TOKEN`` set, ``/v1/*``
+needs ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from stable_audio_ops.serving.batcher import BatcherStats, DynamicBatcher, QueueFullError
+from stable_audio_ops.serving.engine import SEED_LIMIT, Engine, GenerationResult, GenerationSpec
+from stable_audio_ops.serving.jobs import Job, JobStore
+from stable_audio_ops.serving.model_loader import LoadedModel, load_model
+from stable_audio_ops.serving.settings import ServeSettings
+
+log = logging.getLogger("stable_audio_ops.serving")
+STATIC_DIR = Path(__file__).parent / "static"
+NOT_READY_RETRY_S = 5
+
+
+class GenerateRequest(BaseModel):
+    """Body of ``POST /v1/generate`` and ``POST /v1/jobs``. Server limits are listed by ``GET /v1/models``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field("", description="text prompt (ignored by models without a text conditioner)")
+    negative_prompt: str = Field("", description="text to steer away from (text-conditioned models, cfg_scale > 1)")
+    seconds_total: float | None = Field(None, gt=0, description="duration in seconds (default: min(10, limit))")
+    steps: int | None = Field(None, ge=1, description="sampler steps (default: min(100, limit))")
+    cfg_scale: float = Field(7.0, ge=0, le=100, description="classifier-free guidance scale")
+    seed: int = Field(-1, ge=-1, lt=SEED_LIMIT, description="-1 = random; variation i uses seed + i")
+    sampler: str | None = Field(None, description="sampler name (default: the model's default)")
+    batch_size: int = Field(1, ge=1, description="variations in this request (> 1 returns a zip)")
+    format: Literal["wav", "flac"] = Field("wav", description="audio container (16-bit PCM)")
+    conditioning: dict[str, float | int | str] = Field(
+        default_factory=dict, description="values for conditioners no other field covers (see /v1/models)")
+
+
+class ServerState:
+    """Everything the endpoints share; ``status`` goes loading -> warming_up -> ready (or failed)."""
+
+    def __init__(self, settings: ServeSettings, loaded: LoadedModel | None):
+        self.settings = settings
+        self.preloaded = loaded
+        self.status = "loading"
+        self.error: str | None = None
+        self.engine: Engine | None = None
+        self.batcher: DynamicBatcher | None = None
+        self.jobs = JobStore(settings.job_ttl_s, settings.max_jobs)
+
+    async def start(self) -> None:
+        """Load (in a thread), start the batcher, warm up through it; failures are kept for the probes."""
+        try:
+            loaded = self.preloaded
+            if loaded is None:
+                s = self.settings
+                loaded = await asyncio.to_thread(load_model, s.model, model_config=s.model_config, device=s.device,
+                                                 name=s.model_name, tracking_uri=s.mlflow_tracking_uri)
+            self.engine = Engine(loaded, self.settings)
+            self.batcher = DynamicBatcher(self.engine.run_batch, max_batch=self.settings.max_batch,
+                                          window_s=self.settings.batch_window_ms / 1000.0,
+                                          queue_size=self.settings.queue_size)
+            await self.batcher.start()
+            if self.settings.warmup and not self.engine.extra_conditioning_ids:
+                self.status = "warming_up"
+                spec = self.engine.warmup_spec()
+                await self.batcher.submit(self.engine.batch_key(spec), spec, 1).future
+                self.batcher.stats = BatcherStats()  # counters describe real traffic only
+            self.status = "ready"
+            log.info("model %s ready on %s", loaded.name, loaded.device)
+        except Exception as exc:  # reported by /healthz and /readyz; the process stays up to say why
+            self.status = "failed"
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.error("model start-up failed: %s", self.error)
+
+    async def stop(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.stop()
+
+
+# --- request validation against the server's limits and the model ------------------------------------
+
+def _error(field: str, message: str, value: Any, kind: str = "value_error") -> dict[str, Any]:
+    return {"type": kind, "loc": ("body", field), "msg": message, "input": value}
+
+
+def build_spec(body: GenerateRequest, engine: Engine, settings: ServeSettings) -> GenerationSpec:
+    """Apply limits and defaults; every violation is reported at once as a 422."""
+    errors = []
+    seconds = body.seconds_total if body.seconds_total is not None else min(10.0, engine.max_seconds)
+    steps = body.steps if body.steps is not None else min(100, settings.max_steps)
+    sampler = body.sampler or engine.default_sampler
+    if seconds > engine.max_seconds:
+        errors.append(_error("seconds_total", f"seconds_total must be <= {engine.max_seconds:g} (server/model limit)",
+                             seconds, "less_than_equal"))
+    if steps > settings.max_steps:
+        errors.append(_error("steps", f"steps must be <= {settings.max_steps} (server limit)", steps,
+                             "less_than_equal"))
+    if body.batch_size > settings.max_batch:
+        errors.append(_error("batch_size", f"batch_size must be <= {settings.max_batch} (server limit)",
+                             body.batch_size, "less_than_equal"))
+    for name in ("prompt", "negative_prompt"):
+        text = getattr(body, name)
+        if len(text) > settings.max_prompt_length:
+            errors.append(_error(name, f"{name} must have at most {settings.max_prompt_length} characters "
+                                 f"(got {len(text)})", len(text), "string_too_long"))
+    if sampler not in engine.samplers:
+        errors.append(_error("sampler", f"unknown sampler {sampler!r} for a {engine.objective} model; known: "
+                             f"{', '.join(sorted(engine.samplers))}", sampler))
+    missing = [k for k in engine.extra_conditioning_ids if k not in body.conditioning]
+    if missing:
+        errors.append(_error("conditioning", f"this model also needs conditioning values for: {', '.join(missing)}",
+                             body.conditioning))
+    unknown = sorted(set(body.conditioning) - set(engine.extra_conditioning_ids))
+    if unknown:
+        errors.append(_error("conditioning", f"unknown conditioning keys {unknown}; this model takes "
+                             f"{engine.extra_conditioning_ids or 'none'} here", body.conditioning))
+    if errors:
+        raise RequestValidationError(errors)
+    seed = body.seed if body.seed >= 0 else secrets.randbelow(SEED_LIMIT)
+    return GenerationSpec(prompt=body.prompt, negative_prompt=body.negative_prompt, seconds_total=float(seconds),
+                          steps=int(steps), cfg_scale=float(body.cfg_scale), seed=int(seed), sampler=sampler,
+                          batch_size=body.batch_size, format=body.format,
+                          sample_size=engine.sample_size_for(seconds), num_samples=engine.num_samples_for(seconds),
+                          conditioning=dict(body.conditioning))
+
+
+def _unavailable(detail: str, retry_after: int) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(retry_after)})
+
+
+def _result_headers(result: GenerationResult, spec_or_job: dict[str, Any]) -> dict[str, str]:
+    headers = {"X-Seed": str(result.seeds[0]), "X-Seeds": ",".join(map(str, result.seeds)),
+               "X-Sample-Rate": str(result.sample_rate), "X-Num-Samples": str(result.num_samples)}
+    headers.update({k: str(v) for k, v in spec_or_job.items()})
+    return headers
+
+
+def _job_view(job: Job, request: Request) -> dict[str, Any]:
+    """Job as JSON; URLs are root-relative paths so they stay right behind a proxy."""
+    view = {"id": job.id, "status": job.status, "created": job.created, "params": job.params,
+            "status_url": request.app.url_path_for("get_job", job_id=job.id)}
+    if job.status == "succeeded":
+        result: GenerationResult = job.result
+        view.update(seeds=result.seeds, outputs=len(result.audio), media_type=result.media_type,
+                    sample_rate=result.sample_rate, num_samples=result.num_samples,
+                    audio_urls=[f"{request.app.url_path_for('get_job_audio', job_id=job.id)}?index={i}"
+                                for i in range(len(result.audio))])
+    if job.error is not None:
+        view["error"] = job.error
+    return view
+
+
+# --- the app ---------------------------------------------------------------------------------------
+
+def create_app(settings: ServeSettings | None = None, *, loaded: LoadedModel | None = None) -> FastAPI:
+    """The FastAPI app. ``loaded`` injects an already loaded model (tests, notebooks); otherwise
+    ``settings.model`` is loaded at start-up."""
+    settings = settings or ServeSettings.from_env()
+    state = ServerState(settings, loaded)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        starter = asyncio.create_task(state.start(), name="sao-model-start")
+        try:
+            yield
+        finally:
+            if not starter.done():
+                starter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starter
+            await state.stop()
+
+    app = FastAPI(title="stable-audio-ops", version="0.1.0", lifespan=lifespan,
+                  description="Generate audio with a stable-audio-tools style latent diffusion model.")
+    app.state.sao = state
+    bearer = HTTPBearer(auto_error=False, description="set when the server has SAO_API_TOKEN")
+
+    def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if settings.api_token is None:
+            return
+        given = credentials.credentials if credentials is not None else ""
+        if not secrets.compare_digest(given.encode(), settings.api_token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    def ready_engine() -> tuple[Engine, DynamicBatcher] | JSONResponse:
+        if state.status != "ready" or state.engine is None or state.batcher is None:
+            detail = f"model not ready ({state.status})" + (f": {state.error}" if state.error else "")
+            return _unavailable(detail, NOT_READY_RETRY_S)
+        return state.engine, state.batcher
+
+    def submit(body: GenerateRequest) -> tuple[GenerationSpec, Any] | JSONResponse:
+        ready = ready_engine()
+        if isinstance(ready, JSONResponse):
+            return ready
+        engine, batcher = ready
+        spec = build_spec(body, engine, settings)
+        try:
+            work = batcher.submit(engine.batch_key(spec), spec, spec.batch_size)
+        except QueueFullError as exc:
+            return _unavailable(str(exc), exc.retry_after)
+        return spec, work
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    @app.get("/healthz", tags=["probes"])
+    async def healthz() -> JSONResponse:
+        """Liveness: the process serves HTTP. 503 when the model failed to load (restart needed)."""
+        if state.status == "failed":
+            return JSONResponse({"status": "failed", "error": state.error}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", tags=["probes"])
+    async def readyz() -> JSONResponse:
+        """Readiness: weights loaded and the warm-up generation done."""
+        body = {"ready": state.status == "ready", "status": state.status}
+        if state.error:
+            body["error"] = state.error
+        if state.status != "ready":
+            return JSONResponse(body, status_code=503, headers={"Retry-After": str(NOT_READY_RETRY_S)})
+        return JSONResponse(body)
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_token)], tags=["v1"])
+
+    @v1.get("/models")
+    async def list_models() -> dict[str, Any]:
+        """The served model, what it accepts, and the server's limits."""
+        limits = {"max_seconds": state.engine.max_seconds if state.engine else settings.max_seconds,
+                  "max_steps": settings.max_steps, "max_batch": settings.max_batch,
+                  "max_prompt_length": settings.max_prompt_length, "queue_size": settings.queue_size}
+        entry: dict[str, Any] = {"id": settings.model_name or settings.model, "object": "model",
+                                 "status": state.status, "limits": limits}
+        if state.engine is not None:
+            loaded = state.engine.loaded
+            entry.update(id=loaded.name, source=loaded.source, device=str(loaded.device),
+                         registry=loaded.registry or None, **state.engine.describe())
+            entry["defaults"] = {"seconds_total": min(10.0, state.engine.max_seconds),
+                                 "steps": min(100, settings.max_steps), "cfg_scale": 7.0,
+                                 "sampler": state.engine.default_sampler}
+        return {"object": "list", "data": [entry]}
+
+    @v1.post("/generate", response_class=Response, responses={
+        200: {"content": {"audio/wav": {}, "audio/flac": {}, "application/zip": {}},
+              "description": "the audio file (a zip of files when batch_size > 1)"},
+        503: {"description": "model not ready or queue full (see Retry-After)"}})
+    async def generate(body: GenerateRequest) -> Response:
+        """Generate and return the audio in the response (use /v1/jobs for long generations)."""
+        submitted = submit(body)
+        if isinstance(submitted, JSONResponse):
+            return submitted
+        spec, work = submitted
+        result: GenerationResult = await work.future
+        headers = _result_headers(result, {"X-Batch-Items": work.batch_items})
+        if len(result.audio) == 1:
+            headers["Content-Disposition"] = f'attachment; filename="sao_{result.seeds[0]}.{result.format}"'
+            return Response(result.audio[0], media_type=result.media_type, headers=headers)
+        headers["Content-Disposition"] = f'attachment; filename="sao_{result.seeds[0]}.zip"'
+        return Response(result.zip_bytes(), media_type="application/zip", headers=headers)
+
+    @v1.post("/jobs", status_code=202)
+    async def create_job(body: GenerateRequest, request: Request) -> JSONResponse:
+        """Queue a generation; poll ``status_url`` until ``succeeded``, then fetch ``audio_urls``."""
+        submitted = submit(body)
+        if isinstance(submitted, JSONResponse):
+            return submitted
+        spec, work = submitted
+        params = {"prompt": spec.prompt, "negative_prompt": spec.negative_prompt, "seconds_total": spec.seconds_total,
+                  "steps": spec.steps, "cfg_scale": spec.cfg_scale, "seed": spec.seed, "sampler": spec.sampler,
+                  "batch_size": spec.batch_size, "format": spec.format}
+        job = state.jobs.add(work, params)
+        view = _job_view(job, request)
+        return JSONResponse(view, status_code=202, headers={"Location": view["status_url"]})
+
+    def _job_or_404(job_id: str) -> Job:
+        job = state.jobs.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job {job_id!r} (unknown or expired)")
+        return job
+
+    @v1.get("/jobs/{job_id}", name="get_job")
+    async def get_job(job_id: str, request: Request) -> dict[str, Any]:
+        return _job_view(_job_or_404(job_id), request)
+
+    @v1.get("/jobs/{job_id}/audio", name="get_job_audio", response_class=Response,
+            responses={200: {"content": {"audio/wav": {}, "audio/flac": {}}}})
+    async def get_job_audio(job_id: str, index: int = Query(0, ge=0)) -> Response:
+        job = _job_or_404(job_id)
+        if job.status != "succeeded":
+            detail = f"job is {job.status}" + (f": {job.error}" if job.error else "")
+            return JSONResponse({"detail": detail, "status": job.status}, status_code=409)
+        result: GenerationResult = job.result
+        if index >= len(result.audio):
+            raise HTTPException(404, f"job has {len(result.audio)} output(s); index {index} does not exist")
+        headers = _result_headers(result, {"X-Seed": result.seeds[index]})
+        headers["Content-Disposition"] = f'attachment; filename="sao_{result.seeds[index]}.{result.format}"'
+        return Response(result.audio[index], media_type=result.media_type, headers=headers)
+
+    @v1.delete("/jobs/{job_id}", status_code=204)
+    async def delete_job(job_id: str) -> Response:
+        _job_or_404(job_id)
+        state.jobs.delete(job_id)
+        return Response(status_code=204)
+
+    @v1.get("/stats")
+    async def stats() -> dict[str, Any]:
+        """Batching counters (model calls, items per call), queue depth and jobs."""
+        batcher = state.batcher
+        return {"status": state.status,
+                "batcher": batcher.stats.as_dict() if batcher else None,
+                "queued_items": batcher.queued_items if batcher else 0,
+                "running_items": batcher.running_items if batcher else 0,
+                "jobs": state.jobs.counts()}
+
+    app.include_router(v1)
+    return app

@@ -1,0 +1,155 @@
+"""Resolve a model source (checkpoint file, model folder, or MLflow ``models:/`` URI) to a ready model.
+
+The MLflow part is kept here, in one small function, because the registry layout is decided by the
+registry/promotion code. Assumed layout: the registered model's artifacts hold ``model_config.json``
+and ``model.safetensors`` at the root of the logged model folder (any single ``*.safetensors`` or
+``*.ckpt`` is accepted too; a config embedded in the safetensors metadata replaces a missing JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stable_audio_ops.errors import CheckpointError, ConfigError
+
+SERVABLE_MODEL_TYPES = ("diffusion_cond", "diffusion_cond_inpaint")
+CONFIG_NAME = "model_config.json"
+WEIGHTS_NAME = "model.safetensors"
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))?$")
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode on its device, plus what the API reports about it."""
+
+    model: torch.nn.Module
+    config: dict
+    name: str
+    source: str
+    checkpoint: Path
+    device: torch.device
+    registry: dict[str, Any] = field(default_factory=dict)  # name/version/alias/run_id for models:/ sources
+
+    @property
+    def model_type(self) -> str:
+        return str(self.config.get("model_type"))
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` = CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _find_checkpoint(folder: Path) -> Path:
+    """``model.safetensors`` in ``folder``, else its only ``*.safetensors`` / ``*.ckpt`` file."""
+    preferred = folder / WEIGHTS_NAME
+    if preferred.is_file():
+        return preferred
+    candidates = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".safetensors", ".ckpt"))
+    if len(candidates) == 1:
+        return candidates[0]
+    listing = ", ".join(sorted(p.name for p in folder.iterdir())) or "(empty)"
+    what = "no" if not candidates else "several"
+    raise CheckpointError(f"{folder}: {what} model weights found (expected {WEIGHTS_NAME} or a single "
+                          f"*.safetensors/*.ckpt); folder holds: {listing}")
+
+
+def _read_config(checkpoint: Path, explicit: str | Path | None) -> tuple[dict, str]:
+    """Config by priority: explicit JSON, the one embedded in the checkpoint, ``model_config.json`` beside it."""
+    from stable_audio_ops.config.model_config import load_model_config
+    from stable_audio_ops.models.checkpoints import read_embedded_model_config
+
+    if explicit is not None:
+        return load_model_config(explicit), str(explicit)
+    embedded = read_embedded_model_config(checkpoint)
+    if embedded is not None:
+        return embedded, f"{checkpoint} (embedded model_config)"
+    sibling = checkpoint.parent / CONFIG_NAME
+    if sibling.is_file():
+        return load_model_config(sibling), str(sibling)
+    raise ConfigError(str(checkpoint), "", f"no model config: the checkpoint embeds none, there is no {CONFIG_NAME} "
+                      "beside it, and none was given (--model-config / SAO_MODEL_CONFIG)")
+
+
+def download_registered_model(uri: str, tracking_uri: str | None = None,
+                              dst_dir: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """Download a registered model's artifacts (``models:/NAME@alias`` or ``models:/NAME/version``).
+
+    Returns the local folder and registry facts (name, version, alias, run_id, source). The alias is
+    resolved to a version first, so the facts say exactly which version is being served.
+    """
+    match = _MODELS_URI.match(uri)
+    if match is None:
+        raise ConfigError(uri, "", "model URI is not of the form models:/NAME@alias or models:/NAME/version")
+    from mlflow.tracking import MlflowClient
+
+    import mlflow
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    client = MlflowClient()
+    name, alias, version = match["name"], match["alias"], match["version"]
+    try:
+        if alias is not None:
+            mv = client.get_model_version_by_alias(name, alias)
+        elif version is not None and version.isdigit():
+            mv = client.get_model_version(name, version)
+        else:
+            raise ConfigError(uri, "", "give an alias (@champion) or a numeric version")
+    except mlflow.exceptions.MlflowException as exc:
+        raise CheckpointError(f"{uri}: not found in the MLflow registry at {mlflow.get_registry_uri()}: "
+                              f"{exc.message}") from exc
+    dst = Path(dst_dir) if dst_dir is not None else Path(tempfile.mkdtemp(prefix="sao-serve-model-"))
+    pinned = f"models:/{name}/{mv.version}"
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=pinned, dst_path=str(dst)))
+    facts = {"name": name, "version": str(mv.version), "alias": alias, "run_id": mv.run_id,
+             "source": mv.source, "uri": uri}
+    return local, facts
+
+
+def load_model(source: str | Path, *, model_config: str | Path | None = None, device: str = "auto",
+               name: str | None = None, tracking_uri: str | None = None) -> LoadedModel:
+    """Build the model from its config, load the weights strictly, move it to ``device``, eval mode.
+
+    ``source`` is a ``.safetensors``/``.ckpt`` file, a folder holding one (plus ``model_config.json``),
+    or a ``models:/`` URI. Only conditioned diffusion models can be served.
+    """
+    from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, load_state_dict_checked
+    from stable_audio_ops.models.factory import create_model_from_config
+
+    source = str(source)
+    if not source:
+        raise ConfigError("serve settings", "model",
+                          "no model given: pass --model PATH|models:/NAME@alias or set SAO_MODEL")
+    registry: dict[str, Any] = {}
+    if source.startswith("models:/"):
+        local, registry = download_registered_model(source, tracking_uri)
+        default_name = f"{registry['name']}@{registry['alias']}" if registry.get("alias") else \
+            f"{registry['name']}/{registry['version']}"
+    else:
+        local = Path(source).expanduser()
+        if not local.exists():
+            raise CheckpointError(f"model source {source!r} does not exist")
+        default_name = local.stem if local.is_file() else local.name
+    checkpoint = _find_checkpoint(local) if local.is_dir() else local
+    config, config_source = _read_config(checkpoint, model_config)
+    model_type = config.get("model_type")
+    if model_type not in SERVABLE_MODEL_TYPES:
+        raise ConfigError(config_source, "model_type", f"{model_type!r} cannot be served; the generation API "
+                          f"needs one of: {', '.join(SERVABLE_MODEL_TYPES)}")
+    model = create_model_from_config(config, config_source)
+    load_state_dict_checked(model, load_ckpt_state_dict(checkpoint), strict=True, what=str(checkpoint))
+    target = resolve_device(device)
+    model = model.to(target).eval().requires_grad_(False)
+    return LoadedModel(model=model, config=json.loads(json.dumps(config)), name=name or default_name,
+                       source=source, checkpoint=checkpoint, device=target, registry=registry)
