@@ -1,0 +1,42 @@
+"""``python train.py`` / ``python -m stable_audio_ops.cli.train``: train a model from JSON configs.
+
+Flags come from defaults.ini (see :mod:`stable_audio_ops.cli.args`), e.g.
+``python train.py --model-config conf/base/model_configs/autoencoder_demo.json
+--dataset-config conf/base/dataset_configs/demo_notes.json --max-steps 600``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from stable_audio_ops.cli.args import parse_args_from_ini
+from stable_audio_ops.errors import StableAudioOpsError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args_from_ini(argv, prog="train.py", description="Train a stable-audio model (Lightning).")
+    from stable_audio_ops.training.run import TrainOptions, run_training
+
+    options, unused = TrainOptions.from_mapping(vars(args))
+    for key in unused:
+        print(f"note: ini key {key!r} is not used by stable-audio-ops training", file=sys.stderr)
+    save_dir = options.resolved_save_dir()
+    print(f"checkpoints: {save_dir}")
+    try:
+        result = run_training(options)
+    except StableAudioOpsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"final checkpoint: {result.checkpoint_path} (step {result.last_step})")
+    if result.mlflow_run_id:
+        print(f"MLflow run: {result.mlflow_run_id} in {options.mlflow_tracking_uri} "
+              f"(experiment {options.mlflow_experiment!r}; browse with "
+              f"`mlflow ui --backend-store-uri {options.mlflow_tracking_uri}`)")
+    print(f"export the model: python unwrap_model.py --ckpt-path {result.checkpoint_path} "
+          f"--model-config {options.model_config} --name {options.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

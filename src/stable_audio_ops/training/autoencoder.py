@@ -1,0 +1,410 @@
+"""Lightning module that trains an :class:`AudioAutoencoder` the way stable-audio-tools does.
+
+Semantics follow upstream's ``AutoencoderTrainingWrapper`` (manual optimization, GAN alternation,
+loss assembly, EMA, logged names) and so does the state-dict layout, so upstream training checkpoints
+load strictly and ours load in upstream:
+``autoencoder.*``, ``autoencoder_ema.{ema_model,online_model}.*``, ``autoencoder_ema.{initted,step}``,
+``discriminator.*``, ``losses_gen.losses.{i}.weight``, ``losses_disc.losses.0.weight``.
+
+Step schedule: odd global steps train the discriminator, even steps the generator (with
+``warmup_mode="adv"``, the default, the discriminator also trains during warm-up; before
+``warmup_steps`` the adversarial and feature-matching terms are 0). Differences from upstream, none of
+which change the numbers that are trained:
+- on discriminator steps the autoencoder runs under ``no_grad`` (upstream builds and back-propagates
+  through its graph, then throws those gradients away);
+- losses are computed in float32 with autocast off, so ``bf16-mixed``/``16-mixed`` never feed
+  half-precision audio into STFTs (CPU STFT has no bf16 kernel);
+- a scheduler may be configured for only one of the two optimizers (upstream needs both or none).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+from stable_audio_ops.config.schema import ConfigNode
+from stable_audio_ops.training.ema import EMA
+from stable_audio_ops.training.optim import create_optimizer_from_config, create_scheduler_from_config
+
+WARMUP_MODES = ("adv", "full")
+# Shown on the progress bar (everything is logged; the bar keeps to what fits on one line).
+PROGRESS_BAR_KEYS = ("train/loss", "train/mrstft_loss", "train/discriminator_loss")
+
+
+def default_loss_config() -> dict:
+    """Upstream's loss config when ``training.loss_configs`` is absent (7 STFT scales, 75 % overlap)."""
+    scales = [2048, 1024, 512, 256, 128, 64, 32]
+    hops = [s // 4 for s in scales]
+    return {
+        "discriminator": {
+            "type": "encodec",
+            "config": {"n_ffts": scales, "hop_lengths": hops, "win_lengths": scales, "filters": 32},
+            "weights": {"adversarial": 0.1, "feature_matching": 5.0},
+        },
+        "spectral": {
+            "type": "mrstft",
+            "config": {"fft_sizes": scales, "hop_sizes": hops, "win_lengths": scales, "perceptual_weighting": True},
+            "weights": {"mrstft": 1.0},
+        },
+        "time": {"type": "l1", "config": {}, "weights": {"l1": 0.0}},
+    }
+
+
+def default_optimizer_configs(lr: float) -> dict:
+    """AdamW with betas (0.8, 0.99) for both networks (upstream's default)."""
+    adamw = {"type": "AdamW", "config": {"lr": lr, "betas": [0.8, 0.99]}}
+    return {"autoencoder": {"optimizer": copy.deepcopy(adamw)}, "discriminator": {"optimizer": copy.deepcopy(adamw)}}
+
+
+def trim_to_shortest(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut the longer of two ``[B, C, T]`` signals to the shorter one (decoder post-padding)."""
+    n = min(a.shape[-1], b.shape[-1])
+    return a[..., :n], b[..., :n]
+
+
+def bottleneck_loss_terms(bottleneck: nn.Module | None, loss_node: ConfigNode) -> list[nn.Module]:
+    """Regularisation terms a bottleneck asks for (VAE: KL, weight ``bottleneck.weights.kl``, default 1e-6)."""
+    from stable_audio_ops.models.bottlenecks import VAEBottleneck
+    from stable_audio_ops.training.losses.core import ValueLoss
+
+    if isinstance(bottleneck, VAEBottleneck):
+        weights = loss_node.child("bottleneck", {}).child("weights", {})
+        return [ValueLoss(key="kl", weight=weights.get("kl", "a number", 1e-6), name="kl_loss")]
+    return []
+
+
+def _audio_from_batch(batch: Any) -> torch.Tensor:
+    reals = batch[0] if isinstance(batch, (list, tuple)) else batch
+    if reals.ndim == 4 and reals.shape[0] == 1:  # WebDataset adds a leading batch dim
+        reals = reals[0]
+    if reals.ndim == 2:
+        reals = reals.unsqueeze(1)
+    return reals
+
+
+class AutoencoderTrainingModule(pl.LightningModule):
+    """GAN + spectral training of an autoencoder (see module docstring for the schedule)."""
+
+    def __init__(
+        self,
+        autoencoder: nn.Module,
+        sample_rate: int = 48000,
+        loss_config: dict | None = None,
+        optimizer_configs: dict | None = None,
+        lr: float | None = 1e-4,
+        warmup_steps: int = 0,
+        warmup_mode: str = "adv",
+        encoder_freeze_on_warmup: bool = False,
+        use_ema: bool = False,
+        ema_copy: nn.Module | None = None,
+        force_input_mono: bool = False,
+        latent_mask_ratio: float = 0.0,
+        clip_grad_norm: float = 0.0,
+        source: str = "<model config>",
+        path: str = "training",
+    ):
+        super().__init__()
+        from stable_audio_ops.training.losses.core import AuralossLoss, L1Loss, MSELoss, MultiLoss, ValueLoss
+        from stable_audio_ops.training.losses.spectral import (
+            MultiResolutionSTFTLoss,
+            SumAndDifferenceSTFTLoss,
+        )
+
+        self.automatic_optimization = False
+        self.autoencoder = autoencoder
+        self.sample_rate = int(sample_rate)
+        self.warmup_steps = int(warmup_steps)
+        if warmup_mode not in WARMUP_MODES:
+            raise ConfigNode({}, source, path).error(f"unknown value {warmup_mode!r}; known: adv, full", "warmup_mode")
+        self.warmup_mode = warmup_mode
+        self.encoder_freeze_on_warmup = bool(encoder_freeze_on_warmup)
+        self.force_input_mono = bool(force_input_mono)
+        self.latent_mask_ratio = float(latent_mask_ratio)
+        self.clip_grad_norm = float(clip_grad_norm)
+        self.lr = lr
+
+        if optimizer_configs is None:
+            if lr is None:
+                raise ConfigNode({}, source, path).error(
+                    "missing required key (expected a number): set training.learning_rate or "
+                    "training.optimizer_configs", "learning_rate"
+                )
+            optimizer_configs = default_optimizer_configs(lr)
+        self.optimizer_configs = optimizer_configs
+        self._opt_node = ConfigNode(optimizer_configs, source, f"{path}.optimizer_configs")
+
+        self.loss_config = loss_config if loss_config is not None else default_loss_config()
+        loss_node = ConfigNode(self.loss_config, source, f"{path}.loss_configs")
+        spectral = loss_node.child("spectral")
+        time = loss_node.child("time")
+        stft_args = dict(spectral.get("config", "an object", {}))
+        stft_decay = spectral.get("decay", "a number", 1.0)
+        mrstft_weight = spectral.child("weights").get("mrstft", "a number")
+        out_channels = int(autoencoder.out_channels)
+
+        try:
+            if out_channels == 2:
+                self.sdstft = SumAndDifferenceSTFTLoss(sample_rate=sample_rate, **stft_args)
+                self.lrstft = MultiResolutionSTFTLoss(sample_rate=sample_rate, **stft_args)
+            else:
+                self.sdstft = MultiResolutionSTFTLoss(sample_rate=sample_rate, **stft_args)
+                self.lrstft = None
+        except (TypeError, ValueError) as exc:
+            raise spectral.error(f"bad spectral loss config: {exc}", "config") from exc
+
+        # Discriminator and the terms that read its outputs (order matters: it is the state-dict order).
+        self.use_disc = loss_node.has("discriminator")
+        gen_terms: list[nn.Module] = []
+        if self.use_disc:
+            disc_node = loss_node.child("discriminator")
+            self.discriminator = _build_discriminator(disc_node, out_channels)
+            disc_weights = disc_node.child("weights")
+            gen_terms += [
+                ValueLoss(key="loss_adv", weight=disc_weights.get("adversarial", "a number"), name="loss_adv"),
+                ValueLoss(
+                    key="feature_matching_distance",
+                    weight=disc_weights.get("feature_matching", "a number"),
+                    name="feature_matching_loss",
+                ),
+            ]
+        else:
+            self.discriminator = None
+
+        gen_terms.append(
+            AuralossLoss(self.sdstft, input_key="decoded", target_key="reals", name="mrstft_loss",
+                         weight=mrstft_weight, decay=stft_decay)
+        )
+        if out_channels == 2:
+            gen_terms += [
+                AuralossLoss(self.lrstft, input_key="decoded_left", target_key="reals_left", name="stft_loss_left",
+                             weight=mrstft_weight / 2, decay=stft_decay),
+                AuralossLoss(self.lrstft, input_key="decoded_right", target_key="reals_right",
+                             name="stft_loss_right", weight=mrstft_weight / 2, decay=stft_decay),
+            ]
+        time_weights = time.child("weights", {})
+        time_decay = time.get("decay", "a number", 1.0)
+        l1 = time_weights.get("l1", "a number", 0.0)
+        if l1 > 0:
+            gen_terms.append(L1Loss("reals", "decoded", weight=l1, name="l1_time_loss", decay=time_decay))
+        l2 = time_weights.get("l2", "a number", 0.0)
+        if l2 > 0:
+            gen_terms.append(MSELoss("reals", "decoded", weight=l2, name="l2_time_loss", decay=time_decay))
+        gen_terms += bottleneck_loss_terms(getattr(autoencoder, "bottleneck", None), loss_node)
+
+        self.losses_gen = MultiLoss(gen_terms)
+        if self.use_disc:
+            self.losses_disc = MultiLoss([ValueLoss(key="loss_dis", weight=1.0, name="discriminator_loss")])
+
+        self.use_ema = bool(use_ema)
+        self.autoencoder_ema = None
+        if self.use_ema:
+            if ema_copy is None:
+                try:
+                    ema_copy = copy.deepcopy(autoencoder)
+                except RuntimeError as exc:
+                    raise ValueError(
+                        "use_ema needs ema_copy (a second model built from the same config) when the "
+                        f"autoencoder cannot be deep-copied: {exc}"
+                    ) from exc
+            self.autoencoder_ema = EMA(
+                self.autoencoder, ema_model=ema_copy, beta=0.9999, power=3 / 4, update_every=1, update_after_step=1
+            )
+
+    # --- optimizers ---------------------------------------------------------------------------
+    def configure_optimizers(self):
+        def build(name: str, params) -> dict:
+            node = self._opt_node.child(name)
+            entry: dict[str, Any] = {"optimizer": create_optimizer_from_config(node.child("optimizer"), params)}
+            if node.has("scheduler"):
+                scheduler = create_scheduler_from_config(node.child("scheduler"), entry["optimizer"])
+                entry["lr_scheduler"] = {"scheduler": scheduler, "interval": "step"}
+            return entry
+
+        entries = [build("autoencoder", self.autoencoder.parameters())]
+        if self.use_disc:
+            entries.append(build("discriminator", self.discriminator.parameters()))
+        return entries
+
+    def _optimizers_and_schedulers(self):
+        optimizers = self.optimizers()
+        if not isinstance(optimizers, (list, tuple)):
+            optimizers = [optimizers]
+        schedulers = self.lr_schedulers()
+        if schedulers is None:
+            schedulers = []
+        elif not isinstance(schedulers, (list, tuple)):
+            schedulers = [schedulers]
+        by_optimizer = {id(s.optimizer): s for s in schedulers}
+        opt_gen = optimizers[0]
+        opt_disc = optimizers[1] if self.use_disc else None
+        sched_gen = by_optimizer.get(id(opt_gen.optimizer))
+        sched_disc = by_optimizer.get(id(opt_disc.optimizer)) if opt_disc is not None else None
+        return opt_gen, opt_disc, sched_gen, sched_disc
+
+    # --- training -----------------------------------------------------------------------------
+    def is_discriminator_step(self, step: int) -> bool:
+        warmed_up = step >= self.warmup_steps
+        return bool(self.use_disc and step % 2 == 1 and (self.warmup_mode == "adv" or warmed_up))
+
+    def _reconstruct(self, reals: torch.Tensor, warmed_up: bool) -> dict[str, torch.Tensor]:
+        encoder_input = reals
+        if self.force_input_mono and encoder_input.shape[1] > 1:
+            encoder_input = encoder_input.mean(dim=1, keepdim=True)
+        info: dict[str, torch.Tensor] = {"reals": reals, "encoder_input": encoder_input}
+        if warmed_up and self.encoder_freeze_on_warmup:
+            with torch.no_grad():
+                latents, encoder_info = self.autoencoder.encode(encoder_input, return_info=True)
+        else:
+            latents, encoder_info = self.autoencoder.encode(encoder_input, return_info=True)
+        info["latents"] = latents
+        info.update(encoder_info)
+        if self.latent_mask_ratio > 0.0:
+            mask = torch.rand_like(latents) < self.latent_mask_ratio
+            latents = torch.where(mask, torch.zeros_like(latents), latents)
+        decoded = self.autoencoder.decode(latents)
+        decoded, reals = trim_to_shortest(decoded, reals)
+        # Losses in float32 whatever the autocast precision (see module docstring).
+        info["decoded"] = decoded.float()
+        info["reals"] = reals.float()
+        if "kl" in info:
+            info["kl"] = info["kl"].float()
+        if decoded.shape[1] == 2:
+            info["decoded_left"], info["decoded_right"] = info["decoded"][:, 0:1], info["decoded"][:, 1:2]
+            info["reals_left"], info["reals_right"] = info["reals"][:, 0:1], info["reals"][:, 1:2]
+        return info
+
+    def training_step(self, batch, batch_idx):
+        reals = _audio_from_batch(batch)
+        step = int(self.global_step)
+        warmed_up = step >= self.warmup_steps
+        disc_step = self.is_discriminator_step(step)
+        opt_gen, opt_disc, sched_gen, sched_disc = self._optimizers_and_schedulers()
+
+        if disc_step:
+            with torch.no_grad():
+                info = self._reconstruct(reals, warmed_up)
+            with torch.autocast(device_type=self.device.type, enabled=False):
+                loss_dis, _, _ = self.discriminator.loss(info["reals"], info["decoded"])
+                info["loss_dis"] = loss_dis
+                loss, losses = self.losses_disc(info)
+            opt_disc.zero_grad()
+            self.manual_backward(loss)
+            if self.clip_grad_norm > 0.0:
+                torch.nn.utils.clip_grad_norm_(self.discriminator.parameters(), self.clip_grad_norm)
+            opt_disc.step()
+            if sched_disc is not None:
+                sched_disc.step()
+            log = {"train/disc_lr": opt_disc.param_groups[0]["lr"]}
+        else:
+            info = self._reconstruct(reals, warmed_up)
+            with torch.autocast(device_type=self.device.type, enabled=False):
+                if self.use_disc:
+                    if warmed_up:
+                        _, loss_adv, fm = self.discriminator.loss(info["reals"], info["decoded"])
+                    else:
+                        loss_adv = fm = torch.zeros((), device=reals.device)
+                    info["loss_adv"], info["feature_matching_distance"] = loss_adv, fm
+                loss, losses = self.losses_gen(info)
+            if self.autoencoder_ema is not None:
+                self.autoencoder_ema.update()  # before the step, as upstream
+            opt_gen.zero_grad()
+            self.manual_backward(loss)
+            if self.clip_grad_norm > 0.0:
+                torch.nn.utils.clip_grad_norm_(self.autoencoder.parameters(), self.clip_grad_norm)
+            opt_gen.step()
+            if sched_gen is not None:
+                sched_gen.step()
+            log = {
+                "train/loss": loss.detach(),
+                "train/latent_std": info["latents"].detach().float().std(),
+                "train/data_std": info["encoder_input"].detach().float().std(),
+                "train/gen_lr": opt_gen.param_groups[0]["lr"],
+            }
+        for name, value in losses.items():
+            log[f"train/{name}"] = value.detach()
+        self._log_step(log, step + 1, batch_size=reals.shape[0])
+        return loss.detach()
+
+    def _log_step(self, log: dict[str, Any], x: int, batch_size: int) -> None:
+        """Send this step's metrics to the loggers at ``x`` (= optimizer steps done) and nothing else.
+
+        Lightning's ``self.log`` would re-send the generator metrics on discriminator steps (stale
+        values stay in its result collection) and counts its logging step once per two batches here,
+        so loggers get the values directly; ``self.log`` still feeds the progress bar and callbacks.
+        """
+        bar = {k: v for k, v in log.items() if k in PROGRESS_BAR_KEYS}
+        self.log_dict(bar, prog_bar=True, logger=False, on_step=True, batch_size=batch_size)
+        self.log_dict({k: v for k, v in log.items() if k not in bar}, logger=False, on_step=True,
+                      batch_size=batch_size)
+        every = max(1, int(getattr(self.trainer, "log_every_n_steps", 1) or 1))
+        if self.loggers and x % every == 0:
+            values = {k: float(v) for k, v in log.items()}
+            for logger in self.loggers:
+                logger.log_metrics(values, step=x)
+
+    # --- validation (only with a validation dataset) ----------------------------------------------
+    def validation_step(self, batch, batch_idx):
+        reals = _audio_from_batch(batch)
+        with torch.no_grad():
+            info = self._reconstruct(reals, warmed_up=True)
+            with torch.autocast(device_type=self.device.type, enabled=False):
+                values = {
+                    "val/mrstft_loss": self.sdstft(info["reals"], info["decoded"]),
+                    "val/l1_time_loss": torch.nn.functional.l1_loss(info["decoded"], info["reals"]),
+                }
+        self.log_dict(values, on_epoch=True, sync_dist=True, batch_size=reals.shape[0])
+        return values
+
+    # --- helpers for callbacks and export ---------------------------------------------------------
+    def inference_model(self) -> nn.Module:
+        """The model to demo/export: the EMA copy when EMA is on, else the trained model."""
+        return self.autoencoder_ema.ema_model if self.autoencoder_ema is not None else self.autoencoder
+
+
+def _build_discriminator(node: ConfigNode, out_channels: int) -> nn.Module:
+    from stable_audio_ops.models.discriminators import create_discriminator_from_config
+
+    # Upstream always feeds the discriminator the autoencoder's output channels.
+    return create_discriminator_from_config(node.data, node, in_channels=out_channels)
+
+
+def create_autoencoder_training_module(
+    model_config: dict, model: nn.Module, source: str = "<model config>", ema_copy: nn.Module | None = None
+) -> AutoencoderTrainingModule:
+    """Read ``training`` of an autoencoder config (upstream's factory defaults) and build the module.
+
+    With ``training.use_ema`` and no ``ema_copy``, a second model is built from the config and given
+    the same weights (deep-copying weight-normed modules is not reliable).
+    """
+    root = ConfigNode(model_config, source)
+    training = root.child("training", {})
+    use_ema = training.get("use_ema", "a bool", False)
+    if use_ema and ema_copy is None:
+        from stable_audio_ops.models.factory import create_model_from_config
+
+        ema_copy = create_model_from_config(model_config, source=source)
+        ema_copy.load_state_dict(model.state_dict())
+    optimizer_configs = training.get("optimizer_configs", "an object", None)
+    lr = training.get("learning_rate", "a positive number", None)
+    loss_configs = training.get("loss_configs", "an object", None)
+    return AutoencoderTrainingModule(
+        model,
+        sample_rate=root.get("sample_rate", "a positive int"),
+        loss_config=loss_configs,
+        optimizer_configs=optimizer_configs,
+        lr=lr,
+        warmup_steps=training.get("warmup_steps", "a non-negative int", 0),
+        warmup_mode=training.choice("warmup_mode", WARMUP_MODES, "adv"),
+        encoder_freeze_on_warmup=training.get("encoder_freeze_on_warmup", "a bool", False),
+        use_ema=use_ema,
+        ema_copy=ema_copy,
+        force_input_mono=training.get("force_input_mono", "a bool", False),
+        latent_mask_ratio=training.get("latent_mask_ratio", "a non-negative number", 0.0),
+        clip_grad_norm=training.get("clip_grad_norm", "a non-negative number", 0.0),
+        source=source,
+        path="training",
+    )

@@ -1,0 +1,136 @@
+"""Demo reconstructions during autoencoder training, logged as MLflow artifacts.
+
+Every ``demo_every`` steps the callback reconstructs ONE FIXED batch (taken once, before training,
+from a separate loader, so the training iterator is never touched and successive demos are
+comparable) with the EMA model when there is one, and logs under ``demos/step_<global step>/``:
+- ``recon.wav``: real and reconstruction interleaved (real 1, recon 1, real 2, ...), 16-bit PCM,
+  clamped to [-1, 1] (not normalised, so level errors stay audible);
+- ``recon_spectrogram.png``: log-magnitude spectrogram of the first channel of that file.
+
+Timing: like upstream, a demo fires right after the first optimizer step (global step 1) and then
+whenever ``(global_step - 1) % demo_every == 0``; in addition one fires when training ends (unless the
+last step already had one), so a short run always ends with a demo of its final weights.
+Rank 0 only; a no-op without an MLflow logger.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from stable_audio_ops.training.autoencoder import trim_to_shortest
+
+
+def interleave(reals: torch.Tensor, fakes: torch.Tensor) -> torch.Tensor:
+    """``[B, C, T]`` x2 -> ``[C, 2 * B * T]``: real 1, fake 1, real 2, fake 2, ..."""
+    pairs = torch.stack([reals, fakes], dim=1)  # [B, 2, C, T]
+    b, two, c, t = pairs.shape
+    return pairs.permute(2, 0, 1, 3).reshape(c, b * two * t)
+
+
+def write_wav_int16(path: Path, audio: torch.Tensor, sample_rate: int) -> None:
+    """``[C, T]`` float -> 16-bit PCM WAV (clamped)."""
+    import soundfile as sf
+
+    pcm = (audio.detach().float().clamp(-1, 1) * 32767).round().to(torch.int16).cpu().numpy().T
+    sf.write(str(path), np.ascontiguousarray(pcm), sample_rate, subtype="PCM_16")
+
+
+def write_spectrogram_png(path: Path, audio: torch.Tensor, sample_rate: int, title: str, n_items: int) -> None:
+    """Log-magnitude STFT of ``audio[0]`` with separators between the interleaved items."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    signal = audio[0].detach().float().cpu()
+    n_fft = 512 if signal.numel() >= 512 else max(16, 1 << (signal.numel().bit_length() - 1))
+    spec = torch.stft(signal, n_fft=n_fft, hop_length=n_fft // 4, window=torch.hann_window(n_fft),
+                      return_complex=True).abs()
+    db = 20 * torch.log10(spec.clamp_min(1e-5))
+    db = db.clamp_min(db.max() - 80)
+    duration = signal.numel() / sample_rate
+    fig, ax = plt.subplots(figsize=(max(6, min(24, n_items * 1.5)), 4), dpi=100)
+    ax.imshow(db.numpy(), origin="lower", aspect="auto", cmap="magma",
+              extent=(0, duration, 0, sample_rate / 2))
+    for i in range(1, n_items):
+        ax.axvline(i * duration / n_items, color="white", linewidth=0.8 if i % 2 == 0 else 0.3)
+    ax.set_xlabel("time (s): real, reconstruction, real, reconstruction, ...")
+    ax.set_ylabel("Hz")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def mlflow_logger(trainer: pl.Trainer):
+    """The trainer's MLFlowLogger, or None."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, MLFlowLogger):
+            return logger
+    return None
+
+
+class AutoencoderDemoCallback(pl.Callback):
+    """Reconstruct ``demo_audio`` every ``demo_every`` steps and log WAV + PNG to MLflow."""
+
+    def __init__(self, demo_audio: torch.Tensor, demo_every: int = 2000, sample_rate: int = 44100, max_demos: int = 8):
+        super().__init__()
+        if demo_every < 1:
+            raise ValueError(f"demo_every must be >= 1, got {demo_every}")
+        self.demo_audio = demo_audio[:max_demos].detach().cpu()
+        self.demo_every = int(demo_every)
+        self.sample_rate = int(sample_rate)
+        self.last_demo_step = -1
+        self.logged: list[str] = []  # artifact directories written (for tests and the run summary)
+
+    def due(self, global_step: int) -> bool:
+        return (global_step - 1) % self.demo_every == 0 and global_step != self.last_demo_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.due(trainer.global_step):
+            self.run_demo(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        if trainer.global_step > 0 and trainer.global_step != self.last_demo_step:
+            self.run_demo(trainer, pl_module)
+
+    @torch.no_grad()
+    def reconstruct(self, pl_module) -> tuple[torch.Tensor, torch.Tensor]:
+        model = pl_module.inference_model()
+        reals = self.demo_audio.to(pl_module.device)
+        encoder_input = reals
+        if getattr(pl_module, "force_input_mono", False) and reals.shape[1] > 1:
+            encoder_input = reals.mean(dim=1, keepdim=True)
+        fakes = model.decode(model.encode(encoder_input))
+        fakes, reals = trim_to_shortest(fakes.float(), reals.float())
+        return reals, fakes
+
+    def run_demo(self, trainer: pl.Trainer, pl_module) -> None:
+        self.last_demo_step = trainer.global_step
+        if not trainer.is_global_zero:
+            return
+        logger = mlflow_logger(trainer)
+        if logger is None:
+            return
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            reals, fakes = self.reconstruct(pl_module)
+        finally:
+            pl_module.train(was_training)
+        audio = interleave(reals, fakes)
+        artifact_dir = f"demos/step_{trainer.global_step:06d}"
+        with tempfile.TemporaryDirectory(prefix="sao-demo-") as tmp:
+            folder = Path(tmp)
+            write_wav_int16(folder / "recon.wav", audio, self.sample_rate)
+            write_spectrogram_png(folder / "recon_spectrogram.png", audio, self.sample_rate,
+                                  f"reconstructions at step {trainer.global_step}", n_items=2 * reals.shape[0])
+            logger.experiment.log_artifacts(logger.run_id, str(folder), artifact_dir)
+        self.logged.append(artifact_dir)

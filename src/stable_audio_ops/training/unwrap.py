@@ -1,0 +1,129 @@
+"""Turn a training (wrapped) checkpoint into a plain model checkpoint.
+
+Upstream's ``unwrap_model.py`` rebuilds the whole training wrapper and loads the checkpoint with
+``strict=False``, so a config that does not fit the checkpoint silently exports random weights, and it
+needs ``training.use_ema`` / ``training.loss_configs`` to exist (KeyError otherwise). Here unwrapping is a
+pure state-dict transformation chosen by ``model_type`` (keep one prefix, strip it, drop the rest),
+followed by a STRICT load into a freshly built model, so any mismatch is an error that lists the keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stable_audio_ops.config.schema import ConfigNode, lookup
+from stable_audio_ops.errors import CheckpointError
+
+# model_type -> function(training node) -> the wrapper prefix that holds the weights to export.
+UnwrapRule = Callable[[ConfigNode], str]
+
+
+def _autoencoder_prefix(training: ConfigNode) -> str:
+    # training.use_ema defaults to false for autoencoders (upstream's training factory default).
+    use_ema = training.get("use_ema", "a bool", False)
+    return "autoencoder_ema.ema_model." if use_ema else "autoencoder."
+
+
+UNWRAP_RULES: dict[str, UnwrapRule] = {
+    "autoencoder": _autoencoder_prefix,
+}
+
+# Prefixes that mark a state dict as a training-wrapper state dict (any model type).
+WRAPPER_PREFIXES = ("autoencoder.", "autoencoder_ema.", "discriminator.", "losses_gen.", "losses_disc.")
+
+
+def read_training_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
+    """``torch.load`` a Lightning checkpoint safely (tensors and plain containers only)."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        raise CheckpointError(
+            f"{path}: a .safetensors file is an unwrapped model checkpoint already; "
+            "unwrapping needs the training checkpoint (.ckpt) written by train.py"
+        )
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a corrupt file or an unsafe pickle: say which file
+        raise CheckpointError(f"{path}: cannot read checkpoint: {exc}") from exc
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict' mapping)")
+    return ckpt
+
+
+def select_model_state_dict(
+    model_config: dict, state_dict: dict[str, torch.Tensor], source: str = "<model config>", ckpt_name: str = ""
+) -> dict[str, torch.Tensor]:
+    """The model's own weights inside a wrapper state dict (prefix chosen by ``model_type``)."""
+    root = ConfigNode(model_config, source)
+    model_type = root.get("model_type", "a string")
+    rule = lookup(UNWRAP_RULES, model_type, "model type for unwrapping", root, key="model_type")
+    prefix = rule(root.child("training", {}))
+    selected = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if selected:
+        return selected
+    wrapper_like = sorted({k.split(".")[0] + "." for k in state_dict if k.startswith(WRAPPER_PREFIXES)})
+    if not wrapper_like:
+        example = next(iter(state_dict), "<empty>")
+        raise CheckpointError(
+            f"{ckpt_name}: looks like an already-unwrapped model checkpoint (keys like {example!r}, no "
+            "training-wrapper prefixes); unwrapping needs the training checkpoint written by train.py"
+        )
+    found = wrapper_like
+    hint = ""
+    if prefix.startswith("autoencoder_ema.") and "autoencoder." in found:
+        hint = " (the run did not use EMA: set training.use_ema to false in the model config)"
+    raise CheckpointError(
+        f"{ckpt_name}: no keys under {prefix!r} (chosen from {source}: training.use_ema); "
+        f"prefixes present: {', '.join(found)}{hint}"
+    )
+
+
+def output_checkpoint_path(output_path: str | Path, use_safetensors: bool = True) -> Path:
+    """Add ``.safetensors``/``.ckpt`` when the path has neither; refuse a suffix that contradicts the flag."""
+    path = Path(output_path)
+    if path.suffix in (".safetensors", ".ckpt"):
+        if (path.suffix == ".safetensors") != use_safetensors:
+            fmt = "safetensors" if use_safetensors else "ckpt"
+            raise ValueError(f"{path}: suffix does not match the requested format ({fmt})")
+        return path
+    return path.with_name(path.name + (".safetensors" if use_safetensors else ".ckpt"))
+
+
+def unwrap_checkpoint(
+    model_config: dict | None,
+    ckpt_path: str | Path,
+    output_path: str | Path,
+    use_safetensors: bool = True,
+    source: str = "<model config>",
+) -> Path:
+    """Write the plain model weights of training checkpoint ``ckpt_path`` to ``output_path``.
+
+    ``model_config=None`` uses the config embedded in the checkpoint (train.py embeds it). The result is
+    loaded strictly into a model built from the config before it is written (with the config embedded),
+    so the file is known to load. Returns the written path.
+    """
+    from stable_audio_ops.models.checkpoints import load_state_dict_checked, save_model_checkpoint
+    from stable_audio_ops.models.factory import create_model_from_config
+
+    ckpt_path = Path(ckpt_path)
+    ckpt = read_training_checkpoint(ckpt_path)
+    if model_config is None:
+        model_config = ckpt.get("model_config")
+        source = f"{ckpt_path} (embedded model_config)"
+        if not isinstance(model_config, dict):
+            raise CheckpointError(f"{ckpt_path}: no embedded model_config; pass the model config")
+    state_dict = select_model_state_dict(model_config, ckpt["state_dict"], source, str(ckpt_path))
+
+    model = create_model_from_config(model_config, source=source)
+    load_state_dict_checked(model, state_dict, strict=True, what=f"{ckpt_path} -> {model_config['model_type']}")
+    ordered = {k: state_dict[k].contiguous() for k in model.state_dict() if k in state_dict}
+
+    out = output_checkpoint_path(output_path, use_safetensors)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_model_checkpoint(ordered, out, model_config=model_config)
+    return out

@@ -1,0 +1,152 @@
+"""AutoencoderTrainingModule: upstream checkpoint layout, loss assembly, GAN schedule, and that it learns."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from stable_audio_ops.errors import ConfigError
+from stable_audio_ops.models.factory import create_model_from_config
+from stable_audio_ops.training.factory import create_training_module_from_config
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "parity" / "unwrap_autoencoder"
+
+
+def fixture_config() -> dict:
+    return json.loads((FIXTURE / "model_config.json").read_text())
+
+
+def build(config: dict):
+    return create_training_module_from_config(config, create_model_from_config(config))
+
+
+def stereo_config(config: dict) -> dict:
+    cfg = copy.deepcopy(config)
+    cfg["audio_channels"] = 2
+    cfg["model"]["io_channels"] = 2
+    cfg["model"]["encoder"]["config"]["in_channels"] = 2
+    cfg["model"]["decoder"]["config"]["out_channels"] = 2
+    return cfg
+
+
+def test_upstream_training_checkpoint_loads_strictly():
+    module = build(fixture_config())
+    wrapped = torch.load(FIXTURE / "wrapped.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(wrapped, strict=True)
+    ours = module.state_dict()
+    assert set(ours) == set(wrapped)
+    assert torch.equal(ours["autoencoder_ema.step"], wrapped["autoencoder_ema.step"])
+    key = "encoder.layers.0.weight_v"
+    assert torch.equal(module.autoencoder_ema.ema_model.state_dict()[key], wrapped[f"autoencoder_ema.ema_model.{key}"])
+
+
+def test_generator_terms_in_upstream_order_mono_and_stereo():
+    mono = build(fixture_config())
+    assert mono.losses_gen.names == ["loss_adv", "feature_matching_loss", "mrstft_loss", "kl_loss"]
+    assert [float(t.weight) for t in mono.losses_gen.losses] == pytest.approx([0.1, 5.0, 1.0, 1e-4])
+    assert mono.losses_disc.names == ["discriminator_loss"]
+
+    cfg = stereo_config(fixture_config())
+    cfg["training"]["loss_configs"]["time"]["weights"] = {"l1": 0.5, "l2": 0.25}
+    stereo = build(cfg)
+    assert stereo.losses_gen.names == [
+        "loss_adv", "feature_matching_loss", "mrstft_loss", "stft_loss_left", "stft_loss_right",
+        "l1_time_loss", "l2_time_loss", "kl_loss",
+    ]
+    weights = {t.name: float(t.weight) for t in stereo.losses_gen.losses}
+    assert weights["stft_loss_left"] == weights["stft_loss_right"] == pytest.approx(0.5)
+
+
+def test_defaults_without_loss_configs_or_ema():
+    cfg = fixture_config()
+    del cfg["training"]["loss_configs"]
+    del cfg["training"]["use_ema"]
+    module = build(cfg)
+    assert module.autoencoder_ema is None
+    assert not any(k.startswith("autoencoder_ema.") for k in module.state_dict())
+    assert module.loss_config["discriminator"]["config"]["filters"] == 32
+    assert module.losses_gen.names[:3] == ["loss_adv", "feature_matching_loss", "mrstft_loss"]
+
+
+def test_loss_configs_need_spectral_and_time():
+    cfg = fixture_config()
+    del cfg["training"]["loss_configs"]["spectral"]
+    with pytest.raises(ConfigError, match="training.loss_configs.spectral"):
+        build(cfg)
+
+
+def test_discriminator_alternation_and_warmup_modes():
+    cfg = fixture_config()
+    cfg["training"]["warmup_steps"] = 4
+    module = build(cfg)
+    assert [module.is_discriminator_step(s) for s in range(6)] == [False, True, False, True, False, True]
+    cfg["training"]["warmup_mode"] = "full"
+    full = build(cfg)
+    assert [full.is_discriminator_step(s) for s in range(7)] == [False] * 5 + [True, False]
+    del cfg["training"]["loss_configs"]["discriminator"]
+    no_disc = build(cfg)
+    assert no_disc.discriminator is None and not any(no_disc.is_discriminator_step(s) for s in range(6))
+
+
+class RecordLosses(pl.Callback):
+    def __init__(self):
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.rows.append({k: float(v) for k, v in trainer.callback_metrics.items()} | {"step": trainer.global_step})
+
+
+def fit_one_batch(config: dict, steps: int, seed: int = 0):
+    pl.seed_everything(seed, workers=True)
+    module = build(config)
+    t = torch.arange(config["sample_size"]) / config["sample_rate"]
+    audio = torch.stack([0.5 * torch.sin(2 * torch.pi * f * t) for f in (220.0, 660.0)]).unsqueeze(1)
+    batch = (audio, ({}, {}))
+    loader = torch.utils.data.DataLoader([batch] * steps, batch_size=None)
+    recorder = RecordLosses()
+    trainer = pl.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[recorder])
+    trainer.fit(module, loader)
+    return module, recorder.rows, trainer
+
+
+def test_training_on_one_repeated_batch_reduces_reconstruction_loss():
+    cfg = fixture_config()
+    cfg["sample_size"] = 512
+    cfg["training"]["warmup_steps"] = 10
+    for name in ("autoencoder", "discriminator"):
+        cfg["training"]["optimizer_configs"][name]["optimizer"]["config"]["lr"] = 3e-3
+    steps = 30
+    module, rows, trainer = fit_one_batch(cfg, steps)
+    assert trainer.global_step == steps
+    gen_rows = [r for r in rows if r["step"] % 2 == 1]  # after an even (generator) step
+    first, last = gen_rows[0]["train/mrstft_loss"], gen_rows[-1]["train/mrstft_loss"]
+    assert last < 0.8 * first, (first, last)
+    # warm-up: no adversarial terms before warmup_steps, then they are live
+    assert gen_rows[0]["train/loss_adv"] == 0.0 and gen_rows[-1]["train/loss_adv"] != 0.0
+    assert "train/discriminator_loss" in rows[-1]
+    # EMA advanced once per generator step and differs from the online weights
+    assert int(module.autoencoder_ema.step) == steps // 2
+    online = module.autoencoder.state_dict()["decoder.layers.0.weight_v"]
+    assert not torch.equal(module.autoencoder_ema.ema_model.state_dict()["decoder.layers.0.weight_v"], online)
+
+
+def test_schedulers_step_every_optimizer_step_and_lr_is_logged():
+    cfg = fixture_config()
+    cfg["sample_size"] = 256
+    for name in ("autoencoder", "discriminator"):
+        cfg["training"]["optimizer_configs"][name]["scheduler"] = {
+            "type": "InverseLR", "config": {"inv_gamma": 1.0, "power": 1.0, "warmup": 0.0}
+        }
+    module, rows, _ = fit_one_batch(cfg, 6)
+    gen_lrs = [r["train/gen_lr"] for r in rows if r["step"] % 2 == 1]
+    disc_lrs = [r["train/disc_lr"] for r in rows if r["step"] % 2 == 0]
+    base = 1e-4  # logged after the scheduler step, as upstream: the LR the next step will use
+    assert gen_lrs == pytest.approx([base / (2 + k) for k in range(3)], rel=1e-6)
+    assert disc_lrs == pytest.approx([base / (2 + k) for k in range(3)], rel=1e-6)
+    assert {"train/loss", "train/latent_std", "train/data_std", "train/kl_loss"} <= set(rows[-1])
