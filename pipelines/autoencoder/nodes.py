@@ -61,7 +61,7 @@ def unwrap_autoencoder(
         latest = mlflow.tracking.MlflowClient().get_run(run_id).data.metrics
         for key in ("train/loss", "train/mrstft_loss", "train/kl_loss"):
             if key in latest:
-                metrics[f"autoencoder.final_{key.split('/')[-1]}"] = {"value": float(latest[key]), "step": 0}
+                metrics[f"final_{key.split('/')[-1]}"] = {"value": float(latest[key]), "step": 0}
         mlflow.log_artifact(str(output), artifact_path="autoencoder")
     log.info("autoencoder: unwrapped model written to %s", output)
     return info, metrics

@@ -37,10 +37,10 @@ def scan_raw_audio(
         summary["files"], summary["readable"], summary["skipped"], summary["total_hours"],
     )
     metrics = {
-        "data.files": {"value": float(summary["files"]), "step": 0},
-        "data.readable": {"value": float(summary["readable"]), "step": 0},
-        "data.skipped": {"value": float(summary["skipped"]), "step": 0},
-        "data.total_hours": {"value": float(summary["total_hours"]), "step": 0},
+        "files": {"value": float(summary["files"]), "step": 0},
+        "readable": {"value": float(summary["readable"]), "step": 0},
+        "skipped": {"value": float(summary["skipped"]), "step": 0},
+        "total_hours": {"value": float(summary["total_hours"]), "step": 0},
     }
     return manifest, summary, report, metrics
 

@@ -36,6 +36,8 @@ def kedro_project(tmp_path: Path) -> Path:
     def tiny_data(params: dict) -> None:
         demo = params["data_preparation"]["demo"]
         demo.update(instruments=["flute", "church organ"], midi_low=60, midi_high=61, velocities=[40, 120])
+        # a second raw folder the user brought, holding one broken file
+        params["data_preparation"]["raw_dirs"].append("data/01_raw/extra")
 
     def tiny_training(params: dict) -> None:
         params["autoencoder"]["train"].update(max_steps=6, batch_size=2, checkpoint_every=3, threads=1)

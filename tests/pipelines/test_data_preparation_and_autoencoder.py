@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_data_preparation_then_autoencoder(kedro_project: Path) -> None:
-    raw = kedro_project / "data" / "01_raw" / "demo_notes" / "audio"
+    raw = kedro_project / "data" / "01_raw" / "extra"
     raw.mkdir(parents=True)
     (raw / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")  # must be skipped and reported, not fatal
 
@@ -48,4 +48,5 @@ def test_data_preparation_then_autoencoder(kedro_project: Path) -> None:
     history = client.get_metric_history(run.info.run_id, "train/loss")
     assert len(history) >= 3
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert "autoencoder" in artifacts
+    assert {"autoencoder", "demos", "configs"} <= artifacts
+    assert "autoencoder.final_loss" in run.data.metrics
