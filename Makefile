@@ -1,5 +1,5 @@
 # stable-audio-ops: one command to set up and run the demo, one to set up and run the tests.
-#   make demo   # install everything, render the demo notes, run data_preparation -> autoencoder
+#   make demo   # install everything, render the demo notes, run the whole chain (`kedro run`: data -> autoencoder -> DiT)
 #   make test   # install everything, run the test suite
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -46,10 +46,16 @@ $(STAMP): requirements.txt pyproject.toml Makefile
 setup: system-deps $(STAMP)
 
 demo: setup
-	$(VENV)/bin/kedro run --pipelines=data_preparation,autoencoder
+	$(VENV)/bin/kedro run
 	@echo
 	@echo "Done. Browse the runs:   $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --port 5000"
-	@echo "Unwrapped autoencoder:   data/06_models/autoencoder.safetensors   (report: data/08_reporting/data_report.md)"
+	@echo "                         (the DiT run is nested under the Kedro run; its demos are in its demos/ artifacts)"
+	@echo "Data report:             data/08_reporting/data_report.md"
+	@echo "Unwrapped autoencoder:   data/06_models/autoencoder.safetensors"
+	@echo "Pre-encoded latents:     data/04_feature/latents   (summary: data/04_feature/latents_summary.json)"
+	@echo "Unwrapped DiT:           data/06_models/latent_diffusion.safetensors"
+	@echo "Generate:                $(PY) -m stable_audio_ops.cli.generate --model data/06_models/latent_diffusion.safetensors \\"
+	@echo "                           --prompt 'a flute playing G4, soft' --seconds 1.5 --steps 50 --cfg-scale 5 -o flute.wav"
 
 test: setup
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests

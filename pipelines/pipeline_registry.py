@@ -14,7 +14,7 @@ from kedro.pipeline import Pipeline
 import pipelines as _package
 
 # Order of the default run: each pipeline consumes the previous one's outputs.
-DEFAULT_ORDER = ("data_preparation", "autoencoder")
+DEFAULT_ORDER = ("data_preparation", "autoencoder", "latent_diffusion", "evaluation")
 
 
 def register_pipelines() -> dict[str, Pipeline]:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-
 from stable_audio_ops.training.launch import launch_training_process
 from stable_audio_ops.training.unwrap import unwrap_checkpoint
 

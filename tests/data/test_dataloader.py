@@ -11,7 +11,7 @@ import torch
 
 from stable_audio_ops.data.collate import collation_fn
 from stable_audio_ops.data.dataloader import create_dataloader_from_config
-from stable_audio_ops.errors import UnknownTypeError
+from stable_audio_ops.errors import DatasetError, UnknownTypeError
 
 SR = 8000
 
@@ -69,7 +69,7 @@ def test_unknown_dataset_types_list_known_ones(audio_folder):
     with pytest.raises(UnknownTypeError, match=r"d\.json: dataset_type: unknown value 'folder'; known: audio_dir"):
         create_dataloader_from_config({"dataset_type": "folder", "datasets": []}, 1, 64, SR, source="d.json")
     cfg = {"dataset_type": "pre_encoded", "datasets": [{"id": "x", "path": str(audio_folder)}]}
-    with pytest.raises(UnknownTypeError, match=r"unknown dataset type 'pre_encoded'; known: audio_dir, s3, wds"):
+    with pytest.raises(DatasetError, match=r"no \*\.npy latent files"):
         create_dataloader_from_config(cfg, 1, 64, SR)
 
 

@@ -28,6 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StableAudioOpsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if result.global_rank != 0:  # the other DDP processes end quietly; rank 0 reports the run
+        return 0
     print(f"final checkpoint: {result.checkpoint_path} (step {result.last_step})")
     if result.mlflow_run_id:
         print(f"MLflow run: {result.mlflow_run_id} in {options.mlflow_tracking_uri} "

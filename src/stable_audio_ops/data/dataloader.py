@@ -60,6 +60,15 @@ def _build_audio_dir(cfg: dict[str, Any], options: LoaderOptions) -> DataLoader:
     return torch_loader(dataset, options, drop_last=cfg.get("drop_last", True))
 
 
+def _build_pre_encoded(cfg: dict[str, Any], options: LoaderOptions) -> DataLoader:
+    # Latents are used as stored: sample_size / sample_rate / channels do not apply (the crop is
+    # latent_crop_length frames).
+    from stable_audio_ops.data.pre_encoded import pre_encoded_dataset_from_config
+
+    dataset = pre_encoded_dataset_from_config(cfg, source=options.source)
+    return torch_loader(dataset, options, drop_last=cfg.get("drop_last", True))
+
+
 def _build_webdataset(cfg: dict[str, Any], options: LoaderOptions) -> Any:
     # Imported on use: webdataset (and boto3 for s3) are only needed for shard datasets, and
     # data.wds itself imports LoaderOptions from this module.
@@ -71,6 +80,7 @@ def _build_webdataset(cfg: dict[str, Any], options: LoaderOptions) -> Any:
 # dataset_type -> builder(validated config, options) -> DataLoader (or a DataLoader-like iterable).
 DATASET_TYPES: dict[str, Callable[[dict[str, Any], LoaderOptions], Any]] = {
     "audio_dir": _build_audio_dir,
+    "pre_encoded": _build_pre_encoded,
     "wds": _build_webdataset,
     "s3": _build_webdataset,  # upstream alias: shards under an s3_path
 }

@@ -173,6 +173,8 @@ class AutoencoderTrainingModule(pl.LightningModule):
             ]
         else:
             self.discriminator = None
+        # Discriminator steps never touch the autoencoder's parameters: DDP must not wait for their grads.
+        self.ddp_find_unused_parameters = self.use_disc
 
         gen_terms.append(
             AuralossLoss(self.sdstft, input_key="decoded", target_key="reals", name="mrstft_loss",

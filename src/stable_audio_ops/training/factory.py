@@ -9,11 +9,14 @@ from torch import nn
 
 from stable_audio_ops.config.schema import ConfigNode, lookup
 from stable_audio_ops.training.autoencoder import create_autoencoder_training_module
+from stable_audio_ops.training.diffusion import create_diffusion_cond_training_module
 
 TrainingModuleBuilder = Callable[..., pl.LightningModule]
 
 TRAINING_MODULES: dict[str, TrainingModuleBuilder] = {
     "autoencoder": create_autoencoder_training_module,
+    "diffusion_cond": create_diffusion_cond_training_module,
+    "diffusion_cond_inpaint": create_diffusion_cond_training_module,
 }
 
 

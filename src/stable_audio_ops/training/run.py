@@ -9,7 +9,12 @@ deliberate differences:
   (upstream silently skips what does not fit); ``--pretrained-ckpt-strict false`` restores the
   partial copy, still printing the report;
 - MLflow (a local sqlite store) replaces W&B; checkpoints go to ``save_dir`` (default
-  ``checkpoints/<name>``), every ``checkpoint_every`` steps plus ``last.ckpt`` when training stops;
+  ``checkpoints/<name>``), every ``checkpoint_every`` steps (``last.ckpt`` refreshed each time and
+  when training stops), written atomically; ``save_top_k`` is honoured (upstream ignores it);
+- ``--ckpt-path`` is checked to be a training checkpoint (a model file gets a pointer to
+  ``--pretrained-ckpt-path``); ``--ckpt-path last`` resumes from the newest one in ``save_dir``;
+- ``--num-gpus``/``--num-nodes``/``--strategy`` work on CPU too (several processes, gloo); only
+  rank 0 logs to MLflow; each rank writes ``save_dir/ranks/rank-<r>.json`` (see training.distributed);
 - ``max_steps`` bounds a run (upstream trains until killed; -1 keeps that).
 """
 
@@ -26,6 +31,7 @@ from typing import Any
 import torch
 
 from stable_audio_ops.errors import ConfigError, DatasetError
+from stable_audio_ops.training.distributed import process_rank, rank_seed
 
 HALF_PRECISIONS = ("16", "16-mixed", "16-true", "bf16", "bf16-mixed", "bf16-true", "transformer-engine")
 
@@ -85,20 +91,10 @@ class TrainResult:
     mlflow_run_id: str | None
     metrics: dict[str, float] = field(default_factory=dict)
     save_dir: Path | None = None
+    global_rank: int = 0  # under DDP every process returns a result; rank 0's is the one to report
 
 
 # --- small pieces (each testable on its own) -------------------------------------------------------
-def process_rank() -> int:
-    """Global rank of this process, as far as the environment tells (SLURM, torchrun, Lightning)."""
-    for var in ("SLURM_PROCID", "RANK"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
-    node = int(os.environ.get("NODE_RANK", "0") or 0)
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
-    return node * per_node + local
-
-
 def resolve_accelerator(accelerator: str) -> str:
     """``auto`` -> ``gpu`` when CUDA is available, else ``cpu`` (MPS only when asked for by name)."""
     name = (accelerator or "auto").lower()
@@ -154,7 +150,23 @@ def load_configs(options: TrainOptions) -> tuple[dict, dict, dict | None]:
         val_config = validate_dataset_config(
             _read_json(options.val_dataset_config, "dataset config"), options.val_dataset_config
         )
+    apply_pre_encoded_dataset(model_config, dataset_config, options.model_config, options.dataset_config)
     return model_config, dataset_config, val_config
+
+
+def apply_pre_encoded_dataset(model_config: dict, dataset_config: dict, model_source: str = "",
+                              dataset_source: str = "") -> None:
+    """A ``pre_encoded`` dataset needs ``training.pre_encoded`` (latents must not be encoded again):
+    switched on when the model config leaves it out, an error when it says false."""
+    if dataset_config.get("dataset_type") != "pre_encoded":
+        return
+    training = model_config.setdefault("training", {})
+    if training.get("pre_encoded") is False:
+        raise ConfigError(model_source, "training.pre_encoded", f"is false but {dataset_source or 'the dataset'} "
+                          "is a pre_encoded dataset (latents); set it to true")
+    if "pre_encoded" not in training:
+        print("note: pre_encoded dataset: training.pre_encoded set to true")
+        training["pre_encoded"] = True
 
 
 def remove_weight_norm_everywhere(module: torch.nn.Module) -> int:
@@ -275,26 +287,73 @@ def log_run_inputs(logger, options: TrainOptions, model_config: dict, dataset_co
             client.log_artifact(run_id, str(path), "configs")
 
 
-def make_strategy(strategy: str):
-    if strategy == "deepspeed":
-        try:
-            from lightning.pytorch.strategies import DeepSpeedStrategy
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ConfigError("", "strategy", f"deepspeed strategy unavailable: {exc}") from exc
-        return DeepSpeedStrategy(
-            stage=2, contiguous_gradients=True, overlap_comm=True, reduce_scatter=True,
-            reduce_bucket_size=5e8, allgather_bucket_size=5e8, load_full_weights=True,
-        )
-    return strategy or "auto"
+def make_checkpoint_callback(options: TrainOptions, save_dir: Path):
+    """Every ``checkpoint_every`` steps; keeps ``save_top_k`` newest (-1 all); refreshes ``last.ckpt`` each time.
+
+    ``last.ckpt`` always holds the newest state, so a run killed between checkpoints resumes with
+    ``--ckpt-path <save_dir>/last.ckpt`` (or ``--ckpt-path last``) and the same command line.
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    keep = options.save_top_k
+    return ModelCheckpoint(
+        dirpath=save_dir,
+        filename="{epoch}-{step}",
+        every_n_train_steps=max(1, options.checkpoint_every),
+        save_top_k=keep,
+        monitor="step" if keep > 0 else None,
+        mode="max",
+        save_last=True,
+    )
+
+
+def build_trainer(options: TrainOptions, plan, precision: str, manual: bool, callbacks: list, logger,
+                  save_dir: Path, has_val: bool):
+    """The Lightning Trainer for ``options`` (split out so tests can check every flag reaches it)."""
+    import lightning.pytorch as pl
+
+    from stable_audio_ops.training.checkpointing import AtomicCheckpointIO
+
+    trainer_kwargs: dict[str, Any] = {}
+    if has_val and options.val_every > 0:
+        trainer_kwargs.update(val_check_interval=options.val_every, check_val_every_n_epoch=None)
+    if not manual:
+        trainer_kwargs.update(accumulate_grad_batches=options.accum_batches,
+                              gradient_clip_val=options.gradient_clip_val or None)
+    if plan.strategy_name != "deepspeed":  # DeepSpeed writes its own sharded checkpoint folders
+        trainer_kwargs["plugins"] = [AtomicCheckpointIO()]
+    return pl.Trainer(
+        **plan.trainer_kwargs(),
+        precision=precision,
+        max_steps=options.max_steps,
+        max_epochs=-1,
+        logger=logger if logger is not None else False,
+        callbacks=callbacks,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        reload_dataloaders_every_n_epochs=0,
+        default_root_dir=str(save_dir),
+        enable_progress_bar=True,
+        **trainer_kwargs,
+    )
 
 
 def build_demo_callback(model_config: dict, options: TrainOptions, demo_loader_factory):
-    """Autoencoder demos (other model types get theirs with their training modules)."""
+    """The demo callback of the model type (:data:`DEMO_CALLBACKS`), or None when it has none."""
+    builder = DEMO_CALLBACKS.get(str(model_config.get("model_type")))
+    return builder(model_config, options, demo_loader_factory) if builder is not None else None
+
+
+def _diffusion_cond_demo_callback(model_config: dict, options: TrainOptions, demo_loader_factory):
+    from stable_audio_ops.training.diffusion_demos import build_diffusion_cond_demo_callback
+
+    return build_diffusion_cond_demo_callback(model_config, options.model_config)
+
+
+def _autoencoder_demo_callback(model_config: dict, options: TrainOptions, demo_loader_factory):
     from stable_audio_ops.config.schema import ConfigNode
     from stable_audio_ops.training.demos import AutoencoderDemoCallback
 
-    if model_config.get("model_type") != "autoencoder":
-        return None
     demo = ConfigNode(model_config, options.model_config).child("training").child("demo", {})
     demo_every = demo.get("demo_every", "a positive int", 2000)
     max_demos = demo.get("max_demos", "a positive int", 8)
@@ -308,21 +367,33 @@ def build_demo_callback(model_config: dict, options: TrainOptions, demo_loader_f
                                    max_demos=max_demos)
 
 
+# model_type -> builder(model_config, options, demo_loader_factory) -> Callback | None
+DEMO_CALLBACKS = {
+    "autoencoder": _autoencoder_demo_callback,
+    "diffusion_cond": _diffusion_cond_demo_callback,
+    "diffusion_cond_inpaint": _diffusion_cond_demo_callback,
+}
+
+
 # --- the run ------------------------------------------------------------------------------------------
 def run_training(options: TrainOptions) -> TrainResult:
     """Train as ``options`` say; returns the final checkpoint, last step, MLflow run id and last metrics."""
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from stable_audio_ops.data.dataloader import create_dataloader_from_config
     from stable_audio_ops.models.factory import create_model_from_config
+    from stable_audio_ops.training.checkpointing import check_resume_checkpoint, resolve_resume_path
+    from stable_audio_ops.training.distributed import RankReport, plan_distribution
     from stable_audio_ops.training.factory import create_training_module_from_config
 
     apply_thread_setting(options.num_threads)
-    rank = process_rank()
-    pl.seed_everything(options.seed + rank, workers=True)
+    rank = process_rank(options.num_gpus)
+    seed = rank_seed(options.seed, options.num_gpus)
+    pl.seed_everything(seed, workers=True)
 
     model_config, dataset_config, val_config = load_configs(options)
+    ckpt_path = resolve_resume_path(options.ckpt_path, options.resolved_save_dir())
+    check_resume_checkpoint(ckpt_path)
     sample_rate = int(model_config["sample_rate"])
     sample_size = int(model_config["sample_size"])
     channels = int(model_config.get("audio_channels", 2))
@@ -357,8 +428,15 @@ def run_training(options: TrainOptions) -> TrainResult:
                           f"{model_config['model_type']} training (manual optimization); use a larger --batch-size")
     if manual and options.gradient_clip_val:
         print("note: --gradient-clip-val is ignored for this model type; set training.clip_grad_norm instead")
+    plan = plan_distribution(options.strategy, options.num_gpus, options.num_nodes, accelerator,
+                             find_unused_parameters=bool(getattr(module, "ddp_find_unused_parameters", False)),
+                             single_optimizer=not getattr(module, "use_disc", False))
+    if rank == 0:
+        for line in plan.notes:
+            print(f"note: {line}")
 
-    logger = make_logger(options)
+    # Only rank 0 talks to MLflow (the other ranks would open runs of their own or race on sqlite).
+    logger = make_logger(options) if rank == 0 else None
     save_dir = options.resolved_save_dir()
     save_dir.mkdir(parents=True, exist_ok=True)
 
@@ -371,20 +449,17 @@ def run_training(options: TrainOptions) -> TrainResult:
             checkpoint["model_config"] = model_config
 
         def on_exception(self, trainer, pl_module, exception):
-            if isinstance(exception, KeyboardInterrupt) and trainer.global_step > 0:
+            if not isinstance(exception, KeyboardInterrupt) or trainer.global_step == 0:
+                return
+            if trainer.world_size == 1:  # saving is collective under DDP; a dying peer would hang it
                 trainer.save_checkpoint(last, weights_only=False)
                 print(f"interrupted: saved {last} (step {trainer.global_step}); resume with --ckpt-path {last}")
+            elif trainer.is_global_zero:
+                print(f"interrupted at step {trainer.global_step}; resume from the last periodic checkpoint "
+                      f"with --ckpt-path {last}")
 
-    keep = options.save_top_k
-    checkpointing = ModelCheckpoint(
-        dirpath=save_dir,
-        filename="{epoch}-{step}",
-        every_n_train_steps=max(1, options.checkpoint_every),
-        save_top_k=keep,
-        monitor="step" if keep > 0 else None,
-        mode="max",
-    )
-    callbacks: list[pl.Callback] = [checkpointing, EmbedModelConfig()]
+    callbacks: list[pl.Callback] = [make_checkpoint_callback(options, save_dir), EmbedModelConfig(),
+                                    RankReport(save_dir / "ranks", seed=seed, batch_size=options.batch_size)]
     demo_source = val_config if val_config is not None else dataset_config
     demo_name = options.val_dataset_config or options.dataset_config
     if logger is not None and rank == 0:
@@ -393,37 +468,14 @@ def run_training(options: TrainOptions) -> TrainResult:
         if demo is not None:
             callbacks.append(demo)
 
-    trainer_kwargs: dict[str, Any] = {}
-    if val_dl is not None and options.val_every > 0:
-        trainer_kwargs.update(val_check_interval=options.val_every, check_val_every_n_epoch=None)
-    if not manual:
-        trainer_kwargs.update(accumulate_grad_batches=options.accum_batches,
-                              gradient_clip_val=options.gradient_clip_val or None)
-
-    trainer = pl.Trainer(
-        accelerator=accelerator,
-        devices=max(1, options.num_gpus),
-        num_nodes=options.num_nodes,
-        strategy=make_strategy(options.strategy),
-        precision=precision,
-        max_steps=options.max_steps,
-        max_epochs=-1,
-        logger=logger if logger is not None else False,
-        callbacks=callbacks,
-        log_every_n_steps=1,
-        num_sanity_val_steps=0,
-        reload_dataloaders_every_n_epochs=0,
-        default_root_dir=str(save_dir),
-        enable_progress_bar=True,
-        **trainer_kwargs,
-    )
+    trainer = build_trainer(options, plan, precision, manual, callbacks, logger, save_dir, has_val=val_dl is not None)
     if logger is not None and trainer.is_global_zero:
         log_run_inputs(logger, options, model_config, dataset_config)
 
     with warnings.catch_warnings():
         # Lightning warns that manual-optimization checkpoints hold post-step weights: that is what we want.
         warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-        trainer.fit(module, train_dataloaders=train_dl, val_dataloaders=val_dl, ckpt_path=options.ckpt_path or None)
+        trainer.fit(module, train_dataloaders=train_dl, val_dataloaders=val_dl, ckpt_path=ckpt_path)
 
     trainer.save_checkpoint(last, weights_only=False)
     metrics = {}
@@ -434,4 +486,4 @@ def run_training(options: TrainOptions) -> TrainResult:
             continue
     run_id = logger.run_id if logger is not None and trainer.is_global_zero else None
     return TrainResult(checkpoint_path=last, last_step=int(trainer.global_step), mlflow_run_id=run_id,
-                       metrics=metrics, save_dir=save_dir)
+                       metrics=metrics, save_dir=save_dir, global_rank=int(trainer.global_rank))

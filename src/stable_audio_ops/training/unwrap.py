@@ -9,7 +9,7 @@ followed by a STRICT load into a freshly built model, so any mismatch is an erro
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,9 @@ import torch
 from stable_audio_ops.config.schema import ConfigNode, lookup
 from stable_audio_ops.errors import CheckpointError
 
-# model_type -> function(training node) -> the wrapper prefix that holds the weights to export.
-UnwrapRule = Callable[[ConfigNode], str]
+# model_type -> function(training node) -> the wrapper prefix that holds the weights to export, or a
+# sequence of (wrapper prefix, model prefix) renames applied in order (later ones override earlier ones).
+UnwrapRule = Callable[[ConfigNode], "str | Sequence[tuple[str, str]]"]
 
 
 def _autoencoder_prefix(training: ConfigNode) -> str:
@@ -28,12 +29,24 @@ def _autoencoder_prefix(training: ConfigNode) -> str:
     return "autoencoder_ema.ema_model." if use_ema else "autoencoder."
 
 
+def _diffusion_cond_renames(training: ConfigNode) -> list[tuple[str, str]]:
+    # The whole ConditionedDiffusionModelWrapper (conditioner + pretransform from the online wrapper), with
+    # the backbone replaced by the EMA backbone when EMA is on (default true), as upstream's export_model.
+    renames = [("diffusion.", "")]
+    if training.get("use_ema", "a bool", True):
+        renames.append(("diffusion_ema.ema_model.", "model."))
+    return renames
+
+
 UNWRAP_RULES: dict[str, UnwrapRule] = {
     "autoencoder": _autoencoder_prefix,
+    "diffusion_cond": _diffusion_cond_renames,
+    "diffusion_cond_inpaint": _diffusion_cond_renames,
 }
 
 # Prefixes that mark a state dict as a training-wrapper state dict (any model type).
-WRAPPER_PREFIXES = ("autoencoder.", "autoencoder_ema.", "discriminator.", "losses_gen.", "losses_disc.")
+WRAPPER_PREFIXES = ("autoencoder.", "autoencoder_ema.", "discriminator.", "losses_gen.", "losses_disc.",
+                    "diffusion.", "diffusion_ema.", "losses.")
 
 
 def read_training_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
@@ -62,9 +75,17 @@ def select_model_state_dict(
     root = ConfigNode(model_config, source)
     model_type = root.get("model_type", "a string")
     rule = lookup(UNWRAP_RULES, model_type, "model type for unwrapping", root, key="model_type")
-    prefix = rule(root.child("training", {}))
-    selected = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-    if selected:
+    renames = rule(root.child("training", {}))
+    if isinstance(renames, str):
+        renames = [(renames, "")]
+    selected: dict[str, torch.Tensor] = {}
+    prefix = renames[0][0]
+    for prefix, target in renames:
+        found = {target + k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if not found:
+            break
+        selected.update(found)
+    else:
         return selected
     wrapper_like = sorted({k.split(".")[0] + "." for k in state_dict if k.startswith(WRAPPER_PREFIXES)})
     if not wrapper_like:
@@ -75,7 +96,8 @@ def select_model_state_dict(
         )
     found = wrapper_like
     hint = ""
-    if prefix.startswith("autoencoder_ema.") and "autoencoder." in found:
+    online = {"autoencoder_ema.": "autoencoder.", "diffusion_ema.": "diffusion."}
+    if any(prefix.startswith(ema) and plain in found for ema, plain in online.items()):
         hint = " (the run did not use EMA: set training.use_ema to false in the model config)"
     raise CheckpointError(
         f"{ckpt_name}: no keys under {prefix!r} (chosen from {source}: training.use_ema); "

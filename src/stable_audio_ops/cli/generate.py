@@ -1,0 +1,190 @@
+"""``python -m stable_audio_ops.cli.generate``: text (+ audio) -> WAV/FLAC with a conditioned diffusion model.
+
+Examples::
+
+    python -m stable_audio_ops.cli.generate --model data/06_models/latent_diffusion.safetensors \\
+        --prompt "a flute playing C5, loud" --seconds 1.5 --steps 50 --cfg-scale 6 -o flute.wav
+    python -m stable_audio_ops.cli.generate --model models:/latent-diffusion@champion --prompt "..." \\
+        --batch-size 4 --seed 1 -o out.flac          # writes out_0.flac ... out_3.flac
+
+The model is an unwrapped checkpoint (config embedded, beside it as model_config.json, or given with
+``--model-config``) or a registered MLflow model (``models:/NAME@alias``), loaded strictly. Each batch
+item is conditioned on ``{"prompt", "seconds_start", "seconds_total"}`` plus any ``--cond KEY=VALUE``
+(VALUE parsed as JSON when it can be). ``--init-audio`` + ``--init-noise-level`` = audio-to-audio;
+``--inpaint-audio`` + ``--mask-start/--mask-end`` (seconds to regenerate) needs an inpainting model.
+``--return-latents`` writes the latents as ``.npy`` instead of audio. Audio is written as 16-bit
+PCM (WAV) or FLAC by the output's extension, scaled down only if it would clip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from stable_audio_ops.errors import StableAudioOpsError
+
+AUDIO_FORMATS = (".wav", ".flac")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="generate", allow_abbrev=False,
+                                description="Generate audio from a prompt with a conditioned diffusion model.")
+    p.add_argument("--model", required=True, help="unwrapped checkpoint / model folder / models:/NAME@alias")
+    p.add_argument("--model-config", default=None, help="model config JSON (default: embedded or beside the model)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI for models:/ sources")
+    p.add_argument("--prompt", default="", help="text prompt (metadata key 'prompt')")
+    p.add_argument("--negative-prompt", default=None, help="negative prompt (replaces the unconditional branch)")
+    p.add_argument("--cond", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra conditioning metadata (repeatable; VALUE parsed as JSON when possible)")
+    p.add_argument("-o", "--output", default="output.wav", help="output .wav/.flac (.npy with --return-latents); "
+                   "with --batch-size > 1 an _<index> is added before the extension")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--cfg-scale", type=float, default=6.0)
+    p.add_argument("--batch-size", type=int, default=1)
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--sample-size", type=int, default=None, help="length in audio samples")
+    length.add_argument("--seconds", type=float, default=None, help="length in seconds (rounded up to the model's "
+                        "smallest unit)")
+    p.add_argument("--seconds-start", type=float, default=0.0, help="conditioning seconds_start")
+    p.add_argument("--seconds-total", type=float, default=None,
+                   help="conditioning seconds_total (default: the generated length)")
+    p.add_argument("--no-trim", action="store_true", help="keep the full length instead of cutting to seconds_total")
+    p.add_argument("--seed", type=int, default=-1, help="-1 = random (printed)")
+    p.add_argument("--sampler-type", default=None, help="sampler (default: the objective's default)")
+    p.add_argument("--sigma-min", type=float, default=None)
+    p.add_argument("--sigma-max", type=float, default=None)
+    p.add_argument("--cfg-interval", type=float, nargs=2, default=None, metavar=("MIN", "MAX"))
+    p.add_argument("--cfg-rescale", type=float, default=None, help="scale_phi: CFG rescale amount in [0, 1]")
+    p.add_argument("--init-audio", default=None, help="audio file for audio-to-audio")
+    p.add_argument("--init-noise-level", type=float, default=1.0)
+    p.add_argument("--inpaint-audio", default=None, help="audio file to keep outside the mask (inpainting models)")
+    p.add_argument("--mask-start", type=float, default=None, help="start of the region to regenerate (s)")
+    p.add_argument("--mask-end", type=float, default=None, help="end of the region to regenerate (s)")
+    p.add_argument("--return-latents", action="store_true", help="write latents (.npy) instead of audio")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+def parse_cond(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--cond expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def resolve_sample_size(model: Any, config: dict, sample_size: int | None, seconds: float | None) -> int:
+    """Requested length in samples, rounded up to a multiple of the model's ``min_input_length``."""
+    if seconds is not None:
+        sample_size = math.ceil(seconds * int(config["sample_rate"]))
+    if sample_size is None:
+        sample_size = int(config["sample_size"])
+    unit = max(1, int(getattr(model, "min_input_length", 1)))
+    return max(unit, math.ceil(sample_size / unit) * unit)
+
+
+def output_paths(output: str | Path, batch_size: int, return_latents: bool) -> list[Path]:
+    path = Path(output)
+    if return_latents:
+        path = path.with_suffix(".npy")
+    elif path.suffix.lower() not in AUDIO_FORMATS:
+        raise ValueError(f"output must end in {' or '.join(AUDIO_FORMATS)} (got {path.name!r})")
+    if batch_size == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}_{i}{path.suffix}") for i in range(batch_size)]
+
+
+def read_audio_file(path: str) -> tuple[int, Any]:
+    import soundfile as sf
+    import torch
+
+    data, sr = sf.read(path, dtype="float32", always_2d=True)
+    return sr, torch.from_numpy(data.T.copy())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.batch_size < 1:
+        parser.error("--steps and --batch-size must be >= 1")
+    if (args.mask_start is None) != (args.mask_end is None):
+        parser.error("give both --mask-start and --mask-end")
+    try:
+        extra = parse_cond(args.cond)
+        paths = output_paths(args.output, args.batch_size, args.return_latents)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    import numpy as np
+
+    from stable_audio_ops.data.audio_io import write_audio
+    from stable_audio_ops.inference.generation import generate_diffusion_cond, generate_diffusion_cond_inpaint
+    from stable_audio_ops.serving.model_loader import load_model
+
+    try:
+        loaded = load_model(args.model, model_config=args.model_config, device=args.device,
+                            tracking_uri=args.tracking_uri)
+        model, config = loaded.model, loaded.config
+        sample_size = resolve_sample_size(model, config, args.sample_size, args.seconds)
+        sample_rate = int(config["sample_rate"])
+        seconds_total = args.seconds_total if args.seconds_total is not None else sample_size / sample_rate
+        item = {"prompt": args.prompt, "seconds_start": args.seconds_start, "seconds_total": seconds_total, **extra}
+        conditioning = [dict(item) for _ in range(args.batch_size)]
+        negative = None
+        if args.negative_prompt is not None:
+            negative = [{**item, "prompt": args.negative_prompt} for _ in range(args.batch_size)]
+        kwargs: dict[str, Any] = {}
+        for name, value in (("sampler_type", args.sampler_type), ("sigma_min", args.sigma_min),
+                            ("sigma_max", args.sigma_max), ("scale_phi", args.cfg_rescale)):
+            if value is not None:
+                kwargs[name] = value
+        if args.cfg_interval is not None:
+            kwargs["cfg_interval"] = tuple(args.cfg_interval)
+        common = dict(steps=args.steps, cfg_scale=args.cfg_scale, conditioning=conditioning,
+                      negative_conditioning=negative, batch_size=args.batch_size, sample_size=sample_size,
+                      seed=args.seed, device=loaded.device, return_latents=args.return_latents,
+                      trim_to_seconds_total=not args.no_trim, progress=not args.no_progress, **kwargs)
+        if args.init_audio:
+            common.update(init_audio=read_audio_file(args.init_audio), init_noise_level=args.init_noise_level)
+        inpaint = args.inpaint_audio is not None or args.mask_start is not None
+        if inpaint and loaded.model_type != "diffusion_cond_inpaint":
+            raise StableAudioOpsError(f"--inpaint-audio/--mask-* need a diffusion_cond_inpaint model; "
+                                      f"{args.model} is {loaded.model_type}")
+        if loaded.model_type == "diffusion_cond_inpaint":
+            output = generate_diffusion_cond_inpaint(
+                model, inpaint_audio=read_audio_file(args.inpaint_audio) if args.inpaint_audio else None,
+                inpaint_mask_start_seconds=args.mask_start, inpaint_mask_end_seconds=args.mask_end, **common)
+        else:
+            output = generate_diffusion_cond(model, **common)
+    except (StableAudioOpsError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    output = output.detach().float().cpu()
+    for path, item_out in zip(paths, output, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if args.return_latents:
+            tmp = path.with_name(f".{path.name}.tmp.npy")
+            np.save(tmp, item_out.numpy())
+            tmp.replace(path)
+        else:
+            peak = float(item_out.abs().max())
+            write_audio(path, item_out / peak if peak > 1.0 else item_out, sample_rate,
+                        subtype="PCM_16")
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

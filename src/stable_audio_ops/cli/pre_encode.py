@@ -1,0 +1,78 @@
+"""``python pre_encode.py`` / ``python -m stable_audio_ops.cli.pre_encode``: audio dataset -> latents on disk.
+
+Upstream's flags (fact sheet §1.3), e.g.
+``python pre_encode.py --model-config vae_config.json --ckpt-path vae.safetensors
+--dataset-config dataset.json --output-path latents/ --sample-size 24576 --batch-size 16``.
+Writes ``<output>/<rank>/<ID>.npy`` + ``.json`` and ``<output>/details.json``; train on them with a
+``"dataset_type": "pre_encoded"`` dataset config whose source ``path`` is the output folder.
+Extra flags: ``--latent-mode mean`` stores the VAE posterior mean instead of one sample, ``--seed``
+makes the sampled latents reproducible, ``--no-progress`` hides the progress bar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from stable_audio_ops.errors import StableAudioOpsError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pre_encode.py", allow_abbrev=False,
+                                description="Encode an audio dataset to autoencoder latents (.npy + .json).")
+    p.add_argument("--model-config", required=True, help="autoencoder model config JSON")
+    p.add_argument("--ckpt-path", required=True, help="unwrapped autoencoder checkpoint (.safetensors or .ckpt)")
+    p.add_argument("--model-half", action="store_true", help="run the autoencoder in float16")
+    p.add_argument("--dataset-config", required=True, help="dataset config JSON (audio_dir / wds / s3)")
+    p.add_argument("--output-path", required=True, help="output folder")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--sample-size", type=int, default=1320960, help="pad/crop length in audio samples")
+    p.add_argument("--is-discrete", action="store_true", help="save token indices instead of continuous latents")
+    p.add_argument("--num-nodes", type=int, default=1, help="accepted for compatibility (ranks come from "
+                   "the environment: torchrun / SLURM)")
+    p.add_argument("--num-gpus", type=int, default=1, help="accepted for compatibility")
+    p.add_argument("--num-workers", type=int, default=4)
+    p.add_argument("--strategy", default="auto", help="accepted for compatibility (no Lightning Trainer here)")
+    p.add_argument("--limit-batches", type=int, default=None, help="stop after this many batches")
+    p.add_argument("--shuffle", action="store_true", help="shuffle the dataset")
+    p.add_argument("--latent-mode", choices=("sample", "mean"), default="sample",
+                   help="VAE only: one posterior sample per clip (upstream) or the posterior mean")
+    p.add_argument("--seed", type=int, default=None, help="seed for the VAE sample (reproducible latents)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("batch_size", "sample_size"):
+        if getattr(args, name) < 1:
+            build_parser().error(f"--{name.replace('_', '-')} must be >= 1")
+    from stable_audio_ops.config.dataset_config import load_dataset_config
+    from stable_audio_ops.config.model_config import load_model_config
+    from stable_audio_ops.inference.pre_encode import load_autoencoder, pre_encode_dataset
+
+    try:
+        model_config = load_model_config(args.model_config)
+        dataset_config = load_dataset_config(args.dataset_config)
+        model = load_autoencoder(model_config, args.ckpt_path, model_half=args.model_half,
+                                 source=args.model_config, device=args.device)
+        result = pre_encode_dataset(
+            model, model_config, dataset_config, args.output_path, batch_size=args.batch_size,
+            sample_size=args.sample_size, is_discrete=args.is_discrete, model_half=args.model_half,
+            num_workers=args.num_workers, shuffle=args.shuffle, limit_batches=args.limit_batches,
+            latent_mode=args.latent_mode, seed=args.seed, progress=not args.no_progress,
+            model_config_path=args.model_config, dataset_config_path=args.dataset_config, args=vars(args),
+            dataset_source=args.dataset_config)
+    except StableAudioOpsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {result.count} latents {result.latent_shape} to {result.rank_dir}")
+    if result.details_path is not None:
+        print(f"details: {result.details_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

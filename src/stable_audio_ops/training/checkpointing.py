@@ -1,0 +1,104 @@
+"""Training checkpoints that survive being killed, and a clear check of what ``--ckpt-path`` points at.
+
+Lightning's own writer goes through an fsspec "transaction" whose temporary file lives in the
+system temp folder; when that is another filesystem the final move is a copy, so a kill at the
+wrong moment leaves a truncated ``.ckpt`` that looks like a checkpoint. :class:`AtomicCheckpointIO`
+writes next to the target, fsyncs, then ``os.replace``-s it into place: a reader sees the old file
+or the new one, never half of one.
+
+``--ckpt-path`` must be a *wrapped* (training) checkpoint; users often pass a released model file
+instead (upstream issue #163: ``KeyError: 'pytorch-lightning_version'``). :func:`check_resume_checkpoint`
+says which flag they wanted.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from stable_audio_ops.errors import CheckpointError
+
+# ckpt_path values Lightning resolves itself ("last" is resolved here, see resolve_resume_path).
+LIGHTNING_CKPT_ALIASES = ("hpc", "best", "registry")
+
+
+def _is_local(path: Any) -> bool:
+    return "://" not in str(path) or str(path).startswith("file://")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` into a temp file in the target folder, fsync, ``os.replace`` (local paths)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None or not _is_local(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        target = Path(str(path).removeprefix("file://"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # A named temp in the same folder ("x": never clobber; normal umask permissions, unlike mkstemp).
+        tmp = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            with open(tmp, "xb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def resolve_resume_path(ckpt_path: str, save_dir: str | Path) -> str | None:
+    """``--ckpt-path`` as Lightning should get it; ``last`` = the newest complete checkpoint in ``save_dir``.
+
+    Why not Lightning's own ``last``: it only looks at ``last.ckpt``, and a process killed after
+    writing a periodic checkpoint but before refreshing ``last.ckpt`` would resume from an older
+    state (or start over). Files are complete once they have their final name (atomic writes),
+    so the newest by modification time is the newest state. ``None`` = start a new run.
+    """
+    if ckpt_path != "last":
+        return ckpt_path or None
+    folder = Path(save_dir)
+    candidates = [p for p in folder.glob("*.ckpt") if p.is_file()] if folder.is_dir() else []
+    if not candidates:
+        print(f"note: --ckpt-path last: no checkpoint in {folder} yet; starting a new run")
+        return None
+    newest = max(candidates, key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"))
+    print(f"resuming from {newest}")
+    return str(newest)
+
+
+def check_resume_checkpoint(path: str | None) -> None:
+    """Raise CheckpointError unless ``path`` is a Lightning training checkpoint (or an alias Lightning resolves)."""
+    if not path or path in LIGHTNING_CKPT_ALIASES:
+        return
+    file = Path(path)
+    if not file.exists():
+        raise CheckpointError(f"--ckpt-path {path}: no such file")
+    if file.is_dir():  # DeepSpeed writes a folder; Lightning's DeepSpeed strategy reads it
+        return
+    if file.suffix == ".safetensors":
+        raise CheckpointError(
+            f"--ckpt-path {path}: this is a model file (unwrapped weights), not a training checkpoint; "
+            "start from it with --pretrained-ckpt-path (or --pretransform-ckpt-path for an autoencoder "
+            "used as pretransform). --ckpt-path resumes a run from a checkpoint that train.py wrote."
+        )
+    try:
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:  # files in torch's legacy format cannot be memory-mapped
+            if "mmap" not in str(exc):
+                raise
+            state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same explanation
+        raise CheckpointError(f"--ckpt-path {path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or "pytorch-lightning_version" not in state or "optimizer_states" not in state:
+        raise CheckpointError(
+            f"--ckpt-path {path}: this holds model weights only (no optimizer state, no step), so there is "
+            "nothing to resume; start a new run from it with --pretrained-ckpt-path"
+        )

@@ -1,0 +1,206 @@
+"""Demo generations during diffusion_cond(_inpaint) training, logged as MLflow artifacts.
+
+Config: ``training.demo`` with upstream's keys: ``demo_every`` (2000), ``demo_steps`` (250),
+``num_demos`` and ``demo_cfg_scales`` (both required, as upstream; a missing one is a ConfigError
+naming the key instead of a KeyError mid-training), ``demo_cond`` (list of metadata dicts, one per
+demo; shorter lists are cycled, longer ones cut), ``demo_cond_from_batch`` (use the current training
+batch's metadata instead). Ours: ``demo_sampler_type`` (default: v -> ``v-ddim`` as upstream's demos,
+rectified_flow -> ``euler``, rf_denoiser -> ``pingpong``) and ``demo_seed`` (0).
+
+Every time a demo fires, for each cfg scale it generates ``num_demos`` clips of ``sample_size``
+samples from the SAME seeded noise with the EMA backbone (the online conditioner and pretransform),
+and logs under ``demos/step_<global step>/``: ``demo_cfg_<scale>.wav`` (clips one after another,
+16-bit; scaled down only if they clip, so loudness stays comparable between steps),
+``demo_melspec_left_cfg_<scale>.png`` (log spectrogram of the first channel) and
+``demo_conditioning.json``. Fixed noise makes successive demos directly comparable.
+
+Timing as upstream: right after the first optimizer step, then whenever
+``(global_step - 1) % demo_every == 0``; one more when training ends (unless the last step just had
+one). Rank 0 only; a no-op without an MLflow logger. Inpainting models get all-zero inpaint masks
+(plain generation from the conditioning).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from stable_audio_ops.config.schema import ConfigNode
+from stable_audio_ops.training.demos import mlflow_logger, write_wav_int16
+
+DEMO_SAMPLERS = {"v": "v-ddim", "rectified_flow": "euler", "rf_denoiser": "pingpong"}
+
+
+def write_demo_spectrogram(path: Path, audio: torch.Tensor, sample_rate: int, title: str, n_items: int) -> None:
+    """Log-magnitude spectrogram of ``audio[0]`` with thin lines between the ``n_items`` clips."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    signal = audio[0].detach().float().cpu()
+    n_fft = 512 if signal.numel() >= 512 else max(16, 1 << (signal.numel().bit_length() - 1))
+    spec = torch.stft(signal, n_fft=n_fft, hop_length=n_fft // 4, window=torch.hann_window(n_fft),
+                      return_complex=True).abs()
+    db = 20 * torch.log10(spec.clamp_min(1e-5))
+    db = db.clamp_min(db.max() - 80)
+    duration = signal.numel() / sample_rate
+    fig, ax = plt.subplots(figsize=(max(6, min(24, n_items * 1.5)), 4), dpi=100)
+    ax.imshow(db.numpy(), origin="lower", aspect="auto", cmap="magma", extent=(0, duration, 0, sample_rate / 2))
+    for i in range(1, n_items):
+        ax.axvline(i * duration / n_items, color="white", linewidth=0.5)
+    ax.set_xlabel("time (s): demo 1, demo 2, ...")
+    ax.set_ylabel("Hz")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _cycle(conds: Sequence[dict], n: int) -> list[dict]:
+    return [dict(conds[i % len(conds)]) for i in range(n)]
+
+
+class DiffusionCondDemoCallback(pl.Callback):
+    """Generate ``demo_cond`` at each of ``demo_cfg_scales`` every ``demo_every`` steps (module docstring)."""
+
+    def __init__(self, demo_every: int = 2000, num_demos: int = 8, sample_size: int = 65536, demo_steps: int = 250,
+                 sample_rate: int = 48000, demo_cond: Sequence[dict] | None = None,
+                 demo_cfg_scales: Sequence[float] = (3, 5, 7), demo_cond_from_batch: bool = False,
+                 sampler_type: str | None = None, seed: int = 0):
+        super().__init__()
+        if demo_every < 1 or num_demos < 1 or demo_steps < 1:
+            raise ValueError("demo_every, num_demos and demo_steps must be >= 1")
+        if not demo_cond_from_batch and not demo_cond:
+            raise ValueError("demo_cond must hold at least one metadata dict (or set demo_cond_from_batch)")
+        self.demo_every = int(demo_every)
+        self.num_demos = int(num_demos)
+        self.sample_size = int(sample_size)
+        self.demo_steps = int(demo_steps)
+        self.sample_rate = int(sample_rate)
+        self.demo_cond = _cycle(list(demo_cond or [{}]), self.num_demos)
+        self.demo_cfg_scales = [float(s) for s in demo_cfg_scales]
+        self.demo_cond_from_batch = bool(demo_cond_from_batch)
+        self.sampler_type = sampler_type
+        self.seed = int(seed)
+        self.last_demo_step = -1
+        self.logged: list[str] = []
+        self._batch_cond: list[dict] | None = None
+
+    def due(self, global_step: int) -> bool:
+        return (global_step - 1) % self.demo_every == 0 and global_step != self.last_demo_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.demo_cond_from_batch:
+            self._batch_cond = [dict(md) for md in list(batch[1])[: self.num_demos]]
+        if self.due(trainer.global_step):
+            self.run_demo(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        if trainer.global_step > 0 and trainer.global_step != self.last_demo_step:
+            self.run_demo(trainer, pl_module)
+
+    def conditioning(self) -> list[dict]:
+        if self.demo_cond_from_batch and self._batch_cond:
+            return _cycle(self._batch_cond, self.num_demos)
+        return self.demo_cond
+
+    @torch.no_grad()
+    def generate(self, pl_module, cfg_scale: float, conditioning: list[dict]) -> torch.Tensor:
+        """``[num_demos, channels, samples]`` audio from the EMA backbone at ``cfg_scale``."""
+        from stable_audio_ops.inference.generation import sample_diffusion
+
+        wrapper = pl_module.diffusion
+        device = pl_module.device
+        pretransform = wrapper.pretransform
+        length = self.sample_size // pretransform.downsampling_ratio if pretransform is not None else self.sample_size
+        generator = torch.Generator(device="cpu").manual_seed(self.seed)
+        noise = torch.randn(self.num_demos, wrapper.io_channels, length, generator=generator).to(device)
+        tensors = wrapper.conditioner(conditioning, device) if wrapper.conditioner is not None else {}
+        if "inpaint_mask" in wrapper.input_concat_ids:
+            tensors = {**tensors, "inpaint_mask": [torch.zeros(self.num_demos, 1, length, device=device)],
+                       "inpaint_masked_input": [torch.zeros_like(noise)]}
+        cond_inputs = wrapper.get_conditioning_inputs(tensors)
+        sampler = self.sampler_type or DEMO_SAMPLERS.get(wrapper.diffusion_objective)
+        return sample_diffusion(pl_module.inference_backbone(), noise, cond_inputs, wrapper.diffusion_objective,
+                                self.demo_steps, cfg_scale, pretransform=pretransform,
+                                dist_shift=wrapper.sampling_dist_shift, sampler_type=sampler,
+                                generator=generator).float()
+
+    def run_demo(self, trainer: pl.Trainer, pl_module) -> None:
+        self.last_demo_step = trainer.global_step
+        if not trainer.is_global_zero:
+            return
+        logger = mlflow_logger(trainer)
+        if logger is None:
+            return
+        conditioning = self.conditioning()
+        was_training = pl_module.training
+        pl_module.eval()
+        artifact_dir = f"demos/step_{trainer.global_step:06d}"
+        try:
+            with tempfile.TemporaryDirectory(prefix="sao-diffusion-demo-") as tmp:
+                folder = Path(tmp)
+                (folder / "demo_conditioning.json").write_text(json.dumps(_jsonable(conditioning), indent=2))
+                for scale in self.demo_cfg_scales:
+                    fakes = self.generate(pl_module, scale, conditioning)
+                    audio = fakes.permute(1, 0, 2).reshape(fakes.shape[1], -1)  # clips one after another
+                    peak = float(audio.abs().max())
+                    if peak > 1.0:
+                        audio = audio / peak
+                    label = f"{scale:g}"
+                    write_wav_int16(folder / f"demo_cfg_{label}.wav", audio, self.sample_rate)
+                    write_demo_spectrogram(folder / f"demo_melspec_left_cfg_{label}.png", audio, self.sample_rate,
+                                           f"step {trainer.global_step}, cfg {label}", n_items=fakes.shape[0])
+                logger.experiment.log_artifacts(logger.run_id, str(folder), artifact_dir)
+        finally:
+            pl_module.train(was_training)
+        self.logged.append(artifact_dir)
+
+
+def _jsonable(value: Any) -> Any:
+    from stable_audio_ops.inference.pre_encode import to_jsonable
+
+    return to_jsonable(value)
+
+
+def build_diffusion_cond_demo_callback(model_config: dict, source: str = "<model config>"
+                                       ) -> DiffusionCondDemoCallback | None:
+    """The demo callback that ``training.demo`` describes, or None when there is no ``demo`` block."""
+    training = ConfigNode(model_config, source).child("training", {})
+    if not training.has("demo"):
+        return None
+    demo = training.child("demo")
+    from_batch = demo.get("demo_cond_from_batch", "a bool", False)
+    demo_cond = demo.get("demo_cond", "a list of objects", None)
+    if not from_batch and not demo_cond:
+        raise demo.error("missing required key (expected a list of metadata dicts, one per demo; or set "
+                         "demo_cond_from_batch)", "demo_cond")
+    sampler = demo.get("demo_sampler_type", "a string", None)
+    if sampler is not None:
+        from stable_audio_ops.inference.samplers import get_sampler
+
+        objective = ConfigNode(model_config, source).child("model").child("diffusion").get(
+            "diffusion_objective", "a string", "v")
+        try:
+            get_sampler(objective, sampler)
+        except ValueError as exc:
+            raise demo.error(str(exc), "demo_sampler_type") from exc
+    return DiffusionCondDemoCallback(
+        demo_every=demo.get("demo_every", "a positive int", 2000),
+        num_demos=demo.get("num_demos", "a positive int"),
+        sample_size=ConfigNode(model_config, source).get("sample_size", "a positive int"),
+        demo_steps=demo.get("demo_steps", "a positive int", 250),
+        sample_rate=ConfigNode(model_config, source).get("sample_rate", "a positive int"),
+        demo_cond=demo_cond,
+        demo_cfg_scales=demo.get("demo_cfg_scales", "a list of numbers"),
+        demo_cond_from_batch=from_batch,
+        sampler_type=sampler,
+        seed=demo.get("demo_seed", "a non-negative int", 0),
+    )

@@ -1,0 +1,74 @@
+"""The generate command line: files, formats, batch naming, seeds, latents, progress bar and errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from stable_audio_ops.cli.generate import main, output_paths
+from stable_audio_ops.models.checkpoints import save_model_checkpoint
+from stable_audio_ops.models.factory import create_model_from_config
+
+CONFIG = json.loads((Path(__file__).parents[1] / "fixtures" / "configs" / "dit_tiny.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = create_model_from_config(CONFIG)
+    with torch.no_grad():  # perturb the zero-initialised branches, so outputs depend on the prompt
+        for p in model.model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    path = tmp_path_factory.mktemp("model") / "dit.safetensors"
+    save_model_checkpoint(model.state_dict(), path, model_config=CONFIG)
+    return path
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "stable_audio_ops.cli.generate", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_writes_flac_per_batch_item_trimmed_to_seconds_total(model_path: Path, tmp_path: Path) -> None:
+    result = _run("--model", str(model_path), "--prompt", "flute", "--seconds", "0.03", "--steps", "3",
+                  "--batch-size", "2", "--seed", "1", "-o", "out.flac", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "sampling" in result.stderr  # tqdm progress bar
+    for i in range(2):
+        data, sr = sf.read(tmp_path / f"out_{i}.flac")
+        assert sr == 16000 and data.shape == (480,) and np.isfinite(data).all()
+    assert sf.info(str(tmp_path / "out_0.flac")).format == "FLAC"
+
+
+def test_seed_reproducible_prompt_matters_and_latents(model_path: Path, tmp_path: Path) -> None:
+    common = ["--model", str(model_path), "--steps", "3", "--seed", "7", "--seconds", "0.03", "--no-progress"]
+    assert main([*common, "--prompt", "flute", "-o", str(tmp_path / "a.wav")]) == 0
+    assert main([*common, "--prompt", "flute", "-o", str(tmp_path / "b.wav")]) == 0
+    assert main([*common, "--prompt", "organ", "--cfg-scale", "3", "-o", str(tmp_path / "c.wav")]) == 0
+    a, b, c = (sf.read(tmp_path / f"{n}.wav")[0] for n in "abc")
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert sf.info(str(tmp_path / "a.wav")).subtype == "PCM_16"
+    assert main([*common, "--prompt", "piano", "--return-latents", "--sampler-type", "dpmpp-2m",
+                 "-o", str(tmp_path / "lat.wav")]) == 0
+    assert np.load(tmp_path / "lat.npy").shape == (4, 60)
+    assert main([*common, "--prompt", "piano", "--negative-prompt", "flute", "--init-audio", str(tmp_path / "a.wav"),
+                 "--init-noise-level", "0.5", "-o", str(tmp_path / "d.wav")]) == 0
+
+
+def test_errors_are_reported_not_raised(model_path: Path, tmp_path: Path, capsys) -> None:
+    assert main(["--model", str(model_path), "--prompt", "violin", "--steps", "2", "--seconds", "0.03",
+                 "-o", str(tmp_path / "x.wav"), "--mask-start", "0", "--mask-end", "0.01"]) == 2
+    assert "diffusion_cond_inpaint" in capsys.readouterr().err
+    result = _run("--model", str(tmp_path / "missing.safetensors"), "-o", "x.wav", cwd=tmp_path)
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    with pytest.raises(ValueError, match=".wav or .flac"):
+        output_paths("x.mp3", 1, False)

@@ -1,0 +1,83 @@
+"""Pre-encoding a dataset: upstream's file layout, metadata, VAE sample vs mean, strict checkpoint loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from stable_audio_ops.errors import CheckpointError
+from stable_audio_ops.inference.pre_encode import encode_batch, load_autoencoder, pre_encode_dataset
+from stable_audio_ops.models.checkpoints import save_model_checkpoint
+from stable_audio_ops.models.factory import create_model_from_config
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "configs"
+AE_CONFIG = json.loads((FIXTURES / "autoencoder_tiny.json").read_text())
+
+
+def make_audio_folder(root: Path, n: int = 5, seconds: float = 0.05, sr: int = 16000) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        t = np.arange(int(seconds * sr)) / sr
+        sf.write(root / f"note{i}.wav", (0.5 * np.sin(2 * np.pi * (220 + 110 * i) * t)).astype(np.float32), sr)
+        (root / f"note{i}.json").write_text(json.dumps({"caption": f"note number {i}", "midi": 60 + i}))
+    return root
+
+
+def make_ae_checkpoint(path: Path) -> Path:
+    torch.manual_seed(0)
+    save_model_checkpoint(create_model_from_config(AE_CONFIG).state_dict(), path, model_config=AE_CONFIG)
+    return path
+
+
+def dataset_config(root: Path) -> dict:
+    return {"dataset_type": "audio_dir", "random_crop": False,
+            "datasets": [{"id": "notes", "path": str(root),
+                          "custom_metadata_module": "stable_audio_ops.data.sidecar_metadata"}]}
+
+
+def test_writes_upstreams_layout_with_latent_rate_padding_masks(tmp_path: Path) -> None:
+    audio = make_audio_folder(tmp_path / "audio")
+    model = load_autoencoder(AE_CONFIG, make_ae_checkpoint(tmp_path / "ae.safetensors"))
+    result = pre_encode_dataset(model, AE_CONFIG, dataset_config(audio), tmp_path / "latents", batch_size=2,
+                                sample_size=1024, num_workers=0, progress=False, model_config_path="ae.json",
+                                args={"batch_size": 2})
+    assert result.count == 5  # drop_last is off for pre-encoding: the last partial batch is kept
+    files = sorted((tmp_path / "latents" / "0").glob("*.npy"))
+    assert [f.stem for f in files] == ["0000000000000", "0000000000001", "0000000010000", "0000000010001",
+                                       "0000000020000"]
+    latent = np.load(files[0])
+    assert latent.shape == (4, 128) and latent.dtype == np.float32
+    md = json.loads(files[0].with_suffix(".json").read_text())
+    # 0.05 s = 800 samples of 1024 are real -> 100 of 128 latent frames
+    assert len(md["padding_mask"]) == 128 and sum(md["padding_mask"]) == 100
+    assert md["prompt"].startswith("note number") and md["seconds_total"] == 1 and md["downsampling_ratio"] == 8
+    details = json.loads((tmp_path / "latents" / "details.json").read_text())
+    assert details["sample_size"] == 1024 and details["model_config"] == "ae.json"
+    assert details["downsampling_ratio"] == 8 and details["args"] == {"batch_size": 2}
+    assert not list((tmp_path / "latents").rglob("*.tmp"))
+
+
+def test_vae_mean_is_deterministic_and_sample_is_seeded(tmp_path: Path) -> None:
+    model = load_autoencoder(AE_CONFIG, make_ae_checkpoint(tmp_path / "ae.safetensors"))
+    audio = torch.randn(2, 1, 256) * 0.3
+    mean_a, mean_b = encode_batch(model, audio, "mean"), encode_batch(model, audio, "mean")
+    assert torch.equal(mean_a, mean_b)
+    torch.manual_seed(5)
+    s1 = encode_batch(model, audio, "sample")
+    torch.manual_seed(5)
+    s2 = encode_batch(model, audio, "sample")
+    assert torch.equal(s1, s2) and not torch.equal(s1, mean_a)
+    assert torch.allclose(model.encode(audio, skip_bottleneck=True).chunk(2, dim=1)[0], mean_a)
+
+
+def test_checkpoint_must_fit_the_config(tmp_path: Path) -> None:
+    other = json.loads(json.dumps(AE_CONFIG))
+    other["model"]["encoder"]["config"]["channels"] = 8
+    torch.save({"state_dict": create_model_from_config(other).state_dict()}, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        load_autoencoder(AE_CONFIG, tmp_path / "other.ckpt")

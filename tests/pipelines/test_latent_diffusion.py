@@ -1,0 +1,78 @@
+"""`kedro run --pipelines=data_preparation,autoencoder,latent_diffusion` on tiny configs, checked through the files
+and MLflow: pre-encoded latents, a DiT whose pretransform is the trained autoencoder, strict unwrap, losses, demos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from stable_audio_ops.inference.generation import generate_diffusion_cond
+from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, read_embedded_model_config
+from stable_audio_ops.serving.model_loader import load_model
+from tests.pipelines.conftest import _edit_yaml, run_kedro
+
+pytestmark = pytest.mark.slow
+
+
+def _tiny_dit(project: Path) -> None:
+    path = project / "conf" / "base" / "model_configs" / "dit_demo.json"
+    config = json.loads(path.read_text())
+    config["model"]["diffusion"]["config"].update(embed_dim=64, depth=1, num_heads=1)
+    config["training"]["demo"].update(demo_every=100, demo_steps=4, num_demos=2, demo_cfg_scales=[1, 3])
+    path.write_text(json.dumps(config))
+
+    def tiny(params: dict) -> None:
+        params["latent_diffusion"]["pre_encode"].update(sample_size=1024, batch_size=4)
+        params["latent_diffusion"]["train"].update(max_steps=6, batch_size=2, checkpoint_every=3, threads=1)
+
+    _edit_yaml(project / "conf" / "base" / "parameters_latent_diffusion.yml", tiny)
+
+
+def test_autoencoder_then_latent_diffusion(kedro_project: Path) -> None:
+    _tiny_dit(kedro_project)
+    (kedro_project / "data" / "01_raw" / "extra").mkdir(parents=True)  # the fixture's second raw folder
+    run_kedro(kedro_project, "--pipelines=data_preparation,autoencoder,latent_diffusion")
+
+    # pre-encoding: one latent per clip, the autoencoder's shape (tiny AE: 4 channels, ratio 8)
+    latents = sorted((kedro_project / "data/04_feature/latents/0").glob("*.npy"))
+    assert len(latents) == 8 and np.load(latents[0]).shape == (4, 128)
+    summary = json.loads((kedro_project / "data/04_feature/latents_summary.json").read_text())
+    assert summary["count"] == 8 and summary["latent_std"] > 0
+    md = json.loads(latents[0].with_suffix(".json").read_text())
+    assert md["prompt"].startswith(("a flute", "a church organ"))
+
+    # the unwrapped DiT embeds the config that trained it (the trained AE as pretransform) and loads strictly
+    info = json.loads((kedro_project / "data/06_models/latent_diffusion_model.json").read_text())
+    unwrapped = kedro_project / "data/06_models/latent_diffusion.safetensors"
+    assert Path(info["path"]).resolve() == unwrapped.resolve() or (kedro_project / info["path"]) == unwrapped
+    config = read_embedded_model_config(unwrapped)
+    ae = read_embedded_model_config(kedro_project / "data/06_models/autoencoder.safetensors")
+    assert config["model"]["pretransform"]["config"] == ae["model"]
+    assert config["model"]["pretransform"]["scale"] == pytest.approx(summary["latent_std"], rel=1e-4)
+    loaded = load_model(unwrapped, device="cpu")  # strict
+    ae_state = load_ckpt_state_dict(kedro_project / "data/06_models/autoencoder.safetensors")
+    key = "decoder.layers.0.weight_v"
+    assert torch.equal(loaded.model.state_dict()[f"pretransform.model.{key}"], ae_state[key])
+    audio = generate_diffusion_cond(loaded.model, steps=3, cfg_scale=3, conditioning=[
+        {"prompt": "a flute playing C4, loud", "seconds_total": 1}], sample_size=1024, seed=0, progress=False)
+    assert audio.shape == (1, 1, 1024) and torch.isfinite(audio).all()
+
+    # MLflow: the DiT trained in a nested run with its loss history, demos and the exported model
+    client = MlflowClient(tracking_uri=f"sqlite:///{kedro_project / 'mlflow' / 'mlflow.db'}")
+    child = client.get_run(info["mlflow_run_id"])
+    parent_id = child.data.tags["mlflow.parentRunId"]
+    assert len(client.get_metric_history(child.info.run_id, "train/loss")) >= 3
+    assert {"demos", "latent_diffusion", "configs"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
+    first_demo = {a.path.split("/")[-1] for a in client.list_artifacts(child.info.run_id, "demos/step_000001")}
+    assert {"demo_cfg_1.wav", "demo_cfg_3.wav", "demo_melspec_left_cfg_3.png"} <= first_demo
+    parent = client.get_run(parent_id)
+    assert "latent_diffusion.final_loss" in parent.data.metrics
+    assert "latent_diffusion.first_loss" in parent.data.metrics
+    # the autoencoder's loss history stays alone in the parent run (6 steps), the DiT's in the child
+    assert len(client.get_metric_history(parent_id, "train/loss")) <= 6
+    assert child.info.status == "FINISHED"
