@@ -83,19 +83,21 @@ def launch_training_process(
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
         env["SAO_TORCH_THREADS"] = str(threads)
-    tail: deque[str] = deque(maxlen=40)
-    with subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-    ) as process:
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    tail: deque[str] = deque(maxlen=200)
+    with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
         assert process.stdout is not None
-        for line in process.stdout:
-            sys.stdout.write(line)
-            tail.append(line)
+        # Forward raw chunks, not lines: the progress bar redraws with carriage returns and no newline.
+        while chunk := os.read(process.stdout.fileno(), 65536):
+            text = chunk.decode(errors="replace")
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            tail.append(text)
         returncode = process.wait()
     if returncode != 0:
         raise TrainingProcessError(
             f"training process failed (exit {returncode}): {' '.join(argv)}\n--- last output ---\n"
-            + "".join(tail)
+            + "".join(tail)[-6000:]
         )
     checkpoint = save_dir / "last.ckpt"
     if not checkpoint.exists():

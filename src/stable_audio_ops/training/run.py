@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -322,6 +323,11 @@ def build_trainer(options: TrainOptions, plan, precision: str, manual: bool, cal
                               gradient_clip_val=options.gradient_clip_val or None)
     if plan.strategy_name != "deepspeed":  # DeepSpeed writes its own sharded checkpoint folders
         trainer_kwargs["plugins"] = [AtomicCheckpointIO()]
+    # TQDM, not Rich: Rich draws nothing until the end when stdout is a pipe (Kedro's launcher), while tqdm's
+    # carriage-return updates stream through it and show live progress.
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    callbacks = [*callbacks, TQDMProgressBar(refresh_rate=1 if sys.stdout.isatty() else 10)]
     return pl.Trainer(
         **plan.trainer_kwargs(),
         precision=precision,
