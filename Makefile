@@ -46,16 +46,16 @@ $(STAMP): requirements.txt pyproject.toml Makefile
 setup: system-deps $(STAMP)
 
 demo: setup
-	$(VENV)/bin/kedro run
+	# the whole chain through DVC: data_preparation -> autoencoder -> latent_diffusion -> evaluation
+	# (stage commands run `python -m kedro`, so the venv's bin goes first on PATH)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 	@echo
-	@echo "Done. Browse the runs:   $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --port 5000"
-	@echo "                         (the DiT run is nested under the Kedro run; its demos are in its demos/ artifacts)"
-	@echo "Data report:             data/08_reporting/data_report.md"
-	@echo "Unwrapped autoencoder:   data/06_models/autoencoder.safetensors"
-	@echo "Pre-encoded latents:     data/04_feature/latents   (summary: data/04_feature/latents_summary.json)"
-	@echo "Unwrapped DiT:           data/06_models/latent_diffusion.safetensors"
-	@echo "Generate:                $(PY) -m stable_audio_ops.cli.generate --model data/06_models/latent_diffusion.safetensors \\"
-	@echo "                           --prompt 'a flute playing G4, soft' --seconds 1.5 --steps 50 --cfg-scale 5 -o flute.wav"
+	@echo "Report:          data/08_reporting/{metrics.json,promotion.json,evaluation_report.md,plots/}"
+	@echo "Models:          data/06_models/autoencoder.safetensors, data/06_models/latent_diffusion.safetensors"
+	@echo "MLflow UI:       $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --host 127.0.0.1 --port 5000  -> http://127.0.0.1:5000"
+	@echo "Serve champion:  $(VENV)/bin/python -m stable_audio_ops.cli.serve --model models:/stable-audio-ops-latent-diffusion@champion --mlflow-tracking-uri sqlite:///mlflow/mlflow.db --port 8000"
+	@echo "Web page:        http://127.0.0.1:8000/   (API docs: http://127.0.0.1:8000/docs)"
+	@echo "Generate:        $(PY) -m stable_audio_ops.cli.generate --model models:/stable-audio-ops-latent-diffusion@champion --tracking-uri sqlite:///mlflow/mlflow.db --prompt 'a flute playing G4, soft' --seconds 1.5 --steps 50 -o flute.wav"
 
 test: setup
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests

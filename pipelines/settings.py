@@ -11,3 +11,8 @@ CONFIG_LOADER_ARGS = {
         "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
     },
 }
+
+from pipelines.hooks import LineageTagsHook  # noqa: E402
+
+# git commit + DVC data hash as tags on every kedro-mlflow run
+HOOKS = (LineageTagsHook(),)

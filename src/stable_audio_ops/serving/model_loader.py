@@ -1,9 +1,10 @@
 """Resolve a model source (checkpoint file, model folder, or MLflow ``models:/`` URI) to a ready model.
 
-The MLflow part is kept here, in one small function, because the registry layout is decided by the
-registry/promotion code. Assumed layout: the registered model's artifacts hold ``model_config.json``
-and ``model.safetensors`` at the root of the logged model folder (any single ``*.safetensors`` or
-``*.ckpt`` is accepted too; a config embedded in the safetensors metadata replaces a missing JSON).
+The MLflow part is kept here, in one small function. Registry layout (written by
+``stable_audio_ops.tracking.registry``): a registered version is an MLflow pyfunc model folder
+(``MLmodel`` at its root) whose ``artifacts/`` hold ``model_config.json`` and ``model.safetensors``; a
+plain logged folder with those two files at its root is accepted too (any single ``*.safetensors`` or
+``*.ckpt`` as well; a config embedded in the safetensors metadata replaces a missing JSON).
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def _model_files_dir(folder: Path) -> Path:
+    """An MLflow pyfunc model folder (``MLmodel`` at its root) keeps the model files in ``artifacts/``."""
+    if (folder / "MLmodel").is_file() and (folder / "artifacts").is_dir():
+        return folder / "artifacts"
+    return folder
 
 
 def _find_checkpoint(folder: Path) -> Path:
@@ -141,7 +149,7 @@ def load_model(source: str | Path, *, model_config: str | Path | None = None, de
         if not local.exists():
             raise CheckpointError(f"model source {source!r} does not exist")
         default_name = local.stem if local.is_file() else local.name
-    checkpoint = _find_checkpoint(local) if local.is_dir() else local
+    checkpoint = _find_checkpoint(_model_files_dir(local)) if local.is_dir() else local
     config, config_source = _read_config(checkpoint, model_config)
     model_type = config.get("model_type")
     if model_type not in SERVABLE_MODEL_TYPES:

@@ -1,0 +1,340 @@
+"""Nodes of the evaluation pipeline: register -> split -> judge the autoencoder and the generator -> promote
+-> report.
+
+Registration comes first so every evaluated model is a registry version (``challenger``) before its
+metrics are known; the promotion node then moves ``champion`` by the rule in
+``parameters_evaluation.yml`` and writes why. Judges and generation live in the library
+(``stable_audio_ops.evaluation``, ``stable_audio_ops.inference``); these nodes only wire them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipelines.evaluation import plots
+from stable_audio_ops.evaluation.judge import (
+    LabelledClip,
+    calibration_sets,
+    format_report,
+    judge_sets,
+    load_labelled_clips,
+    prepare_reference,
+    split_reference,
+)
+from stable_audio_ops.evaluation.reconstruction import evaluate_reconstruction
+from stable_audio_ops.tracking.lineage import lineage_tags, state_dict_sha256
+from stable_audio_ops.tracking.registry import (
+    AUTOENCODER_MODEL_NAME,
+    DIFFUSION_MODEL_NAME,
+    find_version_by_weights,
+    log_model_to_registry,
+    promote_if_better,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _active_run_id() -> str | None:
+    import mlflow
+
+    run = mlflow.active_run()
+    return run.info.run_id if run is not None else None
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe numbers: NaN/inf -> None (DVC and json.dump both choke on NaN)."""
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def register_autoencoder(autoencoder_model: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Register the unwrapped autoencoder (new version -> ``challenger``; identical weights -> reused)."""
+    tags = {**lineage_tags(), "training_run_id": autoencoder_model.get("mlflow_run_id") or "unknown",
+            "evaluation_run_id": _active_run_id() or "unknown"}
+    version = log_model_to_registry(autoencoder_model["path"], params.get("autoencoder_name", AUTOENCODER_MODEL_NAME),
+                                    tags=tags, artifact_name="autoencoder")
+    log.info("registry: %s version %s (%s)", version.name, version.version, "new" if version.new else "existing")
+    return version.to_dict()
+
+
+def _autoencoder_lineage(diffusion_path: str, autoencoder_registration: Mapping[str, Any],
+                         autoencoder_name: str) -> dict[str, str]:
+    """Which registered autoencoder the diffusion model was trained on, checked against its weights.
+
+    The diffusion checkpoint carries the autoencoder as ``pretransform.model.*``; hashing those tensors
+    and comparing them with registered autoencoder versions tells the version for certain ("verified").
+    When nothing matches (e.g. a pretransform fine-tuned with the DiT) the autoencoder registered in this
+    run is recorded as "declared".
+    """
+    from stable_audio_ops.models.checkpoints import load_ckpt_state_dict
+
+    state = load_ckpt_state_dict(diffusion_path)
+    prefix = "pretransform.model."
+    if not any(k.startswith(prefix) for k in state):
+        return {"autoencoder_lineage": "none (no autoencoder pretransform in the checkpoint)"}
+    sha = state_dict_sha256(state, prefix=prefix)
+    match = find_version_by_weights(autoencoder_name, sha)
+    if match is not None:
+        return {"autoencoder_version": str(match.version), "autoencoder_weights_sha256": sha,
+                "autoencoder_lineage": "verified (pretransform weights equal the registered version)"}
+    return {"autoencoder_version": str(autoencoder_registration.get("version")), "autoencoder_weights_sha256": sha,
+            "autoencoder_lineage": "declared (pretransform weights match no registered autoencoder version)"}
+
+
+def register_latent_diffusion(latent_diffusion_model: Mapping[str, Any], autoencoder_registration: Mapping[str, Any],
+                              params: Mapping[str, Any]) -> dict[str, Any]:
+    """Register the unwrapped latent diffusion model with the autoencoder version it was trained on."""
+    ae_name = params.get("autoencoder_name", AUTOENCODER_MODEL_NAME)
+    lineage = _autoencoder_lineage(latent_diffusion_model["path"], autoencoder_registration, ae_name)
+    tags = {**lineage_tags(), **lineage, "autoencoder_model": ae_name,
+            "training_run_id": latent_diffusion_model.get("mlflow_run_id") or "unknown",
+            "evaluation_run_id": _active_run_id() or "unknown"}
+    version = log_model_to_registry(latent_diffusion_model["path"],
+                                    params.get("latent_diffusion_name", DIFFUSION_MODEL_NAME), tags=tags,
+                                    artifact_name="latent_diffusion")
+    log.info("registry: %s version %s (%s), autoencoder lineage: %s", version.name, version.version,
+             "new" if version.new else "existing", lineage.get("autoencoder_lineage"))
+    return {**version.to_dict(), **lineage}
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _subsample(clips: Sequence[LabelledClip], limit: int | None, key: str = "instrument") -> list[LabelledClip]:
+    """At most ``limit`` clips, taken round-robin over ``key`` so every instrument stays represented."""
+    if limit is None or len(clips) <= limit:
+        return list(clips)
+    groups: dict[str, list[LabelledClip]] = {}
+    for clip in clips:
+        groups.setdefault(str(clip[2].get(key)), []).append(clip)
+    chosen: list[LabelledClip] = []
+    queues = [list(g) for _, g in sorted(groups.items())]
+    while len(chosen) < limit:
+        for queue in queues:
+            if queue and len(chosen) < limit:
+                chosen.append(queue.pop(0))
+    return chosen
+
+
+def load_evaluation_clips(params: Mapping[str, Any]) -> dict[str, list[LabelledClip]]:
+    """The demo notes split into a judge reference (probe + KID) and held-out test clips (captions)."""
+    clips = load_labelled_clips(params["demo_dir"])
+    split = params.get("split", {})
+    reference, heldout = split_reference(clips, holdout_fraction=float(split.get("holdout_fraction", 0.3)),
+                                         seed=int(split.get("seed", 0)))
+    reference = _subsample(reference, split.get("max_reference_clips"))
+    log.info("evaluation clips: %d reference, %d held out (of %d)", len(reference), len(heldout), len(clips))
+    return {"reference": reference, "heldout": heldout}
+
+
+# --------------------------------------------------------------------------- autoencoder
+
+
+def evaluate_autoencoder(autoencoder_model: Mapping[str, Any], clips: Mapping[str, list[LabelledClip]],
+                         params: Mapping[str, Any]) -> dict[str, float]:
+    """Multi-resolution STFT distance, log-mel distance and SI-SDR of reconstructions of held-out clips."""
+    from stable_audio_ops.models.checkpoints import (
+        load_ckpt_state_dict,
+        load_state_dict_checked,
+        read_embedded_model_config,
+    )
+    from stable_audio_ops.models.factory import create_model_from_config
+
+    path = autoencoder_model["path"]
+    config = read_embedded_model_config(path)
+    model = create_model_from_config(config, f"{path} (embedded model_config)")
+    load_state_dict_checked(model, load_ckpt_state_dict(path), strict=True, what=str(path))
+    settings = params.get("autoencoder", {})
+    chosen = _subsample(clips["heldout"], settings.get("max_clips"))
+    rates = {sr for _, sr, _ in chosen}
+    if len(rates) != 1:
+        raise ValueError(f"evaluate_autoencoder: held-out clips have mixed sample rates {sorted(rates)}")
+    started = time.perf_counter()
+    metrics = evaluate_reconstruction(model.eval(), [audio for audio, _, _ in chosen], rates.pop(),
+                                      batch_size=int(settings.get("batch_size", 8)))
+    metrics["seconds"] = time.perf_counter() - started
+    log.info("autoencoder reconstruction: %s", {k: round(float(v), 4) for k, v in metrics.items()})
+    return metrics
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def _conditioning(meta: Mapping[str, Any], seconds: float) -> dict[str, Any]:
+    """Metadata for the conditioners: every caption field, plus the prompt and the timing ids."""
+    prompt = meta.get("prompt") or meta.get("caption") or ""
+    return {**dict(meta), "prompt": prompt, "seconds_start": 0.0, "seconds_total": float(seconds)}
+
+
+def generate_for_captions(model: torch.nn.Module, targets: Sequence[Mapping[str, Any]], *, clip_samples: int,
+                          steps: int, cfg_scale: float, batch_size: int, seed: int, sampler: str | None = None,
+                          device: str | torch.device = "cpu") -> list[np.ndarray]:
+    """One mono clip per target caption, ``clip_samples`` long at the model's rate (deterministic seeds)."""
+    from stable_audio_ops.inference.generation import generate_diffusion_cond
+
+    min_length = int(getattr(model, "min_input_length", 1) or 1)
+    sample_size = math.ceil(clip_samples / min_length) * min_length
+    seconds = clip_samples / float(model.sample_rate)
+    extra = {"sampler_type": sampler} if sampler else {}
+    out: list[np.ndarray] = []
+    for start in range(0, len(targets), batch_size):
+        chunk = targets[start : start + batch_size]
+        with torch.inference_mode():
+            audio = generate_diffusion_cond(model, steps=steps, cfg_scale=cfg_scale,
+                                            conditioning=[_conditioning(t, seconds) for t in chunk],
+                                            batch_size=len(chunk), sample_size=sample_size, seed=seed + start,
+                                            device=device, progress=False, **extra)
+        audio = audio.float().cpu().numpy()[:, :, :clip_samples]
+        out.extend(item.mean(axis=0).astype(np.float32) for item in audio)
+    return out
+
+
+def evaluate_generation(latent_diffusion_model: Mapping[str, Any], clips: Mapping[str, list[LabelledClip]],
+                        params: Mapping[str, Any]) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
+    """Generate notes for held-out captions and judge them beside real clips (ceiling) and noise (floor).
+
+    Returns the per-set judge results and a few (generated, real) examples for the spectrogram grid.
+    """
+    from stable_audio_ops.serving.model_loader import load_model
+
+    gen = params.get("generation", {})
+    judges = params.get("judges", {})
+    loaded = load_model(latent_diffusion_model["path"], device=str(gen.get("device", "cpu")))
+    model = loaded.model
+    heldout = _subsample(clips["heldout"], gen.get("num_captions"))
+    targets = [{"midi": m["midi"], "instrument": m["instrument"], "dynamic": m["dynamic"],
+                **{k: m[k] for k in ("prompt", "caption", "velocity", "family", "note_name") if k in m}}
+               for _, _, m in heldout]
+    model_sr = int(model.sample_rate)
+    real_sr = int(heldout[0][1])
+    clip_samples = round(len(heldout[0][0]) * model_sr / real_sr)
+    started = time.perf_counter()
+    generated = generate_for_captions(model, targets, clip_samples=clip_samples, steps=int(gen.get("steps", 50)),
+                                      cfg_scale=float(gen.get("cfg_scale", 6.0)),
+                                      batch_size=int(gen.get("batch_size", 16)), seed=int(gen.get("seed", 0)),
+                                      sampler=gen.get("sampler"), device=loaded.device)
+    gen_seconds = time.perf_counter() - started
+    sets = {"model": [(audio, model_sr, t) for audio, t in zip(generated, targets, strict=True)]}
+    sets.update(calibration_sets(heldout, kinds=tuple(judges.get("calibration", ("real", "noise"))),
+                                 seed=int(gen.get("seed", 0))))
+    reference = prepare_reference(clips["reference"], judges.get("embedder", "aisfx"))
+    results = judge_sets(sets, reference, pitch_judges=tuple(judges.get("pitch_judges", ("crepe", "acf"))),
+                         crepe_model=str(judges.get("crepe_model", "tiny")),
+                         kid_subsets=int(judges.get("kid_subsets", 100)),
+                         kid_subset_size=int(judges.get("kid_subset_size", 1000)))
+    results["model"]["generation_seconds"] = gen_seconds
+    log.info("generation judges:\n%s", format_report(results))
+    count = int(params.get("plots", {}).get("spectrogram_examples", 6))
+    examples = [{"caption": t.get("caption") or t.get("prompt", ""), "generated": g, "real": r[0],
+                 "sample_rate": model_sr if model_sr == real_sr else None}
+                for g, t, r in zip(generated[:count], targets[:count], heldout[:count], strict=True)]
+    for example in examples:
+        if example["sample_rate"] is None:  # show both at the judge's rate
+            from stable_audio_ops.evaluation._audio import resample_mono
+
+            example["generated"] = resample_mono(example["generated"], model_sr, real_sr)
+            example["sample_rate"] = real_sr
+    return results, examples
+
+
+# --------------------------------------------------------------------------- promotion + report
+
+
+def _metric_view(set_results: Mapping[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in set_results.items() if isinstance(v, int | float)}
+
+
+def decide_promotions(autoencoder_registration: Mapping[str, Any], latent_diffusion_registration: Mapping[str, Any],
+                      autoencoder_metrics: Mapping[str, float], generation_results: Mapping[str, Mapping[str, float]],
+                      params: Mapping[str, Any]) -> dict[str, Any]:
+    """Move ``champion`` for each model whose challenger wins under the configured rule; say why."""
+    rules = params["promotion"]
+    decisions = {
+        "autoencoder": promote_if_better(autoencoder_registration["name"], autoencoder_registration["version"],
+                                         _metric_view(autoencoder_metrics), rules["autoencoder"]),
+        "latent_diffusion": promote_if_better(latent_diffusion_registration["name"],
+                                              latent_diffusion_registration["version"],
+                                              _metric_view(generation_results["model"]), rules["latent_diffusion"]),
+    }
+    for kind, decision in decisions.items():
+        log.info("promotion %s v%s: %s (%s)", kind, decision["version"],
+                 "PROMOTED to champion" if decision["promoted"] else "not promoted", decision["reason"])
+    lineage = {k: latent_diffusion_registration.get(k) for k in
+               ("autoencoder_version", "autoencoder_lineage", "autoencoder_weights_sha256")}
+    return _clean({**decisions, "latent_diffusion_lineage": lineage,
+                   "registrations": {"autoencoder": dict(autoencoder_registration),
+                                     "latent_diffusion": dict(latent_diffusion_registration)}})
+
+
+def build_metrics(autoencoder_metrics: Mapping[str, float], generation_results: Mapping[str, Mapping[str, float]],
+                  promotion: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, float]], str]:
+    """metrics.json (DVC metrics), the same numbers flattened for MLflow (logged as ``evaluation.<path>``), and a
+    Markdown report."""
+    metrics = _clean({
+        "autoencoder": dict(autoencoder_metrics),
+        "generation": {name: dict(values) for name, values in generation_results.items()},
+        "promoted": {kind: int(bool(promotion[kind]["promoted"])) for kind in ("autoencoder", "latent_diffusion")},
+    })
+    flat: dict[str, dict[str, float]] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), value)
+        elif isinstance(node, int | float) and not isinstance(node, bool):
+            flat[prefix] = {"value": float(node), "step": 0}
+
+    walk("", metrics)
+    lines = ["# Evaluation report", "", "## Autoencoder reconstruction (held-out clips)", ""]
+    lines += [f"- {k}: {v:.4g}" for k, v in autoencoder_metrics.items() if isinstance(v, int | float)]
+    lines += ["", "## Generation (held-out captions)", "", format_report(generation_results), "## Promotion", ""]
+    for kind in ("autoencoder", "latent_diffusion"):
+        d = promotion[kind]
+        lines.append(f"- {d['model']} v{d['version']}: {'promoted to champion' if d['promoted'] else 'not promoted'}"
+                     f" — {d['reason']} (champion now v{d['champion']})")
+    lineage = promotion.get("latent_diffusion_lineage", {})
+    lines.append(f"- diffusion trained on autoencoder v{lineage.get('autoencoder_version')}: "
+                 f"{lineage.get('autoencoder_lineage')}")
+    return metrics, flat, "\n".join(lines) + "\n"
+
+
+def _loss_history(run_id: str | None) -> dict[str, list[tuple[int, float]]]:
+    if not run_id:
+        return {}
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    try:
+        keys = [k for k in client.get_run(run_id).data.metrics if "loss" in k and k.startswith("train")]
+        return {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in keys}
+    except MlflowException as exc:
+        log.warning("no loss history for run %s: %s", run_id, exc)
+        return {}
+
+
+def make_plots(generation_examples: Sequence[Mapping[str, Any]], generation_results: Mapping[str, Mapping[str, float]],
+               autoencoder_model: Mapping[str, Any], latent_diffusion_model: Mapping[str, Any]):
+    """The three report figures: spectrogram grid, metric bars, training loss curves."""
+    histories = {"autoencoder": _loss_history(autoencoder_model.get("mlflow_run_id")),
+                 "latent_diffusion": _loss_history(latent_diffusion_model.get("mlflow_run_id"))}
+    return (plots.spectrogram_grid(generation_examples), plots.metric_bars(generation_results),
+            plots.loss_curves(histories))
+

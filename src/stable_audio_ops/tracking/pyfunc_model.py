@@ -1,0 +1,136 @@
+"""MLflow "models from code" pyfunc for registered stable-audio-ops models.
+
+This file is copied into every registered model (``python_model=<this file>``), so ``mlflow models
+serve -m models:/NAME@champion --env-manager local`` and ``mlflow.pyfunc.load_model`` run it.
+
+- Diffusion models (``diffusion_cond``): ``predict`` takes rows with a ``prompt`` (optional
+  ``negative_prompt``, ``seconds_total``, ``steps``, ``cfg_scale``, ``seed``) and generates audio through the
+  same :class:`~stable_audio_ops.serving.engine.Engine` as the FastAPI server, so a seed gives the same
+  audio in both. Each row returns ``audio_wav_base64`` (16-bit WAV), ``sample_rate``, ``seed``,
+  ``num_samples`` and ``channels``.
+- Autoencoders: rows with ``audio_wav_base64`` come back reconstructed (encode -> decode).
+
+Inputs: a DataFrame, a list of dicts, a list of prompt strings, one dict or one prompt string (over HTTP:
+``{"dataframe_records": [{"prompt": "...", "steps": 50}]}`` or ``{"inputs": ["a flute playing C4"]}``).
+``seconds_total`` defaults to the model's training length (``sample_size / sample_rate``).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+
+import mlflow
+
+DEFAULT_STEPS = 50
+DEFAULT_CFG_SCALE = 6.0
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _rows(model_input: Any) -> list[dict[str, Any]]:
+    """Normalise the accepted input shapes to a list of dicts without missing values."""
+    if hasattr(model_input, "to_dict") and hasattr(model_input, "columns"):
+        records = model_input.to_dict(orient="records")
+    elif isinstance(model_input, str):
+        records = [{"prompt": model_input}]
+    elif isinstance(model_input, dict):
+        records = [model_input]
+    elif hasattr(model_input, "tolist"):  # numpy array of prompts
+        records = [{"prompt": str(item)} if not isinstance(item, dict) else item for item in model_input.tolist()]
+    else:
+        records = [{"prompt": item} if isinstance(item, str) else dict(item) for item in model_input]
+    return [{k: v for k, v in row.items() if not _is_missing(v)} for row in records]
+
+
+class StableAudioModel(mlflow.pyfunc.PythonModel):
+    """Generates audio from prompts (diffusion) or reconstructs audio (autoencoder)."""
+
+    def load_context(self, context: Any) -> None:
+        import json
+
+        import torch
+
+        weights = Path(context.artifacts["weights"])
+        config = json.loads(Path(context.artifacts["model_config"]).read_text(encoding="utf-8"))
+        self.model_type = str(config.get("model_type"))
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.model_type == "autoencoder":
+            from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, load_state_dict_checked
+            from stable_audio_ops.models.factory import create_model_from_config
+
+            model = create_model_from_config(config, str(weights))
+            load_state_dict_checked(model, load_ckpt_state_dict(weights), strict=True, what=str(weights))
+            self.model = model.to(device).eval().requires_grad_(False)
+            self.device = torch.device(device)
+            return
+        from stable_audio_ops.serving.engine import Engine
+        from stable_audio_ops.serving.model_loader import load_model
+        from stable_audio_ops.serving.settings import ServeSettings
+
+        loaded = load_model(weights, model_config=Path(context.artifacts["model_config"]), device=device)
+        self.engine = Engine(loaded, ServeSettings(model=str(weights), warmup=False))
+
+    # model_input is deliberately not type-hinted: MLflow would convert and validate against the hint,
+    # and the accepted shapes are wider than one hint (see the module docstring).
+    def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        rows = _rows(model_input)
+        if self.model_type == "autoencoder":
+            return [self._reconstruct(row) for row in rows]
+        return [self._generate(row, params or {}) for row in rows]
+
+    def _generate(self, row: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        import secrets
+
+        from stable_audio_ops.serving.engine import SEED_LIMIT, GenerationSpec
+
+        engine = self.engine
+        if "prompt" not in row and engine.text_conditioned:
+            raise ValueError("each input row needs a 'prompt'")
+        trained = engine.fixed_sample_size / engine.sample_rate if engine.fixed_sample_size else engine.max_seconds
+        seconds = float(row.get("seconds_total", params.get("seconds_total", trained)))
+        seconds = min(max(seconds, 1.0 / engine.sample_rate), engine.max_seconds)
+        seed = int(row.get("seed", params.get("seed", -1)))
+        seed = secrets.randbelow(SEED_LIMIT) if seed < 0 else seed % SEED_LIMIT
+        spec = GenerationSpec(
+            prompt=str(row.get("prompt", "")), negative_prompt=str(row.get("negative_prompt", "")),
+            seconds_total=seconds, steps=int(row.get("steps", params.get("steps", DEFAULT_STEPS))),
+            cfg_scale=float(row.get("cfg_scale", params.get("cfg_scale", DEFAULT_CFG_SCALE))), seed=seed,
+            sampler=str(row.get("sampler", params.get("sampler", engine.default_sampler))), batch_size=1,
+            format="wav", sample_size=engine.sample_size_for(seconds), num_samples=engine.num_samples_for(seconds),
+            conditioning={k: row.get(k, 0) for k in engine.extra_conditioning_ids},
+        )
+        result = engine.run_batch([spec])[0]
+        return {"audio_wav_base64": base64.b64encode(result.audio[0]).decode("ascii"),
+                "sample_rate": result.sample_rate, "seed": result.seeds[0], "num_samples": result.num_samples,
+                "channels": result.channels}
+
+    def _reconstruct(self, row: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+        import soundfile as sf
+        import torch
+
+        from stable_audio_ops.evaluation.reconstruction import deterministic_latents
+        from stable_audio_ops.serving.engine import encode_audio
+
+        if "audio_wav_base64" not in row:
+            raise ValueError("each input row needs 'audio_wav_base64' (a base64-encoded audio file)")
+        audio, sr = sf.read(io.BytesIO(base64.b64decode(row["audio_wav_base64"])), dtype="float32", always_2d=True)
+        clip = torch.from_numpy(np.ascontiguousarray(audio.T))
+        with torch.inference_mode():
+            prepared = self.model.preprocess_audio_list_for_encoder([clip], int(sr)).to(self.device)
+            decoded = self.model.decode(deterministic_latents(self.model, prepared))
+        out_sr = int(self.model.sample_rate)
+        length = round(audio.shape[0] * out_sr / int(sr))
+        data = encode_audio(decoded[0, :, :length].float().cpu().numpy(), out_sr, "wav")
+        return {"audio_wav_base64": base64.b64encode(data).decode("ascii"), "sample_rate": out_sr}
+
+
+mlflow.models.set_model(StableAudioModel())

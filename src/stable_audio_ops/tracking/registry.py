@@ -1,0 +1,355 @@
+"""MLflow model registry: register unwrapped models as pyfunc models, move aliases, load by alias.
+
+Layout of a registered version (what ``models:/NAME@alias`` downloads): an MLflow pyfunc model folder
+(``MLmodel``, the "models from code" file :mod:`stable_audio_ops.tracking.pyfunc_model`) whose
+``artifacts/`` hold the upstream-format ``model_config.json`` and ``model.safetensors`` (the unwrapped
+weights, config also embedded). So the same version serves three ways: ``mlflow models serve``, our
+FastAPI server / generate command (``serving.model_loader`` looks into ``artifacts/``) and
+:func:`load_registered_model` in Python.
+
+Aliases, not stages: every new version gets ``challenger``; :func:`promote_if_better` moves ``champion``
+to it only when it beats the current champion on the chosen metrics (or there is none), and writes the
+decision and its reason onto the version's tags. A re-registration of identical weights (same tensor
+hash) returns the existing version instead of adding a new one, so re-running the evaluation stage
+never spawns duplicate versions or steals ``challenger``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stable_audio_ops.errors import CheckpointError, ConfigError
+from stable_audio_ops.tracking.lineage import state_dict_sha256
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+AUTOENCODER_MODEL_NAME = "stable-audio-ops-autoencoder"
+DIFFUSION_MODEL_NAME = "stable-audio-ops-latent-diffusion"
+CONFIG_NAME = "model_config.json"
+WEIGHTS_NAME = "model.safetensors"
+EVAL_TAG_PREFIX = "eval."
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+DEFAULT_EXPERIMENT = "stable-audio-ops"
+
+
+@dataclass
+class RegisteredVersion:
+    """One registered model version and how it came to be."""
+
+    name: str
+    version: str
+    run_id: str | None
+    weights_sha256: str
+    model_type: str
+    new: bool  # False when identical weights were already registered (that version is returned)
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "uri": self.uri}
+
+
+@dataclass
+class RegistryModel:
+    """A model loaded from the registry (any model type), in eval mode."""
+
+    model: torch.nn.Module
+    config: dict
+    folder: Path
+    facts: dict[str, Any]
+
+
+def _client(tracking_uri: str | None = None):
+    from mlflow.tracking import MlflowClient
+
+    import mlflow
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    return MlflowClient()
+
+
+def _read_unwrapped(path: Path, model_config: Mapping[str, Any] | None) -> tuple[dict, dict[str, torch.Tensor]]:
+    from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, read_embedded_model_config
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: unwrapped model file not found (run the training pipeline first)")
+    config = dict(model_config) if model_config is not None else read_embedded_model_config(path)
+    if config is None:
+        raise ConfigError(str(path), "", "no model config: the checkpoint embeds none and none was given")
+    if "model_type" not in config:
+        raise ConfigError(str(path), "model_type", "model config has no model_type")
+    return config, load_ckpt_state_dict(path)
+
+
+def _stage_model_files(path: Path, config: dict, state_dict: dict[str, torch.Tensor], folder: Path) -> None:
+    """``model_config.json`` + ``model.safetensors`` (config embedded) in ``folder``."""
+    from stable_audio_ops.models.checkpoints import save_model_checkpoint
+
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2), encoding="utf-8")
+    if path.suffix == ".safetensors":
+        shutil.copyfile(path, folder / WEIGHTS_NAME)
+    else:
+        save_model_checkpoint(state_dict, folder / WEIGHTS_NAME, model_config=config)
+
+
+def find_version_by_weights(name: str, weights_sha256: str, tracking_uri: str | None = None):
+    """The registered version of ``name`` whose weights hash equals ``weights_sha256`` (newest), or None."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return None
+    matches = [v for v in versions if v.tags.get("weights_sha256") == weights_sha256]
+    return max(matches, key=lambda v: int(v.version)) if matches else None
+
+
+def _pip_requirements() -> list[str]:
+    """Pinned runtime requirements of the pyfunc (the ``stable_audio_ops`` package itself must be installed:
+    serve with ``--env-manager local`` from this project's environment)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for package in ("mlflow", "torch", "numpy", "pandas", "safetensors", "soundfile", "soxr", "einops",
+                    "transformers"):
+        try:
+            reqs.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            continue
+    return reqs
+
+
+def log_model_to_registry(unwrapped_path: str | Path, name: str, *, model_config: Mapping[str, Any] | None = None,
+                          tags: Mapping[str, Any] | None = None, description: str | None = None,
+                          alias: str | None = CHALLENGER, artifact_name: str | None = None,
+                          experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = None,
+                          reuse_identical: bool = True) -> RegisteredVersion:
+    """Register an unwrapped model (``.safetensors`` / ``.ckpt``) as a new version of ``name``.
+
+    Logs an MLflow pyfunc model into the active run (or a new run in ``experiment``), registers it, tags
+    the version (``weights_sha256``, ``model_type``, ``source_path`` and ``tags``) and points ``alias``
+    (default ``challenger``) at it. With ``reuse_identical`` an already registered version holding the
+    same weights is returned unchanged (``new=False``; its tags are updated with ``tags``).
+    """
+    import mlflow.pyfunc
+
+    import mlflow
+
+    client = _client(tracking_uri)
+    path = Path(unwrapped_path)
+    config, state_dict = _read_unwrapped(path, model_config)
+    weights_sha = state_dict_sha256(state_dict)
+    model_type = str(config["model_type"])
+    extra_tags = {k: str(v) for k, v in (tags or {}).items()}
+    if reuse_identical:
+        existing = find_version_by_weights(name, weights_sha)
+        if existing is not None:
+            for key, value in extra_tags.items():
+                client.set_model_version_tag(name, existing.version, key, value)
+            return RegisteredVersion(name=name, version=str(existing.version), run_id=existing.run_id,
+                                     weights_sha256=weights_sha, model_type=model_type, new=False,
+                                     aliases=list(getattr(existing, "aliases", []) or []))
+
+    started_here = mlflow.active_run() is None
+    if started_here:
+        mlflow.set_experiment(experiment)
+        mlflow.start_run(run_name=f"register-{name}")
+    try:
+        run_id = mlflow.active_run().info.run_id
+        with tempfile.TemporaryDirectory(prefix="sao-register-") as tmp:
+            staged = Path(tmp)
+            _stage_model_files(path, config, state_dict, staged)
+            info = mlflow.pyfunc.log_model(
+                name=artifact_name or name.replace("-", "_"),
+                python_model=str(PYFUNC_CODE),
+                artifacts={"model_config": str(staged / CONFIG_NAME), "weights": str(staged / WEIGHTS_NAME)},
+                pip_requirements=_pip_requirements(),
+                registered_model_name=name,
+                # no signature on purpose: MLflow's column typing rejects ints for double columns and NaN
+                # for int columns; the pyfunc validates its rows itself (see pyfunc_model._rows)
+                metadata={"model_type": model_type, "weights_sha256": weights_sha},
+            )
+    finally:
+        if started_here:
+            mlflow.end_run()
+    version = str(info.registered_model_version)
+    version_tags = {"weights_sha256": weights_sha, "model_type": model_type, "source_path": str(path),
+                    **extra_tags}
+    for key, value in version_tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    if description:
+        client.update_model_version(name, version, description=description)
+    aliases = []
+    if alias:
+        client.set_registered_model_alias(name, alias, version)
+        aliases.append(alias)
+    return RegisteredVersion(name=name, version=version, run_id=run_id, weights_sha256=weights_sha,
+                             model_type=model_type, new=True, aliases=aliases)
+
+
+# --------------------------------------------------------------------------- promotion
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One promotion criterion: ``metric`` compared with ``mode`` (``max``/``min``); differences up to
+    ``min_delta`` count as a tie and defer to the next criterion."""
+
+    metric: str
+    mode: str = "max"
+    min_delta: float = 0.0
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | str, source: str = "promotion rule") -> Criterion:
+        if isinstance(raw, str):
+            raw = {"metric": raw}
+        mode = str(raw.get("mode", "max"))
+        if mode not in ("max", "min"):
+            raise ConfigError(source, f"{raw.get('metric')}.mode", f"mode must be 'max' or 'min', got {mode!r}")
+        if "metric" not in raw:
+            raise ConfigError(source, "metric", "each criterion needs a metric name")
+        return cls(metric=str(raw["metric"]), mode=mode, min_delta=float(raw.get("min_delta", 0.0)))
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def compare(challenger: Mapping[str, Any], champion: Mapping[str, Any],
+            criteria: Sequence[Criterion]) -> tuple[bool, str]:
+    """Lexicographic comparison with tolerances: (challenger wins?, the reason in words).
+
+    The first criterion whose difference exceeds its ``min_delta`` decides. A challenger without a finite
+    value never wins that criterion; a champion without one loses it. All ties keep the champion.
+    """
+    notes = []
+    for c in criteria:
+        new, old = _finite(challenger.get(c.metric)), _finite(champion.get(c.metric))
+        if new is None:
+            return False, f"challenger has no finite {c.metric}; champion kept"
+        if old is None:
+            return True, f"champion has no recorded {c.metric}; challenger {c.metric}={new:.4g}"
+        gain = (new - old) if c.mode == "max" else (old - new)
+        better = "higher" if c.mode == "max" else "lower"
+        if gain > c.min_delta:
+            return True, f"{c.metric} {new:.4g} vs champion {old:.4g} ({better} is better, margin {c.min_delta:g})"
+        if gain < -c.min_delta:
+            return False, f"{c.metric} {new:.4g} vs champion {old:.4g} ({better} is better); champion kept"
+        notes.append(f"{c.metric} tie ({new:.4g} vs {old:.4g}, margin {c.min_delta:g})")
+    return False, "; ".join(notes + ["no criterion decided; champion kept"])
+
+
+def recorded_metrics(version: Any) -> dict[str, float]:
+    """Evaluation metrics stored on a model version's tags (``eval.<metric>``)."""
+    out = {}
+    for key, value in (version.tags or {}).items():
+        if key.startswith(EVAL_TAG_PREFIX):
+            number = _finite(value)
+            out[key[len(EVAL_TAG_PREFIX):]] = number if number is not None else float("nan")
+    return out
+
+
+def promote_if_better(name: str, version: str | int, metrics: Mapping[str, Any],
+                      criteria: Sequence[Mapping[str, Any] | str | Criterion], *,
+                      tracking_uri: str | None = None) -> dict[str, Any]:
+    """Record ``metrics`` on the version and move ``champion`` to it if it beats the current champion.
+
+    Returns the decision (``promoted``, ``reason``, ``champion_version`` before/after, the compared
+    metrics); the same facts are written as version tags ``promotion_decision`` / ``promotion_reason``.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    version = str(version)
+    rule = [c if isinstance(c, Criterion) else Criterion.parse(c) for c in criteria]
+    if not rule:
+        raise ConfigError("promotion rule", "criteria", "at least one criterion is needed")
+    for key, value in metrics.items():
+        number = _finite(value)
+        client.set_model_version_tag(name, version, f"{EVAL_TAG_PREFIX}{key}",
+                                     "nan" if number is None else repr(number))
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        champion = None
+    previous = str(champion.version) if champion is not None else None
+    champion_metrics = recorded_metrics(champion) if champion is not None else {}
+    if champion is None:
+        promoted, reason = True, "no champion yet"
+    elif previous == version:
+        promoted, reason = False, "this version is already the champion"
+    else:
+        promoted, reason = compare(metrics, champion_metrics, rule)
+    if promoted:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        if previous is not None:
+            client.set_model_version_tag(name, version, "promoted_over", previous)
+    client.set_model_version_tag(name, version, "promotion_decision", "promoted" if promoted else "not promoted")
+    client.set_model_version_tag(name, version, "promotion_reason", reason)
+    return {
+        "model": name,
+        "version": version,
+        "promoted": promoted,
+        "reason": reason,
+        "previous_champion": previous,
+        "champion": version if promoted else previous,
+        "criteria": [asdict(c) for c in rule],
+        "challenger_metrics": {c.metric: _finite(metrics.get(c.metric)) for c in rule},
+        "champion_metrics": {c.metric: _finite(champion_metrics.get(c.metric)) for c in rule}
+        if champion is not None else {},
+    }
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def model_files_dir(folder: str | Path) -> Path:
+    """Where ``model_config.json`` + weights sit: ``artifacts/`` of an MLflow pyfunc folder, else ``folder``."""
+    folder = Path(folder)
+    inner = folder / "artifacts"
+    if (folder / "MLmodel").is_file() and inner.is_dir():
+        return inner
+    return folder
+
+
+def load_registered_model(uri: str, *, device: str = "cpu", tracking_uri: str | None = None,
+                          dst_dir: str | Path | None = None) -> RegistryModel:
+    """``models:/NAME@alias`` or ``models:/NAME/version`` -> the built model with strictly loaded weights.
+
+    Works for every model type (the serving loader only accepts diffusion models).
+    """
+    from stable_audio_ops.config.model_config import load_model_config
+    from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, load_state_dict_checked
+    from stable_audio_ops.models.factory import create_model_from_config
+    from stable_audio_ops.serving.model_loader import download_registered_model
+
+    local, facts = download_registered_model(uri, tracking_uri, dst_dir=dst_dir)
+    files = model_files_dir(local)
+    config_path, weights = files / CONFIG_NAME, files / WEIGHTS_NAME
+    if not weights.is_file() or not config_path.is_file():
+        listing = ", ".join(sorted(p.name for p in files.iterdir()))
+        raise CheckpointError(f"{uri}: expected {CONFIG_NAME} and {WEIGHTS_NAME} in {files}; found: {listing}")
+    config = load_model_config(config_path)
+    model = create_model_from_config(config, str(config_path))
+    load_state_dict_checked(model, load_ckpt_state_dict(weights), strict=True, what=f"{uri} ({weights})")
+    model = model.to(torch.device(device)).eval().requires_grad_(False)
+    return RegistryModel(model=model, config=config, folder=files, facts=facts)

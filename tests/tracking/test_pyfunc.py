@@ -1,0 +1,108 @@
+"""The registered pyfunc: `predict` turns prompts into audio in Python and behind `mlflow models serve`."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stable_audio_ops.tracking.registry import log_model_to_registry, promote_if_better
+from tests.tracking.tiny_models import QUIET_ENV, use_sqlite_store, write_tiny_models
+
+BIN = Path(sys.executable).parent
+ROW = {"prompt": "flute", "seconds_total": 0.1, "steps": 2, "seed": 7}
+
+
+def _decode(prediction: dict) -> tuple[np.ndarray, int]:
+    audio, sr = sf.read(io.BytesIO(base64.b64decode(prediction["audio_wav_base64"])), dtype="float32")
+    return audio, sr
+
+
+@pytest.fixture
+def registered(tmp_path, monkeypatch):
+    uri = use_sqlite_store(tmp_path, monkeypatch)
+    ae_path, ld_path = write_tiny_models(tmp_path / "m")
+    ld = log_model_to_registry(ld_path, "ld")
+    promote_if_better("ld", ld.version, {"kid": 1.0}, [{"metric": "kid", "mode": "min"}])
+    log_model_to_registry(ae_path, "ae")
+    return uri
+
+
+def test_predict_generates_audio_from_prompts(registered):
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model("models:/ld@champion")
+    out = model.predict([ROW, {"prompt": "organ", "seconds_total": 0.05, "steps": 2}])
+    audio, sr = _decode(out[0])
+    assert sr == 16000 and audio.shape == (1600,) and out[0]["seed"] == 7 and np.abs(audio).max() > 0
+    assert _decode(out[1])[0].shape == (800,)
+    again, _ = _decode(model.predict([ROW])[0])
+    np.testing.assert_array_equal(again, audio)  # same seed, same audio
+    plain = model.predict(["piano"])  # a bare prompt gets the model's training length
+    assert plain[0]["num_samples"] == 512
+
+
+def test_autoencoder_pyfunc_reconstructs_audio(registered):
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model("models:/ae@challenger")
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(4000) / 16000)).astype(np.float32)
+    buffer = io.BytesIO()
+    sf.write(buffer, tone, 16000, format="WAV")
+    out = model.predict([{"audio_wav_base64": base64.b64encode(buffer.getvalue()).decode()}])
+    audio, sr = _decode(out[0])
+    assert sr == 16000 and audio.shape == tone.shape
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_invocations(registered, tmp_path):
+    import mlflow.pyfunc
+
+    port = _free_port()
+    env = {**os.environ, **QUIET_ENV, "MLFLOW_TRACKING_URI": registered, "OMP_NUM_THREADS": "1",
+           "PATH": f"{BIN}:{os.environ['PATH']}"}  # `mlflow models serve` execs uvicorn from PATH
+    proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/ld@champion", "--env-manager",
+                             "local", "-h", "127.0.0.1", "-p", str(port)], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow models serve exited {proc.returncode}:\n{proc.stdout.read()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base}/ping", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "mlflow models serve not up after 120 s"
+            time.sleep(0.5)
+        response = httpx.post(f"{base}/invocations", json={"dataframe_records": [ROW]}, timeout=60)
+        assert response.status_code == 200, response.text
+        served, sr = _decode(response.json()["predictions"][0])
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    local, _ = _decode(mlflow.pyfunc.load_model("models:/ld@champion").predict([ROW])[0])
+    assert sr == 16000
+    np.testing.assert_allclose(served, local, atol=2 / 32768)
