@@ -11,25 +11,9 @@ import pytest
 
 from stable_audio_ops.data import s3
 from stable_audio_ops.errors import DatasetError
-from tests.data.s3_server import AWS_TEST_ENV, AWS_UNSET, FaultProxy, MotoServer, free_port
+from tests.data.s3_server import FaultProxy, MotoServer, free_port
 
 FAST = s3.RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.2)
-
-
-@pytest.fixture(scope="module")
-def aws_env():
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in AWS_TEST_ENV.items():
-            mp.setenv(name, value)
-        for name in AWS_UNSET:
-            mp.delenv(name, raising=False)
-        yield
-
-
-@pytest.fixture(scope="module")
-def moto(aws_env):
-    with MotoServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

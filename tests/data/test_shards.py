@@ -14,25 +14,9 @@ from stable_audio_ops.data import s3
 from stable_audio_ops.data.probe import build_manifest
 from stable_audio_ops.data.shards import upload_folder_to_s3, write_webdataset_shards
 from stable_audio_ops.errors import DatasetError
-from tests.data.s3_server import AWS_TEST_ENV, AWS_UNSET, FaultProxy, MotoServer
+from tests.data.s3_server import FaultProxy
 
 FAST = s3.RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.2)
-
-
-@pytest.fixture(scope="module")
-def aws_env():
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in AWS_TEST_ENV.items():
-            mp.setenv(name, value)
-        for name in AWS_UNSET:
-            mp.delenv(name, raising=False)
-        yield
-
-
-@pytest.fixture(scope="module")
-def moto(aws_env):
-    with MotoServer() as server:
-        yield server
 
 
 def make_folder(root, n=7, sr=16000):

@@ -26,27 +26,11 @@ from stable_audio_ops.data.wds import (
     volume_normalize,
 )
 from stable_audio_ops.errors import ConfigError, DatasetError
-from tests.data.s3_server import AWS_TEST_ENV, AWS_UNSET, MotoServer
+from tests.data.s3_server import MotoServer
 
 SR = 16000
 N = 4000  # sample_size: a quarter second keeps everything fast
 FAST = {"max_attempts": 3, "base_delay": 0.05, "max_delay": 0.1}
-
-
-@pytest.fixture(scope="module")
-def aws_env():
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in AWS_TEST_ENV.items():
-            mp.setenv(name, value)
-        for name in AWS_UNSET:
-            mp.delenv(name, raising=False)
-        yield
-
-
-@pytest.fixture(scope="module")
-def moto(aws_env):
-    with MotoServer() as server:
-        yield server
 
 
 def encode(audio: np.ndarray, fmt: str = "FLAC") -> bytes:

@@ -15,6 +15,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from stable_audio_ops.models.checkpoints import load_state_dict_checked
+from stable_audio_ops.models.factory import create_model_from_config_path
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
 
 
@@ -76,6 +79,17 @@ def load_case(name: str) -> ParityCase:
     inputs = load_file(str(root / "inputs.safetensors")) if (root / "inputs.safetensors").exists() else {}
     outputs = load_file(str(root / "outputs.safetensors")) if (root / "outputs.safetensors").exists() else {}
     return ParityCase(name=name, root=root, case=case, inputs=inputs, outputs=outputs)
+
+
+def load_model(case: ParityCase) -> torch.nn.Module:
+    """The case's model, built from its model_config.json by our factory (any model_type), with the
+    case's weights loaded strictly: every key must exist with the right shape and every weight is used,
+    so parity failures are never a silently half-loaded model. Returned in eval mode."""
+    model = create_model_from_config_path(case.model_config_path)
+    state = case.state_dict()
+    report = load_state_dict_checked(model, state, strict=True, what=case.name)
+    assert report.ok and report.loaded == len(state), f"{case.name}: {report}"
+    return model.eval()
 
 
 def all_case_names() -> list[str]:

@@ -12,9 +12,8 @@ import functools
 import pytest
 import torch
 
-from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, load_state_dict_checked
-from stable_audio_ops.models.factory import create_model_from_config_path
-from tests.parity.harness import load_case
+from stable_audio_ops.models.checkpoints import load_ckpt_state_dict
+from tests.parity.harness import load_case, load_model
 
 CASES = ("ae_oobleck_vae", "ae_oobleck_tanh", "ae_oobleck_l2norm")
 
@@ -26,11 +25,7 @@ def _case(name: str):
 
 @functools.cache
 def _model(name: str):
-    case = _case(name)
-    model = create_model_from_config_path(case.model_config_path)
-    report = load_state_dict_checked(model, case.state_dict(), strict=True, what=name)
-    assert report.ok and report.loaded == len(case.state_dict())
-    return model.eval()
+    return load_model(_case(name))
 
 
 @functools.cache

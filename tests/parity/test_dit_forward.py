@@ -16,12 +16,8 @@ import functools
 import pytest
 import torch
 
-from stable_audio_ops.config.schema import ConfigNode
-from stable_audio_ops.models import factory
-from stable_audio_ops.models.checkpoints import load_state_dict_checked
 from stable_audio_ops.models.diffusion import ConditionedDiffusionModelWrapper
-from stable_audio_ops.models.diffusion_factory import build_diffusion_cond
-from tests.parity.harness import load_case
+from tests.parity.harness import load_case, load_model
 
 FORWARD_CASES = ("dit_cond", "dit_cond_inpaint")
 LATENT_CASES = ("dit_latent_v", "dit_latent_rf")
@@ -34,15 +30,7 @@ def _case(name: str):
 
 @functools.cache
 def _model(name: str) -> ConditionedDiffusionModelWrapper:
-    case = _case(name)
-    if case.model_config["model_type"] in factory.MODEL_TYPES:
-        model = factory.create_model_from_config_path(case.model_config_path)
-    else:  # until the lead registers the diffusion types in models.factory.MODEL_TYPES
-        model = build_diffusion_cond(ConfigNode(case.model_config, str(case.model_config_path)))
-    state = case.state_dict()
-    report = load_state_dict_checked(model, state, strict=True, what=name)
-    assert report.ok and report.loaded == len(state)
-    return model.eval()
+    return load_model(_case(name))
 
 
 @functools.cache

@@ -15,9 +15,7 @@ import pytest
 import torch
 
 from stable_audio_ops.inference.generation import generate_diffusion_cond, sample_diffusion
-from stable_audio_ops.models.checkpoints import load_state_dict_checked
-from stable_audio_ops.models.diffusion_factory import create_diffusion_cond_from_config
-from tests.parity.harness import load_case
+from tests.parity.harness import load_case, load_model
 
 RUNS = {
     "dit_latent_v": ("default_euler", "dpmpp2m_vanilla_cfg", "default_euler_cfg1"),
@@ -34,11 +32,7 @@ def _case(name: str):
 
 @functools.cache
 def _model(name: str):
-    case = _case(name)
-    model = create_diffusion_cond_from_config(case.model_config, str(case.model_config_path))
-    report = load_state_dict_checked(model, case.state_dict(), strict=True, what=name)
-    assert report.ok
-    return model.eval().requires_grad_(False)
+    return load_model(_case(name)).requires_grad_(False)
 
 
 class _Trace:

@@ -42,10 +42,10 @@ from typing import Any
 import torch
 
 from stable_audio_ops.data.audio_io import AUDIO_EXTENSIONS, AudioInfo, audio_info, is_audio_file
-from stable_audio_ops.data.custom_metadata import CustomMetadataHook
+from stable_audio_ops.data.custom_metadata import CustomMetadataHook, hooks_for_sources
 from stable_audio_ops.data.transforms import (
+    crop_extra_audio,
     is_silence,
-    pad_crop,
     phase_flip,
     read_padded_crop,
     set_audio_channels,
@@ -141,12 +141,7 @@ class AudioDirDataset(torch.utils.data.Dataset):
         self.max_draws = max_draws
         self.config_source = source
 
-        self.hooks: list[CustomMetadataHook | None] = [
-            CustomMetadataHook(s.custom_metadata_module, source, f"{s.key_path}.custom_metadata_module".lstrip("."))
-            if s.custom_metadata_module
-            else None
-            for s in self.sources
-        ]
+        self.hooks: list[CustomMetadataHook | None] = hooks_for_sources(self.sources, source)
         self.skipped: dict[str, str] = {}
         self.silent_draws = 0
         self.rejected_draws = 0
@@ -281,10 +276,9 @@ class AudioDirDataset(torch.utils.data.Dataset):
                 return None
             extra = info.pop("__audio__", None)
             if extra:
-                for key, value in extra.items():
-                    value = torch.as_tensor(value, dtype=torch.float32)
-                    chunk = pad_crop(value, self.sample_size, self.sample_rate, self.random_crop)[0]
-                    info[key] = self._finish(chunk)
+                info.update(crop_extra_audio(
+                    extra, self.sample_size, self.sample_rate, self.force_channels, self.random_crop, clamp=True
+                ))
         return audio, info
 
 

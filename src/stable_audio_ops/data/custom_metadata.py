@@ -18,7 +18,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -119,3 +119,18 @@ class CustomMetadataHook:
 
     def __repr__(self) -> str:
         return f"CustomMetadataHook({self.spec!r})"
+
+
+def hooks_for_sources(sources: Sequence[Any], source: str = "") -> list[CustomMetadataHook | None]:
+    """One hook per dataset source (``None`` where it names no module), in source order.
+
+    Every dataset kind builds its hooks the same way so that a bad module fails at construction with
+    an error naming ``<key_path>.custom_metadata_module`` of the source that gave it. ``sources`` are
+    objects with ``custom_metadata_module`` and ``key_path`` attributes.
+    """
+    return [
+        CustomMetadataHook(s.custom_metadata_module, source, f"{s.key_path}.custom_metadata_module".lstrip("."))
+        if s.custom_metadata_module
+        else None
+        for s in sources
+    ]

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stable_audio_ops.data.custom_metadata import CustomMetadataHook
+from stable_audio_ops.data.custom_metadata import hooks_for_sources
 from stable_audio_ops.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -108,9 +108,7 @@ class PreEncodedDataset(torch.utils.data.Dataset):
         self.latent_extension = latent_extension.lstrip(".")
         self.max_draws = max_draws
         self.config_source = source
-        self.hooks = [CustomMetadataHook(s.custom_metadata_module, source,
-                                         f"{s.key_path}.custom_metadata_module".lstrip("."))
-                      if s.custom_metadata_module else None for s in self.sources]
+        self.hooks = hooks_for_sources(self.sources, source)
         self.files: list[tuple[str, int]] = []
         self.ratios: list[int | None] = []
         for index, src in enumerate(self.sources):

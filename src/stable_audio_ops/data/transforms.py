@@ -162,6 +162,26 @@ def set_audio_channels(audio: torch.Tensor, channels: str | int) -> torch.Tensor
     raise ValueError(f"unknown channel setting {channels!r}; known: mono, stereo, 1, 2")
 
 
+def crop_extra_audio(
+    extra: dict[str, Any],
+    n_samples: int,
+    sample_rate: int,
+    channels: str | int,
+    randomize: bool = True,
+    clamp: bool = False,
+) -> dict[str, torch.Tensor]:
+    """The ``__audio__`` entries a custom metadata module returned, made to match the main audio.
+
+    Each value is pad/cropped to ``n_samples`` (its own crop, like upstream) and channel-converted;
+    ``clamp`` first limits it to [-1, 1] for datasets that clamp their main audio too.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, value in extra.items():
+        chunk = pad_crop(torch.as_tensor(value, dtype=torch.float32), n_samples, sample_rate, randomize)[0]
+        out[key] = set_audio_channels(chunk.clamp(-1, 1) if clamp else chunk, channels)
+    return out
+
+
 def phase_flip(audio: torch.Tensor, p: float = 0.5, rng: random.Random | None = None) -> torch.Tensor:
     """Invert the polarity with probability ``p`` (upstream's PhaseFlipper augmentation)."""
     return -audio if (rng or random).random() < p else audio

@@ -65,7 +65,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from stable_audio_ops.config.schema import ConfigNode
 from stable_audio_ops.data.audio_io import resample
 from stable_audio_ops.data.collate import collation_fn
-from stable_audio_ops.data.custom_metadata import CustomMetadataHook
+from stable_audio_ops.data.custom_metadata import CustomMetadataHook, hooks_for_sources
 from stable_audio_ops.data.s3 import (
     RetryPolicy,
     S3Settings,
@@ -74,6 +74,7 @@ from stable_audio_ops.data.s3 import (
     open_s3_stream,
 )
 from stable_audio_ops.data.transforms import (
+    crop_extra_audio,
     is_silence,
     pad_crop,
     padding_mask_for,
@@ -377,12 +378,7 @@ class WebDatasetAudio(IterableDataset):
         self.world_size = world_size
         self.config_source = source
 
-        self.hooks: list[CustomMetadataHook | None] = [
-            CustomMetadataHook(s.custom_metadata_module, source, f"{s.key_path}.custom_metadata_module".lstrip("."))
-            if s.custom_metadata_module
-            else None
-            for s in self.sources
-        ]
+        self.hooks: list[CustomMetadataHook | None] = hooks_for_sources(self.sources, source)
         self.shards: list[str] = []
         self.shard_source: dict[str, int] = {}
         for index, src in enumerate(self.sources):
@@ -592,10 +588,9 @@ class WebDatasetAudio(IterableDataset):
             return None
         extra = meta.pop("__audio__", None)
         if extra and self.sample_size:
-            for name, value in extra.items():
-                chunk = pad_crop(torch.as_tensor(value, dtype=torch.float32), self.sample_size, self.sample_rate,
-                                 self.random_crop)[0]
-                meta[name] = set_audio_channels(chunk, self.force_channels)
+            meta.update(
+                crop_extra_audio(extra, self.sample_size, self.sample_rate, self.force_channels, self.random_crop)
+            )
         meta["audio"] = audio
         meta["__url__"], meta["__key__"] = url, key
         self.stats.samples_used += 1

@@ -263,9 +263,17 @@ def _initial_noise(model, seed: int, noise: torch.Tensor | None, batch_size: int
     return noise, generator
 
 
-def _run(model, *, steps, cfg_scale, cond_inputs, noise, generator, device, init_data,
-         init_noise_level, return_latents, apg_scale, dist_shift, progress, sampler_kwargs):
-    """Shared tail of the generate functions: dtype casts, sampling, decoding."""
+def _run(model, *, steps, cfg_scale, cond_inputs, noise, generator, device, conditioning, init_audio, sample_size,
+         batch_size, init_noise_level, return_latents, trim_to_seconds_total, apg_scale, dist_shift, progress,
+         sampler_kwargs):
+    """Shared tail of the generate functions: init audio encoding, dtype casts, sampling, decoding, trimming.
+
+    Runs after the noise was drawn and the conditioning computed, so the global RNG is consumed in the
+    same order in both generate functions (VAE sampling of the init audio comes last).
+    """
+    init_data = None
+    if init_audio is not None:
+        init_data = _encode_audio(model, init_audio, sample_size, batch_size, device)
     model_dtype = next(model.model.parameters()).dtype
     noise = noise.to(device=device, dtype=model_dtype)
     cond_inputs = _cast(cond_inputs, model_dtype)
@@ -273,7 +281,7 @@ def _run(model, *, steps, cfg_scale, cond_inputs, noise, generator, device, init
         init_data = init_data.to(model_dtype)
     sampler_kwargs.setdefault("generator", generator)
     with _exact_matmuls():
-        return sample_diffusion(
+        out = sample_diffusion(
             model.model, noise, cond_inputs, model.diffusion_objective, steps, cfg_scale,
             pretransform=getattr(model, "pretransform", None),
             dist_shift=dist_shift if dist_shift is not None else getattr(model, "sampling_dist_shift", None),
@@ -281,6 +289,9 @@ def _run(model, *, steps, cfg_scale, cond_inputs, noise, generator, device, init
             init_data=init_data, init_noise_level=init_noise_level,
             decode=not return_latents, progress=progress, **sampler_kwargs,
         )
+    if trim_to_seconds_total and not return_latents:
+        out = _trim_to_seconds_total(out, conditioning, model.sample_rate)
+    return out
 
 
 def generate_diffusion_cond(
@@ -324,16 +335,11 @@ def generate_diffusion_cond(
     noise, generator = _initial_noise(model, seed, noise, batch_size, latent_length, device)
     cond_inputs = _conditioning_inputs(model, conditioning, conditioning_tensors, negative_conditioning,
                                        negative_conditioning_tensors, device)
-    init_data = None
-    if init_audio is not None:
-        init_data = _encode_audio(model, init_audio, sample_size, batch_size, device)
-    out = _run(model, steps=steps, cfg_scale=cfg_scale, cond_inputs=cond_inputs, noise=noise,
-               generator=generator, device=device, init_data=init_data,
-               init_noise_level=init_noise_level, return_latents=return_latents, apg_scale=apg_scale,
-               dist_shift=dist_shift, progress=progress, sampler_kwargs=sampler_kwargs)
-    if trim_to_seconds_total and not return_latents:
-        out = _trim_to_seconds_total(out, conditioning, model.sample_rate)
-    return out
+    return _run(model, steps=steps, cfg_scale=cfg_scale, cond_inputs=cond_inputs, noise=noise, generator=generator,
+                device=device, conditioning=conditioning, init_audio=init_audio, sample_size=sample_size,
+                batch_size=batch_size, init_noise_level=init_noise_level, return_latents=return_latents,
+                trim_to_seconds_total=trim_to_seconds_total, apg_scale=apg_scale, dist_shift=dist_shift,
+                progress=progress, sampler_kwargs=sampler_kwargs)
 
 
 def build_inpaint_mask(sample_size: int, sample_rate: int, start_seconds: float, end_seconds: float,
@@ -422,13 +428,8 @@ def generate_diffusion_cond_inpaint(
     extra = {"inpaint_mask": [mask], "inpaint_masked_input": [masked_input]}
     cond_inputs = _conditioning_inputs(model, conditioning, conditioning_tensors, negative_conditioning,
                                        negative_conditioning_tensors, device, extra=extra)
-    init_data = None
-    if init_audio is not None:
-        init_data = _encode_audio(model, init_audio, sample_size, batch_size, device)
-    out = _run(model, steps=steps, cfg_scale=cfg_scale, cond_inputs=cond_inputs, noise=noise,
-               generator=generator, device=device, init_data=init_data,
-               init_noise_level=init_noise_level, return_latents=return_latents, apg_scale=apg_scale,
-               dist_shift=dist_shift, progress=progress, sampler_kwargs=sampler_kwargs)
-    if trim_to_seconds_total and not return_latents:
-        out = _trim_to_seconds_total(out, conditioning, model.sample_rate)
-    return out
+    return _run(model, steps=steps, cfg_scale=cfg_scale, cond_inputs=cond_inputs, noise=noise, generator=generator,
+                device=device, conditioning=conditioning, init_audio=init_audio, sample_size=sample_size,
+                batch_size=batch_size, init_noise_level=init_noise_level, return_latents=return_latents,
+                trim_to_seconds_total=trim_to_seconds_total, apg_scale=apg_scale, dist_shift=dist_shift,
+                progress=progress, sampler_kwargs=sampler_kwargs)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -40,8 +41,21 @@ def write_wav_int16(path: Path, audio: torch.Tensor, sample_rate: int) -> None:
     sf.write(str(path), np.ascontiguousarray(pcm), sample_rate, subtype="PCM_16")
 
 
-def write_spectrogram_png(path: Path, audio: torch.Tensor, sample_rate: int, title: str, n_items: int) -> None:
-    """Log-magnitude STFT of ``audio[0]`` with separators between the interleaved items."""
+def write_spectrogram_png(
+    path: Path,
+    audio: torch.Tensor,
+    sample_rate: int,
+    title: str,
+    n_items: int,
+    *,
+    xlabel: str = "time (s): real, reconstruction, real, reconstruction, ...",
+    line_widths: tuple[float, float] = (0.8, 0.3),
+) -> None:
+    """Log-magnitude STFT of ``audio[0]`` with separators between the ``n_items`` concatenated items.
+
+    ``line_widths`` are the widths of the even and odd separators: the default draws thick lines
+    between real/reconstruction pairs and thin ones inside a pair, so pairs read as units.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,13 +72,22 @@ def write_spectrogram_png(path: Path, audio: torch.Tensor, sample_rate: int, tit
     ax.imshow(db.numpy(), origin="lower", aspect="auto", cmap="magma",
               extent=(0, duration, 0, sample_rate / 2))
     for i in range(1, n_items):
-        ax.axvline(i * duration / n_items, color="white", linewidth=0.8 if i % 2 == 0 else 0.3)
-    ax.set_xlabel("time (s): real, reconstruction, real, reconstruction, ...")
+        ax.axvline(i * duration / n_items, color="white", linewidth=line_widths[i % 2])
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("Hz")
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def write_demo_audio(
+    wav_path: Path, png_path: Path, audio: torch.Tensor, sample_rate: int, title: str, n_items: int, **png_style: Any
+) -> None:
+    """One demo as a 16-bit WAV plus the spectrogram PNG of the same audio (``png_style``: see
+    :func:`write_spectrogram_png`), so every demo callback logs the same pair of files."""
+    write_wav_int16(wav_path, audio, sample_rate)
+    write_spectrogram_png(png_path, audio, sample_rate, title, n_items, **png_style)
 
 
 def mlflow_logger(trainer: pl.Trainer):
@@ -75,6 +98,11 @@ def mlflow_logger(trainer: pl.Trainer):
         if isinstance(logger, MLFlowLogger):
             return logger
     return None
+
+
+def demo_logger(trainer: pl.Trainer):
+    """Where a demo goes: the MLFlowLogger on rank 0; None on other ranks or without one (no demo)."""
+    return mlflow_logger(trainer) if trainer.is_global_zero else None
 
 
 class AutoencoderDemoCallback(pl.Callback):
@@ -114,9 +142,7 @@ class AutoencoderDemoCallback(pl.Callback):
 
     def run_demo(self, trainer: pl.Trainer, pl_module) -> None:
         self.last_demo_step = trainer.global_step
-        if not trainer.is_global_zero:
-            return
-        logger = mlflow_logger(trainer)
+        logger = demo_logger(trainer)
         if logger is None:
             return
         was_training = pl_module.training
@@ -129,8 +155,7 @@ class AutoencoderDemoCallback(pl.Callback):
         artifact_dir = f"demos/step_{trainer.global_step:06d}"
         with tempfile.TemporaryDirectory(prefix="sao-demo-") as tmp:
             folder = Path(tmp)
-            write_wav_int16(folder / "recon.wav", audio, self.sample_rate)
-            write_spectrogram_png(folder / "recon_spectrogram.png", audio, self.sample_rate,
-                                  f"reconstructions at step {trainer.global_step}", n_items=2 * reals.shape[0])
+            write_demo_audio(folder / "recon.wav", folder / "recon_spectrogram.png", audio, self.sample_rate,
+                             f"reconstructions at step {trainer.global_step}", n_items=2 * reals.shape[0])
             logger.experiment.log_artifacts(logger.run_id, str(folder), artifact_dir)
         self.logged.append(artifact_dir)

@@ -32,35 +32,18 @@ import lightning.pytorch as pl
 import torch
 
 from stable_audio_ops.config.schema import ConfigNode
-from stable_audio_ops.training.demos import mlflow_logger, write_wav_int16
+from stable_audio_ops.training.demos import demo_logger, write_demo_audio, write_spectrogram_png
 
 DEMO_SAMPLERS = {"v": "v-ddim", "rectified_flow": "euler", "rf_denoiser": "pingpong"}
 
 
+# Demo clips follow one another: equal thin separators, unlike the real/reconstruction pairs.
+DEMO_PNG_STYLE: dict[str, Any] = {"xlabel": "time (s): demo 1, demo 2, ...", "line_widths": (0.5, 0.5)}
+
+
 def write_demo_spectrogram(path: Path, audio: torch.Tensor, sample_rate: int, title: str, n_items: int) -> None:
     """Log-magnitude spectrogram of ``audio[0]`` with thin lines between the ``n_items`` clips."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    signal = audio[0].detach().float().cpu()
-    n_fft = 512 if signal.numel() >= 512 else max(16, 1 << (signal.numel().bit_length() - 1))
-    spec = torch.stft(signal, n_fft=n_fft, hop_length=n_fft // 4, window=torch.hann_window(n_fft),
-                      return_complex=True).abs()
-    db = 20 * torch.log10(spec.clamp_min(1e-5))
-    db = db.clamp_min(db.max() - 80)
-    duration = signal.numel() / sample_rate
-    fig, ax = plt.subplots(figsize=(max(6, min(24, n_items * 1.5)), 4), dpi=100)
-    ax.imshow(db.numpy(), origin="lower", aspect="auto", cmap="magma", extent=(0, duration, 0, sample_rate / 2))
-    for i in range(1, n_items):
-        ax.axvline(i * duration / n_items, color="white", linewidth=0.5)
-    ax.set_xlabel("time (s): demo 1, demo 2, ...")
-    ax.set_ylabel("Hz")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    write_spectrogram_png(path, audio, sample_rate, title, n_items, **DEMO_PNG_STYLE)
 
 
 def _cycle(conds: Sequence[dict], n: int) -> list[dict]:
@@ -135,9 +118,7 @@ class DiffusionCondDemoCallback(pl.Callback):
 
     def run_demo(self, trainer: pl.Trainer, pl_module) -> None:
         self.last_demo_step = trainer.global_step
-        if not trainer.is_global_zero:
-            return
-        logger = mlflow_logger(trainer)
+        logger = demo_logger(trainer)
         if logger is None:
             return
         conditioning = self.conditioning()
@@ -155,9 +136,9 @@ class DiffusionCondDemoCallback(pl.Callback):
                     if peak > 1.0:
                         audio = audio / peak
                     label = f"{scale:g}"
-                    write_wav_int16(folder / f"demo_cfg_{label}.wav", audio, self.sample_rate)
-                    write_demo_spectrogram(folder / f"demo_melspec_left_cfg_{label}.png", audio, self.sample_rate,
-                                           f"step {trainer.global_step}, cfg {label}", n_items=fakes.shape[0])
+                    write_demo_audio(folder / f"demo_cfg_{label}.wav", folder / f"demo_melspec_left_cfg_{label}.png",
+                                     audio, self.sample_rate, f"step {trainer.global_step}, cfg {label}",
+                                     n_items=fakes.shape[0], **DEMO_PNG_STYLE)
                 logger.experiment.log_artifacts(logger.run_id, str(folder), artifact_dir)
         finally:
             pl_module.train(was_training)

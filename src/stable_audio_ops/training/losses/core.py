@@ -14,7 +14,7 @@ Weight schedule (same as upstream): every time a term is evaluated, ``weight *= 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -82,48 +82,46 @@ def _masked_mean(elementwise: torch.Tensor, info: Mapping, mask_key: str | None)
     return elementwise[mask.bool()].mean()
 
 
-class L1Loss(LossTerm):
+class ElementwiseLoss(LossTerm):
+    """Mean of an elementwise ``distance(info[key_a], info[key_b])`` (optionally only where ``mask_key``).
+
+    ``distance`` is a ``torch.nn.functional`` loss called with ``reduction="none"``, so the mask can
+    pick elements before the mean. L1 and MSE differ only in it; the state dict holds just ``weight``.
+    """
+
+    def __init__(
+        self,
+        distance: Callable[..., torch.Tensor],
+        key_a: str,
+        key_b: str,
+        weight: float = 1.0,
+        name: str = "elementwise_loss",
+        decay: float = 1.0,
+        *,
+        mask_key: str | None = None,
+    ):
+        super().__init__(name=name, weight=weight, decay=decay, required_keys=(key_a, key_b))
+        self.distance = distance
+        self.key_a, self.key_b, self.mask_key = key_a, key_b, mask_key
+
+    def value(self, info):
+        return _masked_mean(self.distance(info[self.key_a], info[self.key_b], reduction="none"), info, self.mask_key)
+
+
+class L1Loss(ElementwiseLoss):
     """Mean absolute difference of ``info[key_a]`` and ``info[key_b]`` (optionally only where ``mask_key``)."""
 
-    def __init__(
-        self,
-        key_a: str,
-        key_b: str,
-        weight: float = 1.0,
-        name: str = "l1_loss",
-        decay: float = 1.0,
-        *,
-        mask_key: str | None = None,
-    ):
-        super().__init__(name=name, weight=weight, decay=decay, required_keys=(key_a, key_b))
-        self.key_a, self.key_b, self.mask_key = key_a, key_b, mask_key
-
-    def value(self, info):
-        return _masked_mean(
-            F.l1_loss(info[self.key_a], info[self.key_b], reduction="none"), info, self.mask_key
-        )
+    def __init__(self, key_a: str, key_b: str, weight: float = 1.0, name: str = "l1_loss", decay: float = 1.0,
+                 *, mask_key: str | None = None):
+        super().__init__(F.l1_loss, key_a, key_b, weight, name, decay, mask_key=mask_key)
 
 
-class MSELoss(LossTerm):
+class MSELoss(ElementwiseLoss):
     """Mean squared difference of ``info[key_a]`` and ``info[key_b]`` (optionally only where ``mask_key``)."""
 
-    def __init__(
-        self,
-        key_a: str,
-        key_b: str,
-        weight: float = 1.0,
-        name: str = "mse_loss",
-        decay: float = 1.0,
-        *,
-        mask_key: str | None = None,
-    ):
-        super().__init__(name=name, weight=weight, decay=decay, required_keys=(key_a, key_b))
-        self.key_a, self.key_b, self.mask_key = key_a, key_b, mask_key
-
-    def value(self, info):
-        return _masked_mean(
-            F.mse_loss(info[self.key_a], info[self.key_b], reduction="none"), info, self.mask_key
-        )
+    def __init__(self, key_a: str, key_b: str, weight: float = 1.0, name: str = "mse_loss", decay: float = 1.0,
+                 *, mask_key: str | None = None):
+        super().__init__(F.mse_loss, key_a, key_b, weight, name, decay, mask_key=mask_key)
 
 
 class AuralossLoss(LossTerm):
