@@ -46,7 +46,8 @@ def test_builds_the_fixture_config_with_its_parts() -> None:
 
 
 def test_registries_are_plain_dicts_with_the_supported_names() -> None:
-    assert set(MODEL_TYPES) == {"autoencoder", "diffusion_cond", "diffusion_cond_inpaint"}
+    assert set(MODEL_TYPES) == {"autoencoder", "diffusion_cond", "diffusion_cond_inpaint", "diffusion_uncond",
+                                "diffusion_autoencoder"}
     assert set(ENCODERS) == set(DECODERS) == {"oobleck"}
     assert set(BOTTLENECKS) == {"vae", "tanh", "l2_norm"}
     assert set(PRETRANSFORMS) == {"autoencoder"}

@@ -217,11 +217,25 @@ def _build_diffusion_cond(root: ConfigNode) -> nn.Module:
     return build_diffusion_cond(root)
 
 
+def _build_diffusion_uncond(root: ConfigNode) -> nn.Module:
+    from stable_audio_ops.models.diffusion_uncond import build_diffusion_uncond
+
+    return build_diffusion_uncond(root)
+
+
+def _build_diffusion_autoencoder(root: ConfigNode) -> nn.Module:
+    from stable_audio_ops.models.diffusion_autoencoder import build_diffusion_autoencoder
+
+    return build_diffusion_autoencoder(root)
+
+
 MODEL_TYPES: dict[str, Callable[[ConfigNode], nn.Module]] = {
     "autoencoder": build_autoencoder_model,
     "diffusion_cond": _build_diffusion_cond,
     # Same wrapper: inpainting inputs are ordinary input-concat conditioning (inpaint_mask, inpaint_masked_input).
     "diffusion_cond_inpaint": _build_diffusion_cond,
+    "diffusion_uncond": _build_diffusion_uncond,  # ADP U-Net (adp_uncond_1d); model + parity only, no training yet
+    "diffusion_autoencoder": _build_diffusion_autoencoder,  # Oobleck encoder + ADP U-Net decoder; model only
 }
 
 
