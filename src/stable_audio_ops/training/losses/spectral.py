@@ -99,6 +99,14 @@ def cepstral_distance(x: torch.Tensor, y: torch.Tensor, reduction: str) -> torch
     return F.l1_loss(x_cep, y_cep, reduction=reduction)
 
 
+def _reject_scale_options(scale, n_bins) -> None:
+    """0.0.20's mel/chroma options need librosa filterbanks we do not build: refuse them loudly."""
+    if scale is not None:
+        raise ValueError(f"scale={scale!r} is not supported (mel/chroma STFT losses need librosa filterbanks)")
+    if n_bins is not None:
+        raise ValueError("n_bins only applies together with scale='mel'/'chroma', which is not supported")
+
+
 class STFTLoss(nn.Module):
     """One resolution of the 0.0.20 spectral loss; ``forward(input, target)`` on ``(B, C, T)`` audio.
 
@@ -137,12 +145,7 @@ class STFTLoss(nn.Module):
                 f"window={window!r} is not supported: 0.0.20's tight STFT always uses its power-sine window "
                 f"(leave window at {DEFAULT_WINDOW!r})"
             )
-        if scale is not None:
-            raise ValueError(
-                f"scale={scale!r} is not supported (mel/chroma STFT losses need librosa filterbanks)"
-            )
-        if n_bins is not None:
-            raise ValueError("n_bins only applies together with scale='mel'/'chroma', which is not supported")
+        _reject_scale_options(scale, n_bins)
         for name, value, options in (
             ("output", output, _OUTPUTS),
             ("reduction", reduction, _REDUCTIONS),
@@ -296,12 +299,7 @@ class MultiResolutionSTFTLoss(nn.Module):
                 "fft_sizes, hop_sizes and win_lengths must be non-empty and of equal length; got "
                 f"{len(fft_sizes)}, {len(hop_sizes)}, {len(win_lengths)}"
             )
-        if scale is not None:
-            raise ValueError(
-                f"scale={scale!r} is not supported (mel/chroma STFT losses need librosa filterbanks)"
-            )
-        if n_bins is not None:
-            raise ValueError("n_bins only applies together with scale='mel'/'chroma', which is not supported")
+        _reject_scale_options(scale, n_bins)
         self.fft_sizes = list(fft_sizes)
         self.hop_sizes = list(hop_sizes)
         self.win_lengths = win_lengths
