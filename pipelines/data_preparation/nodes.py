@@ -8,7 +8,14 @@ from typing import Any
 from stable_audio_ops.data.demo_notes import render_demo_notes
 from stable_audio_ops.data.probe import build_manifest, format_report, summarize_manifest
 from stable_audio_ops.data.shards import upload_folder_to_s3, write_webdataset_shards
-from stable_audio_ops.errors import DatasetError
+from stable_audio_ops.data.split import (
+    TEST,
+    TRAIN,
+    materialize_split,
+    plan_split,
+    split_dataset_config,
+    split_manifest_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,32 +53,30 @@ def scan_raw_audio(
     return manifest, summary, report, metrics
 
 
-def write_dataset_config(data_summary: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """An `audio_dir` dataset config (stable-audio-tools schema) over the scanned folders."""
-    if data_summary["readable"] == 0:
-        raise DatasetError(
-            f"data_preparation: no readable audio file under {params['raw_dirs']}; "
-            "see data/08_reporting/data_report.md for what was skipped and why"
-        )
+def split_dataset(manifest: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    """Split the readable files into train/test folders (demo rule or seeded by file); returns the split manifest."""
+    split = params.get("split") or {}
+    plan = plan_split(manifest, params["raw_dirs"], method=str(split.get("method", "auto")),
+                      test_fraction=float(split.get("test_fraction", 0.15)), seed=int(split.get("seed", 0)),
+                      every_nth_pitch=int(split.get("every_nth_pitch", 2)))
+    result = materialize_split(plan, split.get("output_dir", "data/03_primary/splits"))
+    log.info("data_preparation: split %s: %d train, %d test clips in %s", result["method"],
+             result["counts"][TRAIN], result["counts"][TEST], result["output_dir"])
+    return result
+
+
+def write_dataset_config(
+    dataset_split: dict[str, Any], params: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``audio_dir`` dataset configs (stable-audio-tools schema) of the train split (what trains) and the test split."""
     dataset = params.get("dataset") or {}
-    sources = []
-    for index, folder in enumerate(params["raw_dirs"]):
-        source: dict[str, Any] = {"id": f"{dataset.get('id', 'raw')}_{index}", "path": str(folder)}
-        if dataset.get("custom_metadata_module"):
-            source["custom_metadata_module"] = dataset["custom_metadata_module"]
-        sources.append(source)
-    return {
-        "dataset_type": "audio_dir",
-        "datasets": sources,
-        "random_crop": bool(dataset.get("random_crop", True)),
-        "drop_last": bool(dataset.get("drop_last", True)),
-    }
+    return split_dataset_config(dataset_split, TRAIN, dataset), split_dataset_config(dataset_split, TEST, dataset)
 
 
 def shard_dataset(
-    dataset_config: dict[str, Any], manifest: list[dict[str, Any]], params: dict[str, Any]
+    dataset_config: dict[str, Any], dataset_split: dict[str, Any], params: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Optionally pack the readable files into WebDataset shards (and upload them to S3).
+    """Optionally pack the train split's files into WebDataset shards (and upload them to S3).
 
     Disabled (the default): the ``audio_dir`` config passes through unchanged. Enabled: shards go to
     ``shards.output_dir``; with ``shards.s3_url`` they are uploaded there and the emitted config is an
@@ -82,7 +87,7 @@ def shard_dataset(
     if not shards.get("enabled", False):
         return dataset_config, {"enabled": False}
     summary = write_webdataset_shards(
-        manifest,
+        split_manifest_rows(dataset_split, TRAIN),
         shards["output_dir"],
         samples_per_shard=int(shards.get("samples_per_shard", 256)),
         audio_format=shards.get("audio_format", "flac"),

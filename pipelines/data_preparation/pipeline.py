@@ -1,4 +1,5 @@
-"""data_preparation: render demo notes -> scan/probe -> manifest + report -> dataset config [-> shards -> S3]."""
+"""data_preparation: render demo notes -> scan/probe -> manifest + report -> train/test split -> dataset configs
+[-> shards of the train split -> S3]."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pipelines.data_preparation.nodes import (
     render_demo_dataset,
     scan_raw_audio,
     shard_dataset,
+    split_dataset,
     write_dataset_config,
 )
 
@@ -28,14 +30,20 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="scan_raw_audio",
             ),
             node(
+                split_dataset,
+                inputs=["audio_manifest", "params:data_preparation"],
+                outputs="dataset_split",
+                name="split_dataset",
+            ),
+            node(
                 write_dataset_config,
-                inputs=["data_summary", "params:data_preparation"],
-                outputs="audio_dir_dataset_config",
+                inputs=["dataset_split", "params:data_preparation"],
+                outputs=["audio_dir_dataset_config", "test_dataset_config"],
                 name="write_dataset_config",
             ),
             node(
                 shard_dataset,
-                inputs=["audio_dir_dataset_config", "audio_manifest", "params:data_preparation"],
+                inputs=["audio_dir_dataset_config", "dataset_split", "params:data_preparation"],
                 outputs=["prepared_dataset_config", "dataset_shards_summary"],
                 name="shard_dataset",
             ),

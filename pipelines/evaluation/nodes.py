@@ -1,10 +1,13 @@
-"""Nodes of the evaluation pipeline: register -> split -> judge the autoencoder and the generator -> promote
--> report.
+"""Nodes of the evaluation pipeline: register -> test clips -> judge the autoencoder and the generator ->
+promote -> report.
 
-Registration comes first so every evaluated model is a registry version (``challenger``) before its
-metrics are known; the promotion node then moves ``champion`` by the rule in
-``parameters_evaluation.yml`` and writes why. Judges and generation live in the library
-(``stable_audio_ops.evaluation``, ``stable_audio_ops.inference``); these nodes only wire them.
+The clips come from data_preparation's test split (``test_dataset_config``): clips, and for the demo
+notes caption combinations, that training never saw. Registration comes first so every evaluated model
+is a registry version (``challenger``) before its metrics are known; the promotion node then moves
+``champion`` by the rule in ``parameters_evaluation.yml`` — never for a version below its promotion
+floors or an autoencoder whose output does not depend on its input — and writes why. Judges and
+generation live in the library (``stable_audio_ops.evaluation``, ``stable_audio_ops.inference``); these
+nodes only wire them.
 """
 
 from __future__ import annotations
@@ -19,16 +22,21 @@ import numpy as np
 import torch
 
 from pipelines.evaluation import plots
+from stable_audio_ops.data.split import format_split
+from stable_audio_ops.evaluation._audio import resample_mono, to_mono
+from stable_audio_ops.evaluation.input_dependence import collapse_reason, reconstruction_input_dependence
 from stable_audio_ops.evaluation.judge import (
+    JudgeReference,
     LabelledClip,
     calibration_sets,
     format_report,
     judge_sets,
-    load_labelled_clips,
+    load_dataset_clips,
     prepare_reference,
     split_reference,
 )
-from stable_audio_ops.evaluation.reconstruction import evaluate_reconstruction
+from stable_audio_ops.evaluation.reconstruction import reconstruct_clips, score_reconstructions
+from stable_audio_ops.tracking.floors import Floor, autoencoder_blocker, parse_floors, promotion_blockers
 from stable_audio_ops.tracking.lineage import lineage_tags, state_dict_sha256
 from stable_audio_ops.tracking.registry import (
     AUTOENCODER_MODEL_NAME,
@@ -117,39 +125,74 @@ def register_latent_diffusion(latent_diffusion_model: Mapping[str, Any], autoenc
 # --------------------------------------------------------------------------- data
 
 
-def _subsample(clips: Sequence[LabelledClip], limit: int | None, key: str = "instrument") -> list[LabelledClip]:
-    """At most ``limit`` clips, taken round-robin over ``key`` so every instrument stays represented."""
-    if limit is None or len(clips) <= limit:
-        return list(clips)
+def _round_robin(clips: Sequence[LabelledClip], key: str = "instrument") -> list[LabelledClip]:
+    """Clips reordered round-robin over ``key`` (groups sorted), so any prefix covers every instrument."""
     groups: dict[str, list[LabelledClip]] = {}
     for clip in clips:
         groups.setdefault(str(clip[2].get(key)), []).append(clip)
-    chosen: list[LabelledClip] = []
     queues = [list(g) for _, g in sorted(groups.items())]
-    while len(chosen) < limit:
-        for queue in queues:
-            if queue and len(chosen) < limit:
-                chosen.append(queue.pop(0))
-    return chosen
+    ordered: list[LabelledClip] = []
+    while any(queues):
+        ordered.extend(queue.pop(0) for queue in queues if queue)
+    return ordered
 
 
-def load_evaluation_clips(params: Mapping[str, Any]) -> dict[str, list[LabelledClip]]:
-    """The demo notes split into a judge reference (probe + KID) and held-out test clips (captions)."""
-    clips = load_labelled_clips(params["demo_dir"])
+def _subsample(clips: Sequence[LabelledClip], limit: int | None, key: str = "instrument") -> list[LabelledClip]:
+    """The first ``limit`` clips of the round-robin order: every instrument stays represented, and a smaller
+    limit picks a prefix of a larger one, so the autoencoder and the generator share their first captions."""
+    ordered = _round_robin(clips, key)
+    return ordered if limit is None else ordered[: int(limit)]
+
+
+def load_evaluation_clips(test_dataset_config: Mapping[str, Any],
+                          params: Mapping[str, Any]) -> dict[str, list[LabelledClip]]:
+    """The test split (never trained on) divided into a judge reference (probe + KID) and held-out clips
+    (the captions judged)."""
+    clips = load_dataset_clips(test_dataset_config)
     split = params.get("split", {})
     reference, heldout = split_reference(clips, holdout_fraction=float(split.get("holdout_fraction", 0.3)),
                                          seed=int(split.get("seed", 0)))
     reference = _subsample(reference, split.get("max_reference_clips"))
-    log.info("evaluation clips: %d reference, %d held out (of %d)", len(reference), len(heldout), len(clips))
+    log.info("evaluation clips (test split): %d reference, %d held out (of %d)", len(reference), len(heldout),
+             len(clips))
     return {"reference": reference, "heldout": heldout}
+
+
+# --------------------------------------------------------------------------- judges shared by both models
+
+
+def _judge_reference(clips: Mapping[str, list[LabelledClip]], params: Mapping[str, Any]) -> JudgeReference:
+    return prepare_reference(clips["reference"], params.get("judges", {}).get("embedder", "aisfx"))
+
+
+def _judge_options(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of ``judge_sets``: the same judges for reconstructions and generations."""
+    judges = params.get("judges", {})
+    return {"pitch_judges": tuple(judges.get("pitch_judges", ("crepe", "acf"))),
+            "crepe_model": str(judges.get("crepe_model", "tiny")),
+            "kid_subsets": int(judges.get("kid_subsets", 100)),
+            "kid_subset_size": int(judges.get("kid_subset_size", 1000))}
+
+
+def _example_count(params: Mapping[str, Any]) -> int:
+    return int(params.get("plots", {}).get("spectrogram_examples", 6))
+
+
+def _examples(clips: Sequence[LabelledClip], made: Sequence[np.ndarray], made_sr: int, key: str,
+              count: int) -> list[dict[str, Any]]:
+    """The first ``count`` (real, made) pairs for the figures, both at the real clip's rate, keyed by clip id."""
+    out = []
+    for (real, real_sr, meta), audio in zip(clips[:count], made[:count], strict=True):
+        out.append({"id": str(meta.get("id") or meta.get("caption")), "caption": meta.get("caption") or
+                    meta.get("prompt", ""), "real": to_mono(real), key: resample_mono(audio, made_sr, int(real_sr)),
+                    "sample_rate": int(real_sr)})
+    return out
 
 
 # --------------------------------------------------------------------------- autoencoder
 
 
-def evaluate_autoencoder(autoencoder_model: Mapping[str, Any], clips: Mapping[str, list[LabelledClip]],
-                         params: Mapping[str, Any]) -> dict[str, float]:
-    """Multi-resolution STFT distance, log-mel distance and SI-SDR of reconstructions of held-out clips."""
+def _load_autoencoder(path: str) -> torch.nn.Module:
     from stable_audio_ops.models.checkpoints import (
         load_ckpt_state_dict,
         load_state_dict_checked,
@@ -157,21 +200,55 @@ def evaluate_autoencoder(autoencoder_model: Mapping[str, Any], clips: Mapping[st
     )
     from stable_audio_ops.models.factory import create_model_from_config
 
-    path = autoencoder_model["path"]
     config = read_embedded_model_config(path)
     model = create_model_from_config(config, f"{path} (embedded model_config)")
     load_state_dict_checked(model, load_ckpt_state_dict(path), strict=True, what=str(path))
+    return model.eval()
+
+
+def _input_dependence(outputs: Sequence[np.ndarray], inputs: Sequence[np.ndarray], sample_rate: int,
+                      metas: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """match_accuracy (own note: same instrument and pitch), the strict own-clip rate, pair correlations and
+    collapsed (0/1) as metrics. Fewer than 2 clips cannot tell: match_accuracy is NaN (it fails its floor)."""
+    if len(outputs) < 2:
+        return {"match_accuracy": float("nan")}
+    notes = [f"{m.get('instrument')}|{m.get('midi')}" for m in metas]
+    found = reconstruction_input_dependence(outputs, inputs, sample_rate, groups=notes)
+    keys = ("match_accuracy", "clip_match_accuracy", "mean_pair_correlation", "reference_pair_correlation",
+            "collapsed")
+    return {**{k: float(found[k]) for k in keys}, "match_groups": float(found["groups"])}
+
+
+def evaluate_autoencoder(autoencoder_model: Mapping[str, Any], clips: Mapping[str, list[LabelledClip]],
+                         params: Mapping[str, Any]) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Reconstructions of held-out test clips, judged three ways, plus a few of them for the comparison figure.
+
+    Distances to the input (multi-resolution STFT, log-mel, SI-SDR); whether the output depends on the
+    input at all (``match_accuracy``, ``collapsed``); and the generation judges applied to the
+    reconstructions as if they were generated for the clip's caption (``pitch_acc_crepe``,
+    ``pitch_acc_acf``, ``inst_acc``, ``kid``, ...), so the promotion floors read one scale for both models.
+    """
+    model = _load_autoencoder(autoencoder_model["path"])
     settings = params.get("autoencoder", {})
     chosen = _subsample(clips["heldout"], settings.get("max_clips"))
     rates = {sr for _, sr, _ in chosen}
     if len(rates) != 1:
         raise ValueError(f"evaluate_autoencoder: held-out clips have mixed sample rates {sorted(rates)}")
+    clip_sr = rates.pop()
+    model_sr = int(getattr(model, "sample_rate", clip_sr))
     started = time.perf_counter()
-    metrics = evaluate_reconstruction(model.eval(), [audio for audio, _, _ in chosen], rates.pop(),
-                                      batch_size=int(settings.get("batch_size", 8)))
+    pairs = reconstruct_clips(model, [audio for audio, _, _ in chosen], clip_sr,
+                              batch_size=int(settings.get("batch_size", 8)))
+    metrics = score_reconstructions(pairs, model_sr)
+    inputs, outputs = [to_mono(ref) for ref, _ in pairs], [to_mono(est) for _, est in pairs]
+    metrics.update(_input_dependence(outputs, inputs, model_sr, [meta for _, _, meta in chosen]))
+    judged = judge_sets({"reconstruction": [(out, model_sr, meta) for out, (_, _, meta) in
+                                            zip(outputs, chosen, strict=True)]},
+                        _judge_reference(clips, params), **_judge_options(params))["reconstruction"]
+    metrics.update({k: v for k, v in judged.items() if k != "n"})
     metrics["seconds"] = time.perf_counter() - started
     log.info("autoencoder reconstruction: %s", {k: round(float(v), 4) for k, v in metrics.items()})
-    return metrics
+    return metrics, _examples(chosen, outputs, model_sr, "reconstruction", _example_count(params))
 
 
 # --------------------------------------------------------------------------- generation
@@ -208,14 +285,14 @@ def generate_for_captions(model: torch.nn.Module, targets: Sequence[Mapping[str,
 
 def evaluate_generation(latent_diffusion_model: Mapping[str, Any], clips: Mapping[str, list[LabelledClip]],
                         params: Mapping[str, Any]) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
-    """Generate notes for held-out captions and judge them beside real clips (ceiling) and noise (floor).
+    """Generate notes for held-out test captions and judge them beside real clips (ceiling) and noise (floor).
 
-    Returns the per-set judge results and a few (generated, real) examples for the spectrogram grid.
+    Returns the per-set judge results and a few (generated, real) examples for the figures (the same
+    first captions as the autoencoder's examples).
     """
     from stable_audio_ops.serving.model_loader import load_model
 
     gen = params.get("generation", {})
-    judges = params.get("judges", {})
     loaded = load_model(latent_diffusion_model["path"], device=str(gen.get("device", "cpu")))
     model = loaded.model
     heldout = _subsample(clips["heldout"], gen.get("num_captions"))
@@ -232,26 +309,12 @@ def evaluate_generation(latent_diffusion_model: Mapping[str, Any], clips: Mappin
                                       sampler=gen.get("sampler"), device=loaded.device)
     gen_seconds = time.perf_counter() - started
     sets = {"model": [(audio, model_sr, t) for audio, t in zip(generated, targets, strict=True)]}
-    sets.update(calibration_sets(heldout, kinds=tuple(judges.get("calibration", ("real", "noise"))),
-                                 seed=int(gen.get("seed", 0))))
-    reference = prepare_reference(clips["reference"], judges.get("embedder", "aisfx"))
-    results = judge_sets(sets, reference, pitch_judges=tuple(judges.get("pitch_judges", ("crepe", "acf"))),
-                         crepe_model=str(judges.get("crepe_model", "tiny")),
-                         kid_subsets=int(judges.get("kid_subsets", 100)),
-                         kid_subset_size=int(judges.get("kid_subset_size", 1000)))
+    calibration = tuple(params.get("judges", {}).get("calibration", ("real", "noise")))
+    sets.update(calibration_sets(heldout, kinds=calibration, seed=int(gen.get("seed", 0))))
+    results = judge_sets(sets, _judge_reference(clips, params), **_judge_options(params))
     results["model"]["generation_seconds"] = gen_seconds
     log.info("generation judges:\n%s", format_report(results))
-    count = int(params.get("plots", {}).get("spectrogram_examples", 6))
-    examples = [{"caption": t.get("caption") or t.get("prompt", ""), "generated": g, "real": r[0],
-                 "sample_rate": model_sr if model_sr == real_sr else None}
-                for g, t, r in zip(generated[:count], targets[:count], heldout[:count], strict=True)]
-    for example in examples:
-        if example["sample_rate"] is None:  # show both at the judge's rate
-            from stable_audio_ops.evaluation._audio import resample_mono
-
-            example["generated"] = resample_mono(example["generated"], model_sr, real_sr)
-            example["sample_rate"] = real_sr
-    return results, examples
+    return results, _examples(heldout, generated, model_sr, "generated", _example_count(params))
 
 
 # --------------------------------------------------------------------------- promotion + report
@@ -261,19 +324,32 @@ def _metric_view(set_results: Mapping[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in set_results.items() if isinstance(v, int | float)}
 
 
+def _floors(params: Mapping[str, Any], kind: str) -> list[Floor]:
+    return parse_floors((params["promotion"].get("floors") or {}).get(kind), f"evaluation.promotion.floors.{kind}")
+
+
 def decide_promotions(autoencoder_registration: Mapping[str, Any], latent_diffusion_registration: Mapping[str, Any],
                       autoencoder_metrics: Mapping[str, float], generation_results: Mapping[str, Mapping[str, float]],
                       params: Mapping[str, Any]) -> dict[str, Any]:
-    """Move ``champion`` for each model whose challenger wins under the configured rule; say why."""
+    """Move ``champion`` for each model whose challenger passes its floors and wins under the configured rule;
+    say why. A collapsed autoencoder, and a diffusion model trained on an autoencoder that is not
+    promotable, are never promoted."""
     rules = params["promotion"]
+    ae_metrics, ld_metrics = _metric_view(autoencoder_metrics), _metric_view(generation_results["model"])
+    ae_floors, ld_floors = _floors(params, "autoencoder"), _floors(params, "latent_diffusion")
+    ae_blockers = promotion_blockers(ae_metrics, ae_floors, collapse=collapse_reason(autoencoder_metrics))
+    upstream = autoencoder_blocker(autoencoder_registration["version"], ae_blockers,
+                                   latent_diffusion_registration.get("autoencoder_version"))
+    ld_blockers = promotion_blockers(ld_metrics, ld_floors, upstream=upstream)
     decisions = {
         "autoencoder": promote_if_better(autoencoder_registration["name"], autoencoder_registration["version"],
-                                         _metric_view(autoencoder_metrics), rules["autoencoder"]),
+                                         ae_metrics, rules["autoencoder"], blockers=ae_blockers),
         "latent_diffusion": promote_if_better(latent_diffusion_registration["name"],
-                                              latent_diffusion_registration["version"],
-                                              _metric_view(generation_results["model"]), rules["latent_diffusion"]),
+                                              latent_diffusion_registration["version"], ld_metrics,
+                                              rules["latent_diffusion"], blockers=ld_blockers),
     }
-    for kind, decision in decisions.items():
+    for (kind, decision), floors in zip(decisions.items(), (ae_floors, ld_floors), strict=True):
+        decision["floors"] = {f.metric: {"min": f.minimum, "max": f.maximum} for f in floors}
         log.info("promotion %s v%s: %s (%s)", kind, decision["version"],
                  "PROMOTED to champion" if decision["promoted"] else "not promoted", decision["reason"])
     lineage = {k: latent_diffusion_registration.get(k) for k in
@@ -283,11 +359,22 @@ def decide_promotions(autoencoder_registration: Mapping[str, Any], latent_diffus
                                      "latent_diffusion": dict(latent_diffusion_registration)}})
 
 
+def _promotion_line(decision: Mapping[str, Any]) -> str:
+    """One report line: the outcome, why (a blocked reason already starts with "not promoted:"), the champion."""
+    reason = decision["reason"]
+    outcome = "promoted to champion — " if decision["promoted"] else \
+        ("" if reason.startswith("not promoted") else "not promoted — ")
+    champion = f"champion now v{decision['champion']}" if decision.get("champion") else "no champion yet"
+    return f"- {decision['model']} v{decision['version']}: {outcome}{reason} ({champion})"
+
+
 def build_metrics(autoencoder_metrics: Mapping[str, float], generation_results: Mapping[str, Mapping[str, float]],
-                  promotion: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, float]], str]:
+                  promotion: Mapping[str, Any],
+                  dataset_split: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, float]], str]:
     """metrics.json (DVC metrics), the same numbers flattened for MLflow (logged as ``evaluation.<path>``), and a
-    Markdown report."""
+    Markdown report that starts with the test split the numbers come from."""
     metrics = _clean({
+        "split": {name: int(count) for name, count in dataset_split["counts"].items()},
         "autoencoder": dict(autoencoder_metrics),
         "generation": {name: dict(values) for name, values in generation_results.items()},
         "promoted": {kind: int(bool(promotion[kind]["promoted"])) for kind in ("autoencoder", "latent_diffusion")},
@@ -302,13 +389,11 @@ def build_metrics(autoencoder_metrics: Mapping[str, float], generation_results: 
             flat[prefix] = {"value": float(node), "step": 0}
 
     walk("", metrics)
-    lines = ["# Evaluation report", "", "## Autoencoder reconstruction (held-out clips)", ""]
+    lines = ["# Evaluation report", "", "## Data: the test split", "", format_split(dataset_split), "",
+             "## Autoencoder reconstruction (held-out test clips)", ""]
     lines += [f"- {k}: {v:.4g}" for k, v in autoencoder_metrics.items() if isinstance(v, int | float)]
-    lines += ["", "## Generation (held-out captions)", "", format_report(generation_results), "## Promotion", ""]
-    for kind in ("autoencoder", "latent_diffusion"):
-        d = promotion[kind]
-        lines.append(f"- {d['model']} v{d['version']}: {'promoted to champion' if d['promoted'] else 'not promoted'}"
-                     f" — {d['reason']} (champion now v{d['champion']})")
+    lines += ["", "## Generation (held-out test captions)", "", format_report(generation_results), "## Promotion", ""]
+    lines += [_promotion_line(promotion[kind]) for kind in ("autoencoder", "latent_diffusion")]
     lineage = promotion.get("latent_diffusion_lineage", {})
     lines.append(f"- diffusion trained on autoencoder v{lineage.get('autoencoder_version')}: "
                  f"{lineage.get('autoencoder_lineage')}")
@@ -330,11 +415,13 @@ def _loss_history(run_id: str | None) -> dict[str, list[tuple[int, float]]]:
         return {}
 
 
-def make_plots(generation_examples: Sequence[Mapping[str, Any]], generation_results: Mapping[str, Mapping[str, float]],
-               autoencoder_model: Mapping[str, Any], latent_diffusion_model: Mapping[str, Any]):
-    """The three report figures: spectrogram grid, metric bars, training loss curves."""
+def make_plots(generation_examples: Sequence[Mapping[str, Any]], reconstruction_examples: Sequence[Mapping[str, Any]],
+               generation_results: Mapping[str, Mapping[str, float]], autoencoder_model: Mapping[str, Any],
+               latent_diffusion_model: Mapping[str, Any]):
+    """The report figures: spectrogram grid, metric bars, training loss curves, and real | reconstruction |
+    generated per test caption (a collapsed autoencoder shows as one repeated picture in the middle column)."""
     histories = {"autoencoder": _loss_history(autoencoder_model.get("mlflow_run_id")),
                  "latent_diffusion": _loss_history(latent_diffusion_model.get("mlflow_run_id"))}
     return (plots.spectrogram_grid(generation_examples), plots.metric_bars(generation_results),
-            plots.loss_curves(histories))
+            plots.loss_curves(histories), plots.comparison_grid(reconstruction_examples, generation_examples))
 

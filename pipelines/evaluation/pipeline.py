@@ -1,4 +1,5 @@
-"""evaluation: autoencoder + latent diffusion outputs -> registry versions -> judges -> promotion -> report."""
+"""evaluation: autoencoder + latent diffusion outputs -> registry versions -> judges on the test split -> promotion
+(floors first) -> report."""
 
 from __future__ import annotations
 
@@ -24,21 +25,24 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(register_latent_diffusion,
                  inputs=["latent_diffusion_model", "autoencoder_registration", "params:evaluation.registry"],
                  outputs="latent_diffusion_registration", name="register_latent_diffusion"),
-            node(load_evaluation_clips, inputs="params:evaluation", outputs="evaluation_clips",
-                 name="load_evaluation_clips"),
+            node(load_evaluation_clips, inputs=["test_dataset_config", "params:evaluation"],
+                 outputs="evaluation_clips", name="load_evaluation_clips"),
             node(evaluate_autoencoder, inputs=["autoencoder_model", "evaluation_clips", "params:evaluation"],
-                 outputs="autoencoder_evaluation", name="evaluate_autoencoder"),
+                 outputs=["autoencoder_evaluation", "reconstruction_examples"], name="evaluate_autoencoder"),
             node(evaluate_generation, inputs=["latent_diffusion_model", "evaluation_clips", "params:evaluation"],
                  outputs=["generation_evaluation", "generation_examples"], name="evaluate_generation"),
             node(decide_promotions,
                  inputs=["autoencoder_registration", "latent_diffusion_registration", "autoencoder_evaluation",
                          "generation_evaluation", "params:evaluation"],
                  outputs="promotion_decision", name="decide_promotions"),
-            node(build_metrics, inputs=["autoencoder_evaluation", "generation_evaluation", "promotion_decision"],
+            node(build_metrics,
+                 inputs=["autoencoder_evaluation", "generation_evaluation", "promotion_decision", "dataset_split"],
                  outputs=["evaluation_metrics", "evaluation_mlflow_metrics", "evaluation_report"],
                  name="build_metrics"),
             node(make_plots,
-                 inputs=["generation_examples", "generation_evaluation", "autoencoder_model", "latent_diffusion_model"],
-                 outputs=["plot_spectrograms", "plot_metric_bars", "plot_loss_curves"], name="make_plots"),
+                 inputs=["generation_examples", "reconstruction_examples", "generation_evaluation",
+                         "autoencoder_model", "latent_diffusion_model"],
+                 outputs=["plot_spectrograms", "plot_metric_bars", "plot_loss_curves", "plot_comparison"],
+                 name="make_plots"),
         ]
     )

@@ -1,4 +1,5 @@
-"""Figures of the evaluation report (matplotlib, Agg backend): spectrograms, metric bars, loss curves.
+"""Figures of the evaluation report (matplotlib, Agg backend): spectrograms, real | reconstruction | generated
+comparison, metric bars, loss curves.
 
 Each function returns a Figure; the catalog (MatplotlibDataset wrapped in kedro-mlflow's
 MlflowArtifactDataset) writes it to data/08_reporting/plots/ and into the MLflow run.
@@ -63,6 +64,45 @@ def spectrogram_grid(examples: Sequence[Mapping[str, Any]], title: str = "genera
         axes[0][0].text(0.5, 0.5, "no examples", ha="center")
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+COMPARISON_COLUMNS = (("real", "real"), ("reconstruction", "autoencoder reconstruction"), ("generated", "generated"))
+
+
+def comparison_rows(reconstructions: Sequence[Mapping[str, Any]],
+                    generations: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Join the two nodes' examples by clip id: one row per test caption with real, reconstruction, generated."""
+    rows: dict[str, dict[str, Any]] = {}
+    for example in [*reconstructions, *generations]:
+        key = str(example.get("id") or example.get("caption"))
+        rows.setdefault(key, {}).update({k: v for k, v in example.items() if v is not None})
+    return list(rows.values())
+
+
+def comparison_grid(reconstructions: Sequence[Mapping[str, Any]], generations: Sequence[Mapping[str, Any]],
+                    title: str = "test captions: real | autoencoder reconstruction | generated") -> Figure:
+    """One row per test caption (titled with it), log-mel spectrograms of the real clip, its reconstruction
+    and the note generated for its caption: a collapsed autoencoder or generator repeats one picture down its
+    column, which a person sees at a glance."""
+    rows = comparison_rows(reconstructions, generations) or [{}]
+    fig = plt.figure(figsize=(10, 2.1 * len(rows) + 0.5))
+    header, *subfigs = fig.subfigures(len(rows) + 1, 1, height_ratios=[0.25] + [1.0] * len(rows))
+    header.suptitle(title)
+    for subfig, row in zip(subfigs, rows, strict=True):
+        axes = subfig.subplots(1, len(COMPARISON_COLUMNS))
+        subfig.suptitle(str(row.get("caption", "no examples")), fontsize=9, fontweight="bold")
+        subfig.subplots_adjust(top=0.82, bottom=0.12, left=0.04, right=0.98, wspace=0.08)
+        for ax, (key, label) in zip(axes, COMPARISON_COLUMNS, strict=True):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(label, fontsize=7)
+            audio = row.get(key)
+            if audio is None:
+                ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes)
+                continue
+            ax.imshow(_log_mel(audio, int(row["sample_rate"])), origin="lower", aspect="auto", cmap="magma",
+                      vmin=-100, vmax=0)
     return fig
 
 

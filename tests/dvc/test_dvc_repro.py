@@ -3,7 +3,8 @@
 Checks what a user relies on: a full run from a fresh clone; a second `dvc repro` does nothing; changing
 an autoencoder parameter re-runs autoencoder and everything downstream but not data_preparation;
 `dvc params diff` / `dvc metrics diff` report the change; each Kedro run is an MLflow run tagged with
-the git commit and the DVC data hash; the evaluation registered both models and set `champion`.
+the git commit and the DVC data hash; the evaluation registered both models and, as 2-step models are far
+below the promotion floors, set no `champion` and said why.
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ def make_project(root: Path) -> Path:
     base = root / "conf" / "base"
 
     def data(p):
-        p["data_preparation"]["demo"].update(instruments=["flute", "church organ"], midi_low=60, midi_high=61,
+        # 16 clips; every pitch holds out one velocity -> 8 test clips, enough for a judge reference + captions
+        p["data_preparation"]["demo"].update(instruments=["flute", "church organ"], midi_low=60, midi_high=63,
                                              velocities=[40, 120])
+        p["data_preparation"]["split"]["every_nth_pitch"] = 1
 
     def autoencoder(p):
         p["autoencoder"]["train"].update(max_steps=2, batch_size=2, checkpoint_every=2, threads=1)
@@ -114,9 +117,10 @@ def test_dvc_repro_full_then_noop_then_downstream_only(tmp_path):
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert set(lock["stages"]) == set(STAGES)
     metrics = json.loads((project / "data" / "08_reporting" / "metrics.json").read_text())
-    assert {"autoencoder", "generation", "promoted"} <= set(metrics)
+    assert {"autoencoder", "generation", "promoted", "split"} <= set(metrics)
+    assert metrics["split"] == {"train": 8, "test": 8}
     assert {p.name for p in (project / "data" / "08_reporting" / "plots").iterdir()} == {
-        "spectrograms.png", "metric_bars.png", "loss_curves.png"}
+        "spectrograms.png", "metric_bars.png", "loss_curves.png", "comparison.png"}
 
     # MLflow: one run per stage, tagged with the commit and the DVC hash of the raw data; champions set
     uri = f"sqlite:///{project / 'mlflow' / 'mlflow.db'}"
@@ -129,11 +133,22 @@ def test_dvc_repro_full_then_noop_then_downstream_only(tmp_path):
     assert {r.data.tags["dvc_data_hash"] for r in top} == {dvc_hash("data/01_raw", project)}
     evaluation_run = next(r for r in top if r.data.tags.get("dvc_stage") == "evaluation")
     logged = {a.path for a in client.list_artifacts(evaluation_run.info.run_id, "plots")}
-    assert logged == {"plots/spectrograms.png", "plots/metric_bars.png", "plots/loss_curves.png"}
+    assert logged == {"plots/spectrograms.png", "plots/metric_bars.png", "plots/loss_curves.png",
+                      "plots/comparison.png"}
     assert "evaluation.generation.model.pitch_x_inst" in evaluation_run.data.metrics
-    for name in ("stable-audio-ops-autoencoder", "stable-audio-ops-latent-diffusion"):
-        assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
-    ld = client.get_model_version_by_alias("stable-audio-ops-latent-diffusion", "champion")
+    # registered, but below the floors (the tiny judges run no CREPE, so pitch_acc_crepe is missing): no champion
+    from mlflow.exceptions import MlflowException
+
+    promotion = json.loads((project / "data" / "08_reporting" / "promotion.json").read_text())
+    for kind, name in (("autoencoder", "stable-audio-ops-autoencoder"),
+                       ("latent_diffusion", "stable-audio-ops-latent-diffusion")):
+        assert str(client.get_model_version_by_alias(name, "challenger").version) == "1"
+        with pytest.raises(MlflowException):
+            client.get_model_version_by_alias(name, "champion")
+        assert promotion[kind]["reason"].startswith("not promoted: pitch_acc_crepe missing (floor ")
+    report = (project / "data" / "08_reporting" / "evaluation_report.md").read_text()
+    assert "Test split: 8 clips held out" in report and promotion["autoencoder"]["reason"] in report
+    ld = client.get_model_version_by_alias("stable-audio-ops-latent-diffusion", "challenger")
     assert ld.tags["autoencoder_version"] == "1" and ld.tags["autoencoder_lineage"].startswith("verified")
 
     # nothing changed: nothing runs

@@ -30,6 +30,10 @@ def test_data_preparation_then_autoencoder(kedro_project: Path) -> None:
     assert "broken.wav" in report
     dataset_config = json.loads((kedro_project / "data/03_primary/dataset_config.json").read_text())
     assert dataset_config["dataset_type"] == "audio_dir"
+    # training reads the train split only: 6 of the 8 clips (one velocity of every second pitch is held out)
+    split = json.loads((kedro_project / "data/03_primary/split.json").read_text())
+    assert split["counts"] == {"train": 6, "test": 2}
+    assert [s["path"] for s in dataset_config["datasets"]] == ["data/03_primary/splits/train/demo_notes"]
 
     # autoencoder: the unwrapped model loads strictly into a fresh model built from the config
     model_config = json.loads((kedro_project / "conf/base/model_configs/autoencoder_demo.json").read_text())

@@ -37,14 +37,20 @@ def test_data_preparation_writes_and_uploads_shards(kedro_project: Path, monkeyp
         _edit_yaml(kedro_project / "conf" / "base" / "parameters_data_preparation.yml", shards_on)
         run_kedro(kedro_project, "--pipelines=data_preparation")
 
-        # 8 clips, 3 per shard -> 3 local shards, each sample = audio + its caption json
+        # the 6 train clips of 8 (2 are held out for test), 3 per shard -> 2 local shards, each sample = audio +
+        # its caption json
         shard_dir = kedro_project / "data/03_primary/shards"
         shards = sorted(p.name for p in shard_dir.glob("*.tar"))
-        assert shards == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
+        assert shards == ["shard-000000.tar", "shard-000001.tar"]
         with tarfile.open(shard_dir / shards[0]) as tar:
             names = tar.getnames()
             meta = json.loads(tar.extractfile(next(n for n in names if n.endswith(".json"))).read())
         assert len(names) == 6 and "prompt" in meta
+        test_ids = {p.stem for p in (kedro_project / "data/03_primary/splits/test").rglob("*.wav")}
+        assert len(test_ids) == 2
+        for name in shards:
+            with tarfile.open(shard_dir / name) as tar:
+                assert not any(test_id in member for member in tar.getnames() for test_id in test_ids)
 
         # uploaded, byte for byte
         s3 = boto3.client("s3", endpoint_url=server.endpoint)
@@ -58,7 +64,7 @@ def test_data_preparation_writes_and_uploads_shards(kedro_project: Path, monkeyp
         assert config["datasets"][0]["s3_path"] == "s3://demo-bucket/notes/"
         assert config["datasets"][0]["endpoint_url"] == server.endpoint
         summary = json.loads((kedro_project / "data/03_primary/dataset_shards.json").read_text())
-        assert summary["enabled"] and summary["samples"] == 8 and summary["uploaded"] == 4  # 3 shards + index
+        assert summary["enabled"] and summary["samples"] == 6 and summary["uploaded"] == 3  # 2 shards + index
 
         # training can read it from S3
         loader = create_dataloader_from_config(validate_dataset_config(config), batch_size=2, sample_size=4096,
@@ -71,7 +77,7 @@ def test_shards_disabled_keeps_the_audio_dir_config() -> None:
     from pipelines.data_preparation.nodes import shard_dataset
 
     audio_dir = {"dataset_type": "audio_dir", "datasets": [{"id": "a", "path": "x"}]}
-    config, summary = shard_dataset(audio_dir, [], {"shards": {"enabled": False}})
+    config, summary = shard_dataset(audio_dir, {}, {"shards": {"enabled": False}})
     assert config is audio_dir and summary == {"enabled": False}
-    config, summary = shard_dataset(audio_dir, [], {})  # no shards block at all (older parameter files)
+    config, summary = shard_dataset(audio_dir, {}, {})  # no shards block at all (older parameter files)
     assert config is audio_dir and summary == {"enabled": False}

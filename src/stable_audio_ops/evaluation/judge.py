@@ -262,3 +262,19 @@ def load_labelled_clips(folder: str | Path, limit: int | None = None) -> list[La
             if limit is not None and len(clips) >= limit:
                 break
     return clips
+
+
+def load_dataset_clips(dataset_config: Mapping[str, Any]) -> list[LabelledClip]:
+    """Labelled clips of every source folder of an ``audio_dir`` dataset config that holds a ``metadata.jsonl``.
+
+    The evaluation reads the test split this way (``test_dataset_config`` of data_preparation), so it judges
+    exactly the clips training never saw. Folders without labels cannot be judged against captions and are
+    left out; none at all raises.
+    """
+    folders = [Path(source["path"]) for source in dataset_config.get("datasets", []) if "path" in source]
+    labelled = [folder for folder in folders if (folder / "metadata.jsonl").is_file()]
+    if not labelled:
+        raise FileNotFoundError(f"no metadata.jsonl in the dataset folders {[str(f) for f in folders]}: the "
+                                "judges need labelled clips (instrument, midi, dynamic), e.g. the demo notes' "
+                                "test split written by data_preparation")
+    return [clip for folder in labelled for clip in load_labelled_clips(folder)]

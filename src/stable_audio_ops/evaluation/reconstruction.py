@@ -131,27 +131,24 @@ def summarize(per_clip: dict[str, np.ndarray]) -> dict[str, float]:
     return out
 
 
-def evaluate_reconstruction(model: torch.nn.Module, clips: Sequence[Any], sample_rate: int, batch_size: int = 8,
-                            device: str | torch.device | None = None,
-                            fft_sizes: Sequence[int] = DEFAULT_FFT_SIZES) -> dict[str, float]:
-    """Encode/decode held-out clips with an ``AudioAutoencoder`` and score the reconstructions.
+def reconstruct_clips(model: torch.nn.Module, clips: Sequence[Any], sample_rate: int, batch_size: int = 8,
+                      device: str | torch.device | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(input, reconstruction)`` per clip, both ``[C, n]`` float32 on CPU at the model's rate.
 
     ``clips`` are ``[n]`` or ``[C, n]`` arrays/tensors at ``sample_rate``. Each batch is prepared with the
     model's own ``preprocess_audio_list_for_encoder`` (resample to the model rate, fix channels, pad to a
-    multiple of the downsampling ratio); every reconstruction is cut back to its clip's length at the
-    model rate and compared with the prepared input, so padding never counts. Returns mean and median of
-    ``mrstft``, ``mel_distance_db`` and ``si_sdr_db`` plus ``n_clips``. ``device`` defaults to the
-    model's own (metrics are computed on CPU).
+    multiple of the downsampling ratio) and encoded with :func:`deterministic_latents`; both the prepared
+    input and the reconstruction are cut back to the clip's length at the model rate, so padding never
+    counts. ``device`` defaults to the model's own; the model's training mode is restored afterwards.
     """
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     if not clips:
-        raise ValueError("evaluate_reconstruction: no clips given")
+        raise ValueError("reconstruct_clips: no clips given")
     model_sr = int(getattr(model, "sample_rate", sample_rate))
     was_training = model.training
     model.eval()
-    stft_loss = make_stft_distance(fft_sizes)
-    per_clip: dict[str, list[float]] = {"mrstft": [], "mel_distance_db": [], "si_sdr_db": []}
+    pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
     try:
         with torch.no_grad():
             for start in range(0, len(clips), int(batch_size)):
@@ -161,15 +158,40 @@ def evaluate_reconstruction(model: torch.nn.Module, clips: Sequence[Any], sample
                 prepared = model.preprocess_audio_list_for_encoder(batch, int(sample_rate)).to(device)
                 decoded = model.decode(deterministic_latents(model, prepared))
                 if decoded.shape[1] != prepared.shape[1]:
-                    raise ValueError(f"evaluate_reconstruction: model decodes {decoded.shape[1]} channels but "
+                    raise ValueError(f"reconstruct_clips: model decodes {decoded.shape[1]} channels but "
                                      f"encodes {prepared.shape[1]}; cannot compare with the input")
                 for i, clip in enumerate(batch):
                     length = resampled_length(clip.shape[-1], int(sample_rate), model_sr)
-                    ref = prepared[i : i + 1, :, :length].float().cpu()
-                    est = decoded[i : i + 1, :, :length].float().cpu()
-                    per_clip["mrstft"].append(float(multi_resolution_stft_distance(est, ref, loss=stft_loss)[0]))
-                    per_clip["mel_distance_db"].append(float(log_mel_distance(est, ref, model_sr)[0]))
-                    per_clip["si_sdr_db"].append(float(si_sdr(est, ref)[0]))
+                    pairs.append((prepared[i, :, :length].float().cpu(), decoded[i, :, :length].float().cpu()))
     finally:
         model.train(was_training)
+    return pairs
+
+
+def score_reconstructions(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], sample_rate: int,
+                          fft_sizes: Sequence[int] = DEFAULT_FFT_SIZES) -> dict[str, float]:
+    """Mean and median of ``mrstft``, ``mel_distance_db`` and ``si_sdr_db`` over ``(input, reconstruction)``
+    pairs of ``[C, n]`` tensors at ``sample_rate``, plus ``n_clips`` (see :func:`summarize`)."""
+    stft_loss = make_stft_distance(fft_sizes)
+    per_clip: dict[str, list[float]] = {"mrstft": [], "mel_distance_db": [], "si_sdr_db": []}
+    for ref, est in pairs:
+        ref, est = ref[None], est[None]
+        per_clip["mrstft"].append(float(multi_resolution_stft_distance(est, ref, loss=stft_loss)[0]))
+        per_clip["mel_distance_db"].append(float(log_mel_distance(est, ref, sample_rate)[0]))
+        per_clip["si_sdr_db"].append(float(si_sdr(est, ref)[0]))
     return summarize({name: np.asarray(values) for name, values in per_clip.items()})
+
+
+def evaluate_reconstruction(model: torch.nn.Module, clips: Sequence[Any], sample_rate: int, batch_size: int = 8,
+                            device: str | torch.device | None = None,
+                            fft_sizes: Sequence[int] = DEFAULT_FFT_SIZES) -> dict[str, float]:
+    """Encode/decode held-out clips with an ``AudioAutoencoder`` and score the reconstructions.
+
+    :func:`reconstruct_clips` then :func:`score_reconstructions` at the model rate: returns mean and
+    median of ``mrstft``, ``mel_distance_db`` and ``si_sdr_db`` plus ``n_clips``. ``device`` defaults to
+    the model's own (metrics are computed on CPU).
+    """
+    if not clips:
+        raise ValueError("evaluate_reconstruction: no clips given")
+    pairs = reconstruct_clips(model, clips, sample_rate, batch_size=batch_size, device=device)
+    return score_reconstructions(pairs, int(getattr(model, "sample_rate", sample_rate)), fft_sizes)

@@ -9,15 +9,15 @@ FastAPI server / generate command (``serving.model_loader`` looks into ``artifac
 
 Aliases, not stages: every new version gets ``challenger``; :func:`promote_if_better` moves ``champion``
 to it only when it beats the current champion on the chosen metrics (or there is none), and writes the
-decision and its reason onto the version's tags. A re-registration of identical weights (same tensor
-hash) returns the existing version instead of adding a new one, so re-running the evaluation stage
-never spawns duplicate versions or steals ``challenger``.
+decision and its reason onto the version's tags. A version with blockers (failed promotion floors, a
+collapsed autoencoder: :mod:`stable_audio_ops.tracking.floors`) is never promoted, champion or not. A
+re-registration of identical weights (same tensor hash) returns the existing version instead of adding a
+new one, so re-running the evaluation stage never spawns duplicate versions or steals ``challenger``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -28,6 +28,8 @@ from typing import Any
 import torch
 
 from stable_audio_ops.errors import CheckpointError, ConfigError
+from stable_audio_ops.tracking.floors import blocked_reason
+from stable_audio_ops.tracking.floors import finite_or_none as _finite
 from stable_audio_ops.tracking.lineage import state_dict_sha256
 
 CHALLENGER = "challenger"
@@ -226,14 +228,6 @@ class Criterion:
         return cls(metric=str(raw["metric"]), mode=mode, min_delta=float(raw.get("min_delta", 0.0)))
 
 
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def compare(challenger: Mapping[str, Any], champion: Mapping[str, Any],
             criteria: Sequence[Criterion]) -> tuple[bool, str]:
     """Lexicographic comparison with tolerances: (challenger wins?, the reason in words).
@@ -270,11 +264,14 @@ def recorded_metrics(version: Any) -> dict[str, float]:
 
 def promote_if_better(name: str, version: str | int, metrics: Mapping[str, Any],
                       criteria: Sequence[Mapping[str, Any] | str | Criterion], *,
-                      tracking_uri: str | None = None) -> dict[str, Any]:
+                      blockers: Sequence[str] = (), tracking_uri: str | None = None) -> dict[str, Any]:
     """Record ``metrics`` on the version and move ``champion`` to it if it beats the current champion.
 
-    Returns the decision (``promoted``, ``reason``, ``champion_version`` before/after, the compared
-    metrics); the same facts are written as version tags ``promotion_decision`` / ``promotion_reason``.
+    ``blockers`` (failed floors and the like, in words) veto the promotion whatever the comparison says,
+    also when there is no champion yet; the reason then starts with ``"not promoted: "`` and lists them.
+    Returns the decision (``promoted``, ``reason``, ``blockers``, ``champion_version`` before/after, the
+    compared metrics); the same facts are written as version tags ``promotion_decision`` /
+    ``promotion_reason``.
     """
     from mlflow.exceptions import MlflowException
 
@@ -293,7 +290,9 @@ def promote_if_better(name: str, version: str | int, metrics: Mapping[str, Any],
         champion = None
     previous = str(champion.version) if champion is not None else None
     champion_metrics = recorded_metrics(champion) if champion is not None else {}
-    if champion is None:
+    if blockers:
+        promoted, reason = False, blocked_reason(blockers)
+    elif champion is None:
         promoted, reason = True, "no champion yet"
     elif previous == version:
         promoted, reason = False, "this version is already the champion"
@@ -310,6 +309,7 @@ def promote_if_better(name: str, version: str | int, metrics: Mapping[str, Any],
         "version": version,
         "promoted": promoted,
         "reason": reason,
+        "blockers": list(blockers),
         "previous_champion": previous,
         "champion": version if promoted else previous,
         "criteria": [asdict(c) for c in rule],
