@@ -62,6 +62,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check src pipelines tests benchmarks train.py unwrap_model.py
+	$(VENV)/bin/lint-imports --no-cache
 
 mlflow-ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --host 127.0.0.1 --port 5000

@@ -26,7 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from stable_audio_ops.data.audio_io import write_audio
 from stable_audio_ops.errors import StableAudioOpsError
+from stable_audio_ops.utils.io import atomic_write
 
 AUDIO_FORMATS = (".wav", ".flac")
 
@@ -126,9 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
 
+    # The command's implementation loads torch: imported after argument parsing so --help and flag
+    # errors answer at once (entry points are the one place project imports wait inside a function).
     import numpy as np
 
-    from stable_audio_ops.data.audio_io import write_audio
     from stable_audio_ops.inference.generation import generate_diffusion_cond, generate_diffusion_cond_inpaint
     from stable_audio_ops.serving.model_loader import load_model
 
@@ -173,11 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     output = output.detach().float().cpu()
     for path, item_out in zip(paths, output, strict=True):
-        path.parent.mkdir(parents=True, exist_ok=True)
         if args.return_latents:
-            tmp = path.with_name(f".{path.name}.tmp.npy")
-            np.save(tmp, item_out.numpy())
-            tmp.replace(path)
+            atomic_write(path, lambda f, item=item_out: np.save(f, item.numpy()))
         else:
             peak = float(item_out.abs().max())
             write_audio(path, item_out / peak if peak > 1.0 else item_out, sample_rate,

@@ -15,6 +15,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from stable_audio_ops.config.dataset_config import load_dataset_config
+from stable_audio_ops.config.model_config import load_model_config
 from stable_audio_ops.errors import StableAudioOpsError
 
 
@@ -49,8 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("batch_size", "sample_size"):
         if getattr(args, name) < 1:
             build_parser().error(f"--{name.replace('_', '-')} must be >= 1")
-    from stable_audio_ops.config.dataset_config import load_dataset_config
-    from stable_audio_ops.config.model_config import load_model_config
+    # The command's implementation loads torch: imported after argument parsing so --help and flag
+    # errors answer at once (entry points are the one place project imports wait inside a function).
     from stable_audio_ops.inference.pre_encode import load_autoencoder, pre_encode_dataset
 
     try:

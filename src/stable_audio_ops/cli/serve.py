@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stable_audio_ops.errors import StableAudioOpsError
+from stable_audio_ops.serving.settings import ServeSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,10 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The command's implementation loads torch and FastAPI: imported after argument parsing so --help and flag
+    # errors answer at once (entry points are the one place project imports wait inside a function).
     import uvicorn
 
     from stable_audio_ops.serving.app import create_app
-    from stable_audio_ops.serving.settings import ServeSettings
 
     try:
         settings = ServeSettings.from_env(

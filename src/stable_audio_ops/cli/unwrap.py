@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from stable_audio_ops.config.model_config import load_model_config
 from stable_audio_ops.errors import StableAudioOpsError
 
 
@@ -33,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.ckpt and args.use_safetensors:
         build_parser().error("--ckpt and --use-safetensors contradict each other")
-    from stable_audio_ops.config.model_config import load_model_config
+    # The command's implementation loads torch: imported after argument parsing so --help and flag
+    # errors answer at once (entry points are the one place project imports wait inside a function).
     from stable_audio_ops.training.unwrap import unwrap_checkpoint
 
     try:

@@ -121,3 +121,12 @@ def lookup(registry: dict[str, Any], name: str, what: str, node: ConfigNode | No
     source = node.source if node is not None else ""
     path = node._key_path(key) if node is not None else key
     raise UnknownTypeError(source, path, f"unknown {what} {name!r}; known: {known}")
+
+
+def check_known_keys(node: ConfigNode, known: tuple[str, ...]) -> None:
+    """Reject keys a constructor would not understand (upstream fails later with a bare TypeError)."""
+    if not isinstance(node.data, dict):
+        raise node.error(f"expected an object, got {node.data!r}")
+    for key in node.data:
+        if key not in known:
+            raise node.error(f"unknown key; known keys: {', '.join(known)}", key)

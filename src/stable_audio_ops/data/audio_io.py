@@ -12,7 +12,6 @@ soundfile and soxr work with ``[frames, channels]``, so conversions happen only 
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 import soxr
+
+from stable_audio_ops.utils.io import atomic_path
 
 # Extensions upstream's scanner accepts (compared lower-case), plus ".aiff" which upstream lists in
 # some versions and libsndfile reads just like ".aif".
@@ -139,14 +140,6 @@ def write_audio(
             format, subtype = "OGG", subtype or "OPUS"
         elif format == "AIF":
             format = "AIFF"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         sf.write(tmp, np.ascontiguousarray(array.T), int(sample_rate), subtype=subtype, format=format)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path

@@ -9,7 +9,6 @@ is present (pinning on a CPU-only machine only produces a warning).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,23 +18,9 @@ from stable_audio_ops.config.dataset_config import validate_dataset_config
 from stable_audio_ops.config.schema import ConfigNode, lookup
 from stable_audio_ops.data.audio_dir import audio_dir_dataset_from_config
 from stable_audio_ops.data.collate import collation_fn
-
-
-@dataclass(frozen=True)
-class LoaderOptions:
-    """The training-side settings every dataset builder receives (they come from the model config / CLI)."""
-
-    batch_size: int
-    sample_size: int
-    sample_rate: int
-    audio_channels: int = 2
-    num_workers: int = 4
-    shuffle: bool = True
-    source: str = "<dataset config>"
-
-    @property
-    def force_channels(self) -> str:
-        return "mono" if self.audio_channels == 1 else "stereo"
+from stable_audio_ops.data.loader_options import LoaderOptions
+from stable_audio_ops.data.pre_encoded import pre_encoded_dataset_from_config
+from stable_audio_ops.data.wds import build_wds_loader
 
 
 def torch_loader(dataset: Dataset, options: LoaderOptions, drop_last: bool) -> DataLoader:
@@ -63,17 +48,12 @@ def _build_audio_dir(cfg: dict[str, Any], options: LoaderOptions) -> DataLoader:
 def _build_pre_encoded(cfg: dict[str, Any], options: LoaderOptions) -> DataLoader:
     # Latents are used as stored: sample_size / sample_rate / channels do not apply (the crop is
     # latent_crop_length frames).
-    from stable_audio_ops.data.pre_encoded import pre_encoded_dataset_from_config
-
     dataset = pre_encoded_dataset_from_config(cfg, source=options.source)
     return torch_loader(dataset, options, drop_last=cfg.get("drop_last", True))
 
 
 def _build_webdataset(cfg: dict[str, Any], options: LoaderOptions) -> Any:
-    # Imported on use: webdataset (and boto3 for s3) are only needed for shard datasets, and
-    # data.wds itself imports LoaderOptions from this module.
-    from stable_audio_ops.data.wds import build_wds_loader
-
+    # webdataset (and boto3 for s3) are imported inside data.wds / data.s3 only when shards are read.
     return build_wds_loader(cfg, options)
 
 

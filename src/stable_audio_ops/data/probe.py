@@ -19,6 +19,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from stable_audio_ops.errors import DatasetError
+from stable_audio_ops.utils.io import write_text_atomic
 
 AUDIO_EXTENSIONS: frozenset[str] = frozenset({".wav", ".mp3", ".flac", ".ogg", ".aif", ".aiff", ".opus"})
 
@@ -215,18 +216,7 @@ def summarize_manifest(manifest: list[dict[str, Any]]) -> dict[str, Any]:
 
 def write_manifest(manifest: list[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
     """Write one JSON object per line, atomically (temp file + rename), creating parent folders."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w") as fh:
-            for row in manifest:
-                fh.write(json.dumps(row, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in manifest))
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -42,6 +42,7 @@ from stable_audio_ops.data.s3 import (
 )
 from stable_audio_ops.data.sidecar_metadata import read_sidecar
 from stable_audio_ops.errors import DatasetError
+from stable_audio_ops.utils.io import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -168,18 +169,6 @@ class _ShardSink:
             os.unlink(self._tmp)
 
 
-def _write_json_atomic(path: Path, payload: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_webdataset_shards(
     manifest_or_folder: str | os.PathLike[str] | Iterable[dict[str, Any]],
     output_dir: str | os.PathLike[str],
@@ -248,7 +237,8 @@ def write_webdataset_shards(
         "audio_format": audio_format,
         "index": str(index),
     }
-    _write_json_atomic(index, {k: v for k, v in summary.items() if k not in ("index", "output_dir")})
+    write_json_atomic(index, {k: v for k, v in summary.items() if k not in ("index", "output_dir")},
+                      indent=2, sort_keys=True)
     log.info("wrote %d samples into %d shards in %s (%d skipped)", packed, len(sink.written), out, len(skipped))
     return summary
 

@@ -55,7 +55,7 @@ import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -66,6 +66,7 @@ from stable_audio_ops.config.schema import ConfigNode
 from stable_audio_ops.data.audio_io import resample
 from stable_audio_ops.data.collate import collation_fn
 from stable_audio_ops.data.custom_metadata import CustomMetadataHook, hooks_for_sources
+from stable_audio_ops.data.loader_options import LoaderOptions
 from stable_audio_ops.data.s3 import (
     RetryPolicy,
     S3Settings,
@@ -83,9 +84,6 @@ from stable_audio_ops.data.transforms import (
     set_audio_channels,
 )
 from stable_audio_ops.errors import DatasetError
-
-if TYPE_CHECKING:  # the dataloader module imports this one; only the type is needed here
-    from stable_audio_ops.data.dataloader import LoaderOptions
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 :func:`sample_diffusion` is the one place that knows how each sampler family is driven (which
 schedule, how the initial noise and init data are scaled, which model adapter). The samplers
-themselves (:mod:`stable_audio_ops.inference.samplers`) stay pure functions of a bound model callable.
+themselves (:mod:`stable_audio_ops.sampling.samplers`) stay pure functions of a bound model callable.
 
 :func:`generate_diffusion_cond` / :func:`generate_diffusion_cond_inpaint` add what a user needs
 around it: seeding, conditioning, init audio (audio-to-audio), inpainting masks, decoding, a progress
@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from stable_audio_ops.inference.audio_utils import as_batched_audio, prepare_audio
-from stable_audio_ops.inference.samplers import SamplerSpec, get_sampler, v_denoiser, with_classifier_guidance
-from stable_audio_ops.inference.schedules import build_schedule, get_sigmas_polyexponential, t_to_alpha_sigma
+from stable_audio_ops.sampling.samplers import SamplerSpec, get_sampler, v_denoiser, with_classifier_guidance
+from stable_audio_ops.sampling.schedules import build_schedule, get_sigmas_polyexponential, t_to_alpha_sigma
 
 # k-diffusion defaults of 0.0.20's sample_k (sigma in Karras units).
 K_SIGMA_MIN = 0.01

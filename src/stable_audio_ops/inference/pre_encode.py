@@ -24,9 +24,6 @@ Decisions:
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +34,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
+from stable_audio_ops.data.dataloader import create_dataloader_from_config
 from stable_audio_ops.errors import ConfigError
+from stable_audio_ops.models.bottlenecks import VAEBottleneck
+from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, load_state_dict_checked
+from stable_audio_ops.models.factory import create_model_from_config
+from stable_audio_ops.utils.io import atomic_write, write_json_atomic
+from stable_audio_ops.utils.jsonable import to_jsonable
+from stable_audio_ops.utils.ranks import process_rank
+from stable_audio_ops.utils.ranks import world_size as env_world_size
 
 LATENT_MODES = ("sample", "mean")
 DETAILS_NAME = "details.json"
@@ -52,41 +57,8 @@ class PreEncodeResult:
     details_path: Path | None
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    _atomic_write_bytes(path, lambda f: f.write(json.dumps(data).encode("utf-8")))
-
-
 def write_npy_atomic(path: Path, array: np.ndarray) -> None:
-    _atomic_write_bytes(path, lambda f: np.save(f, array))
-
-
-def to_jsonable(value: Any) -> Any:
-    """Tensors/arrays -> lists, numpy scalars -> Python numbers, tuples -> lists; other objects -> str."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().tolist()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
+    atomic_write(path, lambda f: np.save(f, array))
 
 
 def latent_padding_mask(mask: Any, length: int) -> list[int]:
@@ -100,9 +72,6 @@ def latent_padding_mask(mask: Any, length: int) -> list[int]:
 def load_autoencoder(model_config: dict, ckpt_path: str | Path, model_half: bool = False,
                      source: str = "<model config>", device: str | torch.device = "cpu") -> torch.nn.Module:
     """An unwrapped autoencoder checkpoint, loaded strictly, frozen, in eval mode."""
-    from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, load_state_dict_checked
-    from stable_audio_ops.models.factory import create_model_from_config
-
     if model_config.get("model_type") != "autoencoder":
         raise ConfigError(source, "model_type", f"pre-encoding needs an autoencoder config, got "
                           f"{model_config.get('model_type')!r}")
@@ -116,8 +85,6 @@ def load_autoencoder(model_config: dict, ckpt_path: str | Path, model_half: bool
 def encode_batch(model: torch.nn.Module, audio: torch.Tensor, latent_mode: str = "sample",
                  is_discrete: bool = False) -> torch.Tensor:
     """Latents (or token indices) of one audio batch ``[B, C, T]``."""
-    from stable_audio_ops.models.bottlenecks import VAEBottleneck
-
     if latent_mode not in LATENT_MODES:
         raise ValueError(f"latent_mode must be one of {', '.join(LATENT_MODES)}, got {latent_mode!r}")
     if is_discrete:
@@ -168,13 +135,10 @@ def pre_encode_dataset(
     """Encode every item of ``dataset_config`` (padded/cropped to ``sample_size``) and write the files."""
     from tqdm.auto import tqdm
 
-    from stable_audio_ops.data.dataloader import create_dataloader_from_config
-    from stable_audio_ops.training.run import process_rank
-
     if latent_mode not in LATENT_MODES:
         raise ConfigError("", "latent_mode", f"unknown value {latent_mode!r}; known: {', '.join(LATENT_MODES)}")
     rank = process_rank() if rank is None else int(rank)
-    world_size = int(os.environ.get("WORLD_SIZE", "1") or 1) if world_size is None else int(world_size)
+    world_size = env_world_size() if world_size is None else int(world_size)
     if seed is not None:
         torch.manual_seed(seed + rank)
 

@@ -11,8 +11,6 @@ were expected - the most common mix-up.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,8 @@ import torch
 from torch import nn
 
 from stable_audio_ops.errors import CheckpointError
+from stable_audio_ops.models.pretransforms import AutoencoderPretransform
+from stable_audio_ops.utils.io import atomic_path
 
 # Prefixes of the training wrappers' state dicts (fact sheet 3.4); the model's own keys follow them.
 WRAPPER_PREFIXES = (
@@ -145,8 +145,6 @@ def load_ckpt_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def _load_target(model: nn.Module) -> nn.Module:
     # A pretransform's checkpoint holds the inner autoencoder's keys (upstream's load_state_dict override).
-    from stable_audio_ops.models.pretransforms import AutoencoderPretransform
-
     return model.model if isinstance(model, AutoencoderPretransform) else model
 
 
@@ -213,10 +211,7 @@ def save_model_checkpoint(state_dict: Mapping[str, torch.Tensor], path: str | Pa
     """Write an unwrapped checkpoint atomically: ``.safetensors`` (config JSON in the metadata under
     ``model_config``) or anything else as ``torch.save({"state_dict", "model_config"})``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
 
@@ -229,10 +224,6 @@ def save_model_checkpoint(state_dict: Mapping[str, torch.Tensor], path: str | Pa
             if model_config is not None:
                 payload["model_config"] = model_config
             torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from stable_audio_ops.inference.schedules import create_dist_shift, default_sampling_dist_shift
 from stable_audio_ops.models.conditioners import MultiConditioner
 from stable_audio_ops.models.dit import DIFFUSION_OBJECTIVES, DiffusionTransformer
+from stable_audio_ops.sampling.schedules import create_dist_shift, default_sampling_dist_shift
 
 _UNSUPPORTED_NON_NONE = ("local_add_cond", "modular_local_cond", "padding_mask", "mask")
 
@@ -95,7 +95,7 @@ class ConditionedDiffusionModelWrapper(nn.Module):
     ``sampling_dist_shift`` is the inference-time timestep warp (``sampling_distribution_shift_options``,
     default ``LogSNRShift(rate=0, anchor_logsnr=-6.2, logsnr_end=2.0)`` as in 0.0.20); ``dist_shift`` the
     training one (``distribution_shift_options``) or None. The shift classes live with the schedules in
-    :mod:`stable_audio_ops.inference.schedules`.
+    :mod:`stable_audio_ops.sampling.schedules`.
     """
 
     def __init__(self, model: nn.Module, conditioner: MultiConditioner | None, io_channels: int, sample_rate: int,

@@ -17,13 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stable_audio_ops.config.schema import ConfigNode, lookup
+from stable_audio_ops.config.schema import ConfigNode, check_known_keys, lookup
 from stable_audio_ops.errors import UnknownTypeError
-from stable_audio_ops.inference.samplers import sample_v_ddim
-from stable_audio_ops.inference.schedules import build_schedule
 from stable_audio_ops.models.adp import UNet1d
 from stable_audio_ops.models.autoencoder import AudioAutoencoder
+from stable_audio_ops.models.autoencoder_factory import ENCODERS
+from stable_audio_ops.models.bottlenecks import BOTTLENECKS, VAEBottleneck
 from stable_audio_ops.models.diffusion_uncond import build_unet1d, halve_parameters
+from stable_audio_ops.sampling.samplers import sample_v_ddim
+from stable_audio_ops.sampling.schedules import build_schedule
 
 
 class UNet1DCondWrapper(nn.Module):
@@ -89,9 +91,6 @@ class DiffusionAutoencoder(AudioAutoencoder):
 
 def build_diffusion_autoencoder(root: ConfigNode) -> DiffusionAutoencoder:
     """``model_type: diffusion_autoencoder`` (root node of the whole model config)."""
-    from stable_audio_ops.models.bottlenecks import BOTTLENECKS, VAEBottleneck
-    from stable_audio_ops.models.factory import ENCODERS, check_known_keys
-
     sample_rate = root.get("sample_rate", "a positive int")
     model = root.child("model")
     check_known_keys(model, ("encoder", "decoder", "diffusion", "bottleneck", "pretransform", "latent_dim",
@@ -146,8 +145,6 @@ def build_diffusion_autoencoder(root: ConfigNode) -> DiffusionAutoencoder:
 
 def _part(model: ConfigNode, key: str, registry: dict, what: str) -> nn.Module | None:
     """An optional encoder/bottleneck from its registry (None when the key is absent or null)."""
-    from stable_audio_ops.models.factory import check_known_keys
-
     if not model.has(key) or model.data[key] is None:
         return None
     node = model.child(key)

@@ -13,9 +13,9 @@ from typing import Any
 
 from torch import nn
 
-from stable_audio_ops.config.schema import ConfigNode, lookup
+from stable_audio_ops.config.schema import ConfigNode, check_known_keys, lookup
 from stable_audio_ops.errors import UnknownTypeError
-from stable_audio_ops.inference.schedules import create_dist_shift
+from stable_audio_ops.models.autoencoder_factory import create_pretransform_from_config
 from stable_audio_ops.models.conditioners import (
     MultiConditioner,
     create_multi_conditioner_from_conditioning_config,
@@ -23,6 +23,7 @@ from stable_audio_ops.models.conditioners import (
 from stable_audio_ops.models.diffusion import ConditionedDiffusionModelWrapper, DiTWrapper
 from stable_audio_ops.models.dit import DIFFUSION_OBJECTIVES, GLOBAL_COND_TYPES, TIMESTEP_COND_TYPES
 from stable_audio_ops.models.transformer import QK_NORMS
+from stable_audio_ops.sampling.schedules import create_dist_shift
 
 # upstream keys that only work with their default value here: key -> default
 _DEFAULT_ONLY = {
@@ -50,14 +51,6 @@ _UNSUPPORTED_BACKBONES = {
 }
 
 
-def _check_keys(node: ConfigNode, known: tuple[str, ...]) -> None:
-    if not isinstance(node.data, dict):
-        raise node.error(f"expected an object, got {node.data!r}")
-    for key in node.data:
-        if key not in known:
-            raise node.error(f"unknown key; known keys: {', '.join(known)}", key)
-
-
 def _default_only(node: ConfigNode, key: str, default: Any) -> None:
     if node.has(key) and node.data[key] != default and not (default is None and node.data[key] in ([], {})):
         raise node.error(f"only {default!r} is supported by this implementation, got {node.data[key]!r}", key)
@@ -65,7 +58,7 @@ def _default_only(node: ConfigNode, key: str, default: Any) -> None:
 
 def _sub_kwargs(node: ConfigNode, key: str, spec: dict[str, str], default_only: dict[str, Any]) -> dict[str, Any]:
     sub = node.child(key, {})
-    _check_keys(sub, tuple(spec) + tuple(default_only))
+    check_known_keys(sub, tuple(spec) + tuple(default_only))
     for k, default in default_only.items():
         _default_only(sub, k, default)
     return {k: sub.get(k, kind) for k, kind in spec.items() if sub.has(k) and sub.data[k] is not None}
@@ -73,7 +66,7 @@ def _sub_kwargs(node: ConfigNode, key: str, spec: dict[str, str], default_only: 
 
 def dit_kwargs_from_config(cfg: ConfigNode) -> dict[str, Any]:
     """Validated ``DiffusionTransformer`` keyword arguments from ``model.diffusion.config``."""
-    _check_keys(cfg, _DIT_KEYS + _TRANSFORMER_KEYS + tuple(_DEFAULT_ONLY))
+    check_known_keys(cfg, _DIT_KEYS + _TRANSFORMER_KEYS + tuple(_DEFAULT_ONLY))
     for key, default in _DEFAULT_ONLY.items():
         _default_only(cfg, key, default)
 
@@ -180,14 +173,12 @@ def _check_cond_ids(diffusion: ConfigNode, key: str, widths: Mapping[str, int]) 
 def build_diffusion_cond(root: ConfigNode) -> ConditionedDiffusionModelWrapper:
     """Builder for ``model_type`` ``diffusion_cond`` and ``diffusion_cond_inpaint`` (same network;
     inpainting differs only in the input-concat conditioning the training/generation code injects)."""
-    from stable_audio_ops.models.factory import create_pretransform_from_config
-
     sample_rate = root.get("sample_rate", "a positive int")
     model = root.child("model")
-    _check_keys(model, ("diffusion", "conditioning", "pretransform", "io_channels"))
+    check_known_keys(model, ("diffusion", "conditioning", "pretransform", "io_channels"))
     io_channels = model.get("io_channels", "a positive int")
     diffusion = model.child("diffusion")
-    _check_keys(diffusion, _DIFFUSION_KEYS)
+    check_known_keys(diffusion, _DIFFUSION_KEYS)
     for key, default in (("local_add_cond_ids", None), ("modular_local_cond_configs", None),
                          ("mask_padding_attention", False), ("use_effective_length_for_schedule", False)):
         _default_only(diffusion, key, default)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stable_audio_ops.config.schema import ConfigNode
+from stable_audio_ops.config.schema import ConfigNode, check_known_keys
 from stable_audio_ops.errors import UnknownTypeError
 from stable_audio_ops.models.adp import UNet1d
+from stable_audio_ops.models.autoencoder_factory import create_pretransform_from_config
 
 # Upstream UNet1d options that change the network in ways not implemented here: key -> why.
 _UNSUPPORTED_ADP_KEYS = {
@@ -150,8 +151,6 @@ class DiffusionModelWrapper(nn.Module):
 
 def build_diffusion_uncond(root: ConfigNode) -> DiffusionModelWrapper:
     """``model_type: diffusion_uncond`` (root node of the whole model config)."""
-    from stable_audio_ops.models.factory import check_known_keys, create_pretransform_from_config
-
     sample_rate = root.get("sample_rate", "a positive int")
     sample_size = root.get("sample_size", "a positive int")
     model = root.child("model")

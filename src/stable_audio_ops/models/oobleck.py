@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from stable_audio_ops.config.schema import ConfigNode, check_known_keys
 from stable_audio_ops.models.blocks import make_activation, wn_conv1d, wn_conv_transpose1d
 
 
@@ -162,3 +163,72 @@ class OobleckDecoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+
+# --- builders (config node of an ``encoder`` / ``decoder`` object -> module) ----------------------------
+
+def _positive_ints(node: ConfigNode, key: str, default: list[int]) -> list[int]:
+    values = node.get(key, "a list of ints", default)
+    if not values or any(v <= 0 for v in values):
+        raise node.error(f"expected a non-empty list of positive ints, got {values!r}", key)
+    return list(values)
+
+
+def _no_antialias(node: ConfigNode) -> bool:
+    if node.get("antialias_activation", "a bool", False):
+        raise node.error("anti-aliased activations are not supported (they need alias_free_torch)",
+                         "antialias_activation")
+    return False
+
+
+def _oobleck_stages(cfg: ConfigNode) -> tuple[list[int], list[int]]:
+    c_mults = _positive_ints(cfg, "c_mults", [1, 2, 4, 8])
+    strides = _positive_ints(cfg, "strides", [2, 4, 8, 8])
+    if len(c_mults) != len(strides):
+        raise cfg.error(f"c_mults has {len(c_mults)} entries but strides has {len(strides)}; they must match",
+                        "strides")
+    return c_mults, strides
+
+
+_OOBLECK_ENCODER_KEYS = ("in_channels", "channels", "latent_dim", "c_mults", "strides", "use_snake",
+                         "antialias_activation")
+_OOBLECK_DECODER_KEYS = ("out_channels", "channels", "latent_dim", "c_mults", "strides", "use_snake",
+                         "antialias_activation", "use_nearest_upsample", "final_tanh")
+
+
+def build_oobleck_encoder(node: ConfigNode) -> OobleckEncoder:
+    cfg = node.child("config", {})
+    check_known_keys(cfg, _OOBLECK_ENCODER_KEYS)
+    c_mults, strides = _oobleck_stages(cfg)
+    return OobleckEncoder(
+        in_channels=cfg.get("in_channels", "a positive int", 2),
+        channels=cfg.get("channels", "a positive int", 128),
+        latent_dim=cfg.get("latent_dim", "a positive int", 32),
+        c_mults=c_mults,
+        strides=strides,
+        use_snake=cfg.get("use_snake", "a bool", False),
+        antialias_activation=_no_antialias(cfg),
+    )
+
+
+def build_oobleck_decoder(node: ConfigNode) -> OobleckDecoder:
+    cfg = node.child("config", {})
+    check_known_keys(cfg, _OOBLECK_DECODER_KEYS)
+    c_mults, strides = _oobleck_stages(cfg)
+    use_nearest_upsample = cfg.get("use_nearest_upsample", "a bool", False)
+    if not use_nearest_upsample and any(s % 2 for s in strides):
+        # padding ceil(s/2) on a k=2s transposed conv yields L*s - 1 samples for odd s (upstream layout),
+        # which breaks reconstruction lengths and chunked decoding.
+        raise cfg.error(f"odd strides {strides} need use_nearest_upsample=true (transposed convolutions "
+                        "with odd strides return one sample too few)", "strides")
+    return OobleckDecoder(
+        out_channels=cfg.get("out_channels", "a positive int", 2),
+        channels=cfg.get("channels", "a positive int", 128),
+        latent_dim=cfg.get("latent_dim", "a positive int", 32),
+        c_mults=c_mults,
+        strides=strides,
+        use_snake=cfg.get("use_snake", "a bool", False),
+        antialias_activation=_no_antialias(cfg),
+        use_nearest_upsample=use_nearest_upsample,
+        final_tanh=cfg.get("final_tanh", "a bool", True),
+    )

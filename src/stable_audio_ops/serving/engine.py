@@ -26,7 +26,7 @@ import soundfile as sf
 import torch
 
 from stable_audio_ops.inference import generation
-from stable_audio_ops.inference.samplers import DEFAULT_SAMPLER, SAMPLERS
+from stable_audio_ops.sampling.samplers import DEFAULT_SAMPLER, SAMPLERS
 from stable_audio_ops.serving.model_loader import LoadedModel
 from stable_audio_ops.serving.settings import ServeSettings
 

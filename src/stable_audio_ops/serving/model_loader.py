@@ -1,29 +1,38 @@
 """Resolve a model source (checkpoint file, model folder, or MLflow ``models:/`` URI) to a ready model.
 
-The MLflow part is kept here, in one small function. Registry layout (written by
-``stable_audio_ops.tracking.registry``): a registered version is an MLflow pyfunc model folder
-(``MLmodel`` at its root) whose ``artifacts/`` hold ``model_config.json`` and ``model.safetensors``; a
-plain logged folder with those two files at its root is accepted too (any single ``*.safetensors`` or
-``*.ckpt`` as well; a config embedded in the safetensors metadata replaces a missing JSON).
+The MLflow part is :func:`stable_audio_ops.tracking.registry.download_registered_model` (re-exported
+here). Registry layout (written by ``stable_audio_ops.tracking.registry``): a registered version is an
+MLflow pyfunc model folder (``MLmodel`` at its root) whose ``artifacts/`` hold ``model_config.json`` and
+``model.safetensors``; a plain logged folder with those two files at its root is accepted too (any single
+``*.safetensors`` or ``*.ckpt`` as well; a config embedded in the safetensors metadata replaces a missing
+JSON).
 """
 
 from __future__ import annotations
 
 import json
-import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from stable_audio_ops.config.model_config import load_model_config
 from stable_audio_ops.errors import CheckpointError, ConfigError
+from stable_audio_ops.models.checkpoints import (
+    load_ckpt_state_dict,
+    load_state_dict_checked,
+    read_embedded_model_config,
+)
+from stable_audio_ops.models.factory import create_model_from_config
+from stable_audio_ops.tracking.registry import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    download_registered_model,
+    model_files_dir,
+)
 
 SERVABLE_MODEL_TYPES = ("diffusion_cond", "diffusion_cond_inpaint")
-CONFIG_NAME = "model_config.json"
-WEIGHTS_NAME = "model.safetensors"
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))?$")
 
 
 @dataclass
@@ -50,13 +59,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _model_files_dir(folder: Path) -> Path:
-    """An MLflow pyfunc model folder (``MLmodel`` at its root) keeps the model files in ``artifacts/``."""
-    if (folder / "MLmodel").is_file() and (folder / "artifacts").is_dir():
-        return folder / "artifacts"
-    return folder
-
-
 def _find_checkpoint(folder: Path) -> Path:
     """``model.safetensors`` in ``folder``, else its only ``*.safetensors`` / ``*.ckpt`` file."""
     preferred = folder / WEIGHTS_NAME
@@ -73,9 +75,6 @@ def _find_checkpoint(folder: Path) -> Path:
 
 def _read_config(checkpoint: Path, explicit: str | Path | None) -> tuple[dict, str]:
     """Config by priority: explicit JSON, the one embedded in the checkpoint, ``model_config.json`` beside it."""
-    from stable_audio_ops.config.model_config import load_model_config
-    from stable_audio_ops.models.checkpoints import read_embedded_model_config
-
     if explicit is not None:
         return load_model_config(explicit), str(explicit)
     embedded = read_embedded_model_config(checkpoint)
@@ -88,43 +87,6 @@ def _read_config(checkpoint: Path, explicit: str | Path | None) -> tuple[dict, s
                       "beside it, and none was given (--model-config / SAO_MODEL_CONFIG)")
 
 
-def download_registered_model(uri: str, tracking_uri: str | None = None,
-                              dst_dir: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
-    """Download a registered model's artifacts (``models:/NAME@alias`` or ``models:/NAME/version``).
-
-    Returns the local folder and registry facts (name, version, alias, run_id, source). The alias is
-    resolved to a version first, so the facts say exactly which version is being served.
-    """
-    match = _MODELS_URI.match(uri)
-    if match is None:
-        raise ConfigError(uri, "", "model URI is not of the form models:/NAME@alias or models:/NAME/version")
-    from mlflow.tracking import MlflowClient
-
-    import mlflow
-
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-    client = MlflowClient()
-    name, alias, version = match["name"], match["alias"], match["version"]
-    try:
-        if alias is not None:
-            mv = client.get_model_version_by_alias(name, alias)
-        elif version is not None and version.isdigit():
-            mv = client.get_model_version(name, version)
-        else:
-            raise ConfigError(uri, "", "give an alias (@champion) or a numeric version")
-    except mlflow.exceptions.MlflowException as exc:
-        raise CheckpointError(f"{uri}: not found in the MLflow registry at {mlflow.get_registry_uri()}: "
-                              f"{exc.message}") from exc
-    dst = Path(dst_dir) if dst_dir is not None else Path(tempfile.mkdtemp(prefix="sao-serve-model-"))
-    pinned = f"models:/{name}/{mv.version}"
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=pinned, dst_path=str(dst)))
-    facts = {"name": name, "version": str(mv.version), "alias": alias, "run_id": mv.run_id,
-             "source": mv.source, "uri": uri}
-    return local, facts
-
-
 def load_model(source: str | Path, *, model_config: str | Path | None = None, device: str = "auto",
                name: str | None = None, tracking_uri: str | None = None) -> LoadedModel:
     """Build the model from its config, load the weights strictly, move it to ``device``, eval mode.
@@ -132,9 +94,6 @@ def load_model(source: str | Path, *, model_config: str | Path | None = None, de
     ``source`` is a ``.safetensors``/``.ckpt`` file, a folder holding one (plus ``model_config.json``),
     or a ``models:/`` URI. Only conditioned diffusion models can be served.
     """
-    from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, load_state_dict_checked
-    from stable_audio_ops.models.factory import create_model_from_config
-
     source = str(source)
     if not source:
         raise ConfigError("serve settings", "model",
@@ -149,7 +108,7 @@ def load_model(source: str | Path, *, model_config: str | Path | None = None, de
         if not local.exists():
             raise CheckpointError(f"model source {source!r} does not exist")
         default_name = local.stem if local.is_file() else local.name
-    checkpoint = _find_checkpoint(_model_files_dir(local)) if local.is_dir() else local
+    checkpoint = _find_checkpoint(model_files_dir(local)) if local.is_dir() else local
     config, config_source = _read_config(checkpoint, model_config)
     model_type = config.get("model_type")
     if model_type not in SERVABLE_MODEL_TYPES:

@@ -1,11 +1,12 @@
 """MLflow model registry: register unwrapped models as pyfunc models, move aliases, load by alias.
 
 Layout of a registered version (what ``models:/NAME@alias`` downloads): an MLflow pyfunc model folder
-(``MLmodel``, the "models from code" file :mod:`stable_audio_ops.tracking.pyfunc_model`) whose
+(``MLmodel``, the "models from code" file :mod:`stable_audio_ops.serving.pyfunc_model`) whose
 ``artifacts/`` hold the upstream-format ``model_config.json`` and ``model.safetensors`` (the unwrapped
 weights, config also embedded). So the same version serves three ways: ``mlflow models serve``, our
 FastAPI server / generate command (``serving.model_loader`` looks into ``artifacts/``) and
-:func:`load_registered_model` in Python.
+:func:`load_registered_model` in Python. :func:`download_registered_model` (one ``models:/`` URI -> a local
+folder + registry facts) is shared by both loaders.
 
 Aliases, not stages: every new version gets ``challenger``; :func:`promote_if_better` moves ``champion``
 to it only when it beats the current champion on the chosen metrics (or there is none), and writes the
@@ -18,6 +19,7 @@ new one, so re-running the evaluation stage never spawns duplicate versions or s
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -27,7 +29,15 @@ from typing import Any
 
 import torch
 
+from stable_audio_ops.config.model_config import load_model_config
 from stable_audio_ops.errors import CheckpointError, ConfigError
+from stable_audio_ops.models.checkpoints import (
+    load_ckpt_state_dict,
+    load_state_dict_checked,
+    read_embedded_model_config,
+    save_model_checkpoint,
+)
+from stable_audio_ops.models.factory import create_model_from_config
 from stable_audio_ops.tracking.floors import blocked_reason
 from stable_audio_ops.tracking.floors import finite_or_none as _finite
 from stable_audio_ops.tracking.lineage import state_dict_sha256
@@ -39,7 +49,10 @@ DIFFUSION_MODEL_NAME = "stable-audio-ops-latent-diffusion"
 CONFIG_NAME = "model_config.json"
 WEIGHTS_NAME = "model.safetensors"
 EVAL_TAG_PREFIX = "eval."
-PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+# The pyfunc is a serving front end (it runs the serving Engine); the registry ships the file into every
+# registered model (MLflow "models from code" copies it) without importing it.
+PYFUNC_CODE = Path(__file__).resolve().parents[1] / "serving" / "pyfunc_model.py"
+MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))?$")
 DEFAULT_EXPERIMENT = "stable-audio-ops"
 
 
@@ -85,8 +98,6 @@ def _client(tracking_uri: str | None = None):
 
 
 def _read_unwrapped(path: Path, model_config: Mapping[str, Any] | None) -> tuple[dict, dict[str, torch.Tensor]]:
-    from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, read_embedded_model_config
-
     if not path.is_file():
         raise CheckpointError(f"{path}: unwrapped model file not found (run the training pipeline first)")
     config = dict(model_config) if model_config is not None else read_embedded_model_config(path)
@@ -99,8 +110,6 @@ def _read_unwrapped(path: Path, model_config: Mapping[str, Any] | None) -> tuple
 
 def _stage_model_files(path: Path, config: dict, state_dict: dict[str, torch.Tensor], folder: Path) -> None:
     """``model_config.json`` + ``model.safetensors`` (config embedded) in ``folder``."""
-    from stable_audio_ops.models.checkpoints import save_model_checkpoint
-
     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2), encoding="utf-8")
     if path.suffix == ".safetensors":
         shutil.copyfile(path, folder / WEIGHTS_NAME)
@@ -331,17 +340,49 @@ def model_files_dir(folder: str | Path) -> Path:
     return folder
 
 
+def download_registered_model(uri: str, tracking_uri: str | None = None,
+                              dst_dir: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """Download a registered model's artifacts (``models:/NAME@alias`` or ``models:/NAME/version``).
+
+    Returns the local folder and registry facts (name, version, alias, run_id, source). The alias is
+    resolved to a version first, so the facts say exactly which version is being served.
+    """
+    match = MODELS_URI.match(uri)
+    if match is None:
+        raise ConfigError(uri, "", "model URI is not of the form models:/NAME@alias or models:/NAME/version")
+    from mlflow.tracking import MlflowClient
+
+    import mlflow
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    client = MlflowClient()
+    name, alias, version = match["name"], match["alias"], match["version"]
+    try:
+        if alias is not None:
+            mv = client.get_model_version_by_alias(name, alias)
+        elif version is not None and version.isdigit():
+            mv = client.get_model_version(name, version)
+        else:
+            raise ConfigError(uri, "", "give an alias (@champion) or a numeric version")
+    except mlflow.exceptions.MlflowException as exc:
+        raise CheckpointError(f"{uri}: not found in the MLflow registry at {mlflow.get_registry_uri()}: "
+                              f"{exc.message}") from exc
+    dst = Path(dst_dir) if dst_dir is not None else Path(tempfile.mkdtemp(prefix="sao-serve-model-"))
+    pinned = f"models:/{name}/{mv.version}"
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=pinned, dst_path=str(dst)))
+    facts = {"name": name, "version": str(mv.version), "alias": alias, "run_id": mv.run_id,
+             "source": mv.source, "uri": uri}
+    return local, facts
+
+
 def load_registered_model(uri: str, *, device: str = "cpu", tracking_uri: str | None = None,
                           dst_dir: str | Path | None = None) -> RegistryModel:
     """``models:/NAME@alias`` or ``models:/NAME/version`` -> the built model with strictly loaded weights.
 
     Works for every model type (the serving loader only accepts diffusion models).
     """
-    from stable_audio_ops.config.model_config import load_model_config
-    from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, load_state_dict_checked
-    from stable_audio_ops.models.factory import create_model_from_config
-    from stable_audio_ops.serving.model_loader import download_registered_model
-
     local, facts = download_registered_model(uri, tracking_uri, dst_dir=dst_dir)
     files = model_files_dir(local)
     config_path, weights = files / CONFIG_NAME, files / WEIGHTS_NAME

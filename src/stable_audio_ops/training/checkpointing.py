@@ -13,8 +13,6 @@ says which flag they wanted.
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from stable_audio_ops.errors import CheckpointError
+from stable_audio_ops.utils.io import atomic_write
 
 # ckpt_path values Lightning resolves itself ("last" is resolved here, see resolve_resume_path).
 LIGHTNING_CKPT_ALIASES = ("hpc", "best", "registry")
@@ -38,19 +37,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or not _is_local(path):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
-        target = Path(str(path).removeprefix("file://"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # A named temp in the same folder ("x": never clobber; normal umask permissions, unlike mkstemp).
-        tmp = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            with open(tmp, "xb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(Path(str(path).removeprefix("file://")), lambda f: torch.save(checkpoint, f), fsync=True)
 
 
 def resolve_resume_path(ckpt_path: str, save_dir: str | Path) -> str | None:

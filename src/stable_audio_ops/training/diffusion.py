@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stable_audio_ops.config.schema import ConfigNode
+from stable_audio_ops.losses.core import MSELoss, MultiLoss
 from stable_audio_ops.training.ema import EMA
 from stable_audio_ops.training.inpainting import random_inpaint_mask
 from stable_audio_ops.training.optim import create_optimizer_from_config, create_scheduler_from_config
@@ -90,8 +91,6 @@ class DiffusionCondTrainingModule(pl.LightningModule):
         path: str = "training",
     ):
         super().__init__()
-        from stable_audio_ops.training.losses.core import MSELoss, MultiLoss
-
         node = ConfigNode({}, source, path)
         self.diffusion = model
         self.diffusion_objective = model.diffusion_objective

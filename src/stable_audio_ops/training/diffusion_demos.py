@@ -32,7 +32,10 @@ import lightning.pytorch as pl
 import torch
 
 from stable_audio_ops.config.schema import ConfigNode
+from stable_audio_ops.inference.generation import sample_diffusion
+from stable_audio_ops.sampling.samplers import get_sampler
 from stable_audio_ops.training.demos import demo_logger, write_demo_audio, write_spectrogram_png
+from stable_audio_ops.utils.jsonable import to_jsonable
 
 DEMO_SAMPLERS = {"v": "v-ddim", "rectified_flow": "euler", "rf_denoiser": "pingpong"}
 
@@ -97,8 +100,6 @@ class DiffusionCondDemoCallback(pl.Callback):
     @torch.no_grad()
     def generate(self, pl_module, cfg_scale: float, conditioning: list[dict]) -> torch.Tensor:
         """``[num_demos, channels, samples]`` audio from the EMA backbone at ``cfg_scale``."""
-        from stable_audio_ops.inference.generation import sample_diffusion
-
         wrapper = pl_module.diffusion
         device = pl_module.device
         pretransform = wrapper.pretransform
@@ -128,7 +129,7 @@ class DiffusionCondDemoCallback(pl.Callback):
         try:
             with tempfile.TemporaryDirectory(prefix="sao-diffusion-demo-") as tmp:
                 folder = Path(tmp)
-                (folder / "demo_conditioning.json").write_text(json.dumps(_jsonable(conditioning), indent=2))
+                (folder / "demo_conditioning.json").write_text(json.dumps(to_jsonable(conditioning), indent=2))
                 for scale in self.demo_cfg_scales:
                     fakes = self.generate(pl_module, scale, conditioning)
                     audio = fakes.permute(1, 0, 2).reshape(fakes.shape[1], -1)  # clips one after another
@@ -145,12 +146,6 @@ class DiffusionCondDemoCallback(pl.Callback):
         self.logged.append(artifact_dir)
 
 
-def _jsonable(value: Any) -> Any:
-    from stable_audio_ops.inference.pre_encode import to_jsonable
-
-    return to_jsonable(value)
-
-
 def build_diffusion_cond_demo_callback(model_config: dict, source: str = "<model config>"
                                        ) -> DiffusionCondDemoCallback | None:
     """The demo callback that ``training.demo`` describes, or None when there is no ``demo`` block."""
@@ -165,8 +160,6 @@ def build_diffusion_cond_demo_callback(model_config: dict, source: str = "<model
                          "demo_cond_from_batch)", "demo_cond")
     sampler = demo.get("demo_sampler_type", "a string", None)
     if sampler is not None:
-        from stable_audio_ops.inference.samplers import get_sampler
-
         objective = ConfigNode(model_config, source).child("model").child("diffusion").get(
             "diffusion_objective", "a string", "v")
         try:

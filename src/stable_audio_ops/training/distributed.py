@@ -32,25 +32,12 @@ import lightning.pytorch as pl
 import torch
 
 from stable_audio_ops.errors import ConfigError
+from stable_audio_ops.utils.io import write_json_atomic
+from stable_audio_ops.utils.ranks import process_rank
 
 # Strategy names with our own handling; any other name Lightning registers is passed through.
 DDP_NAMES = ("ddp", "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false")
 CUDA_ONLY = ("fsdp", "fsdp_cpu_offload", "deepspeed")
-
-
-def process_rank(devices_per_node: int | None = None) -> int:
-    """Global rank of this process as the environment tells it (SLURM, torchrun, Lightning's launcher).
-
-    Lightning's launcher sets ``NODE_RANK`` and ``LOCAL_RANK`` (no ``LOCAL_WORLD_SIZE``) in the
-    processes it starts, so ``devices_per_node`` (``--num-gpus``) turns those into a global rank.
-    """
-    for var in ("SLURM_PROCID", "RANK"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
-    node = int(os.environ.get("NODE_RANK", "0") or 0)
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0) or max(1, devices_per_node or 1)
-    return node * per_node + local
 
 
 def rank_seed(seed: int, devices_per_node: int | None = None) -> int:
@@ -207,11 +194,7 @@ class RankReport(pl.Callback):
             "samples_per_second": round(timed * self.batch_size / seconds, 3) if seconds > 0 and timed else None,
             "weights_sha256": state_dict_digest(pl_module),
         }
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        path = self.output_dir / f"rank-{trainer.global_rank}.json"
-        tmp = path.with_suffix(f".json.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(report, indent=2))
-        os.replace(tmp, path)
+        write_json_atomic(self.output_dir / f"rank-{trainer.global_rank}.json", report, indent=2)
 
 
 def read_rank_reports(output_dir: str | Path) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ rank 0 logs and writes checkpoints.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from stable_audio_ops.errors import StableAudioOpsError
+from stable_audio_ops.utils.io import write_json_atomic
 
 
 class TrainingProcessError(StableAudioOpsError):
@@ -31,13 +31,6 @@ class LaunchResult:
     checkpoint_path: Path
     save_dir: Path
     returncode: int
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def build_train_argv(flags: dict[str, Any]) -> list[str]:
@@ -67,8 +60,8 @@ def launch_training_process(
     save_dir.mkdir(parents=True, exist_ok=True)
     model_config_path = save_dir / "model_config.json"
     dataset_config_path = save_dir / "dataset_config.json"
-    _write_json_atomic(model_config_path, model_config)
-    _write_json_atomic(dataset_config_path, dataset_config)
+    write_json_atomic(model_config_path, model_config, indent=2)
+    write_json_atomic(dataset_config_path, dataset_config, indent=2)
 
     argv = [sys.executable, "-m", "stable_audio_ops.cli.train"]
     argv += build_train_argv(

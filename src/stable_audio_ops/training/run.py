@@ -31,8 +31,23 @@ from typing import Any
 
 import torch
 
+from stable_audio_ops.config.dataset_config import validate_dataset_config
+from stable_audio_ops.config.model_config import load_model_config, read_json_file
+from stable_audio_ops.config.schema import ConfigNode
+from stable_audio_ops.data.dataloader import create_dataloader_from_config
 from stable_audio_ops.errors import ConfigError, DatasetError
-from stable_audio_ops.training.distributed import process_rank, rank_seed
+from stable_audio_ops.models.checkpoints import copy_state_dict, load_ckpt_state_dict, load_state_dict_checked
+from stable_audio_ops.models.factory import create_model_from_config
+from stable_audio_ops.training.checkpointing import (
+    AtomicCheckpointIO,
+    check_resume_checkpoint,
+    resolve_resume_path,
+)
+from stable_audio_ops.training.demos import AutoencoderDemoCallback
+from stable_audio_ops.training.diffusion_demos import build_diffusion_cond_demo_callback
+from stable_audio_ops.training.distributed import RankReport, plan_distribution, rank_seed
+from stable_audio_ops.training.factory import create_training_module_from_config
+from stable_audio_ops.utils.ranks import process_rank
 
 HALF_PRECISIONS = ("16", "16-mixed", "16-true", "bf16", "bf16-mixed", "bf16-true", "transformer-engine")
 
@@ -126,16 +141,11 @@ def apply_thread_setting(num_threads: int) -> int | None:
 
 
 def _read_json(path: str, what: str) -> dict:
-    from stable_audio_ops.config.model_config import read_json_file
-
     return read_json_file(path, what)
 
 
 def load_configs(options: TrainOptions) -> tuple[dict, dict, dict | None]:
     """Model, dataset and optional validation dataset configs, validated (errors name the file)."""
-    from stable_audio_ops.config.dataset_config import validate_dataset_config
-    from stable_audio_ops.config.model_config import load_model_config
-
     if not options.model_config:
         raise ConfigError("", "model_config", "no model config given (--model-config)")
     if not options.dataset_config:
@@ -184,12 +194,6 @@ def remove_weight_norm_everywhere(module: torch.nn.Module) -> int:
 
 def load_initial_weights(model: torch.nn.Module, options: TrainOptions) -> None:
     """``--pretrained-ckpt-path`` and ``--pretransform-ckpt-path`` (+ weight-norm removal) as upstream orders them."""
-    from stable_audio_ops.models.checkpoints import (
-        copy_state_dict,
-        load_ckpt_state_dict,
-        load_state_dict_checked,
-    )
-
     if options.pretrained_ckpt_path:
         state = load_ckpt_state_dict(options.pretrained_ckpt_path)
         what = f"--pretrained-ckpt-path {options.pretrained_ckpt_path}"
@@ -313,8 +317,6 @@ def build_trainer(options: TrainOptions, plan, precision: str, manual: bool, cal
     """The Lightning Trainer for ``options`` (split out so tests can check every flag reaches it)."""
     import lightning.pytorch as pl
 
-    from stable_audio_ops.training.checkpointing import AtomicCheckpointIO
-
     trainer_kwargs: dict[str, Any] = {}
     if has_val and options.val_every > 0:
         trainer_kwargs.update(val_check_interval=options.val_every, check_val_every_n_epoch=None)
@@ -351,15 +353,10 @@ def build_demo_callback(model_config: dict, options: TrainOptions, demo_loader_f
 
 
 def _diffusion_cond_demo_callback(model_config: dict, options: TrainOptions, demo_loader_factory):
-    from stable_audio_ops.training.diffusion_demos import build_diffusion_cond_demo_callback
-
     return build_diffusion_cond_demo_callback(model_config, options.model_config)
 
 
 def _autoencoder_demo_callback(model_config: dict, options: TrainOptions, demo_loader_factory):
-    from stable_audio_ops.config.schema import ConfigNode
-    from stable_audio_ops.training.demos import AutoencoderDemoCallback
-
     demo = ConfigNode(model_config, options.model_config).child("training").child("demo", {})
     demo_every = demo.get("demo_every", "a positive int", 2000)
     max_demos = demo.get("max_demos", "a positive int", 8)
@@ -385,12 +382,6 @@ DEMO_CALLBACKS = {
 def run_training(options: TrainOptions) -> TrainResult:
     """Train as ``options`` say; returns the final checkpoint, last step, MLflow run id and last metrics."""
     import lightning.pytorch as pl
-
-    from stable_audio_ops.data.dataloader import create_dataloader_from_config
-    from stable_audio_ops.models.factory import create_model_from_config
-    from stable_audio_ops.training.checkpointing import check_resume_checkpoint, resolve_resume_path
-    from stable_audio_ops.training.distributed import RankReport, plan_distribution
-    from stable_audio_ops.training.factory import create_training_module_from_config
 
     apply_thread_setting(options.num_threads)
     rank = process_rank(options.num_gpus)

@@ -17,6 +17,8 @@ import torch
 
 from stable_audio_ops.config.schema import ConfigNode, lookup
 from stable_audio_ops.errors import CheckpointError
+from stable_audio_ops.models.checkpoints import load_state_dict_checked, save_model_checkpoint
+from stable_audio_ops.models.factory import create_model_from_config
 
 # model_type -> function(training node) -> the wrapper prefix that holds the weights to export, or a
 # sequence of (wrapper prefix, model prefix) renames applied in order (later ones override earlier ones).
@@ -129,9 +131,6 @@ def unwrap_checkpoint(
     loaded strictly into a model built from the config before it is written (with the config embedded),
     so the file is known to load. Returns the written path.
     """
-    from stable_audio_ops.models.checkpoints import load_state_dict_checked, save_model_checkpoint
-    from stable_audio_ops.models.factory import create_model_from_config
-
     ckpt_path = Path(ckpt_path)
     ckpt = read_training_checkpoint(ckpt_path)
     if model_config is None:

@@ -1,23 +1,20 @@
-"""Autoencoder training losses, numerically equal to stable-audio-tools 0.0.20.
+"""Moved to :mod:`stable_audio_ops.losses`; this package keeps the old import paths working.
 
-- :mod:`.stft`: the tight one-sided complex STFT and the K-weighting FIR prefilter;
-- :mod:`.spectral`: ``STFTLoss``, ``MultiResolutionSTFTLoss``, ``SumAndDifferenceSTFTLoss``;
-- :mod:`.core`: weighted terms over a shared info dict (``ValueLoss``, ``L1Loss``, ``MSELoss``,
-  ``AuralossLoss``) and ``MultiLoss``, whose ``weight`` buffers give upstream's state-dict keys.
+``stable_audio_ops.training.losses.{core,spectral,stft}`` are the very module objects of
+``stable_audio_ops.losses.{core,spectral,stft}`` (same classes, same private names), so old imports,
+pickles and monkeypatches keep working. New code imports :mod:`stable_audio_ops.losses`.
 """
 
-from stable_audio_ops.training.losses.core import (
+from stable_audio_ops.losses import (
     AuralossLoss,
     L1Loss,
     LossTerm,
     MSELoss,
     MultiLoss,
-    ValueLoss,
-)
-from stable_audio_ops.training.losses.spectral import (
     MultiResolutionSTFTLoss,
     STFTLoss,
     SumAndDifferenceSTFTLoss,
+    ValueLoss,
 )
 
 __all__ = [

@@ -1,7 +1,10 @@
 """MLflow "models from code" pyfunc for registered stable-audio-ops models.
 
-This file is copied into every registered model (``python_model=<this file>``), so ``mlflow models
-serve -m models:/NAME@champion --env-manager local`` and ``mlflow.pyfunc.load_model`` run it.
+This file is copied into every registered model (``python_model=<this file>``, by
+:func:`stable_audio_ops.tracking.registry.log_model_to_registry`), so ``mlflow models serve -m
+models:/NAME@champion --env-manager local`` and ``mlflow.pyfunc.load_model`` run it. It lives in the
+serving layer because it is a serving front end (the same :class:`Engine` as the FastAPI server); the
+registry only ships the file, it never imports it.
 
 - Diffusion models (``diffusion_cond``): ``predict`` takes rows with a ``prompt`` (optional
   ``negative_prompt``, ``seconds_total``, ``steps``, ``cfg_scale``, ``seed``) and generates audio through the
@@ -19,13 +22,24 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
+import secrets
 from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+import numpy as np
+import soundfile as sf
+import torch
 
 import mlflow
+from stable_audio_ops.evaluation.reconstruction import deterministic_latents
+from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, load_state_dict_checked
+from stable_audio_ops.models.factory import create_model_from_config
+from stable_audio_ops.serving.engine import SEED_LIMIT, Engine, GenerationSpec, encode_audio
+from stable_audio_ops.serving.model_loader import load_model
+from stable_audio_ops.serving.settings import ServeSettings
 
 DEFAULT_STEPS = 50
 DEFAULT_CFG_SCALE = 6.0
@@ -54,27 +68,16 @@ class StableAudioModel(mlflow.pyfunc.PythonModel):
     """Generates audio from prompts (diffusion) or reconstructs audio (autoencoder)."""
 
     def load_context(self, context: Any) -> None:
-        import json
-
-        import torch
-
         weights = Path(context.artifacts["weights"])
         config = json.loads(Path(context.artifacts["model_config"]).read_text(encoding="utf-8"))
         self.model_type = str(config.get("model_type"))
         device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.model_type == "autoencoder":
-            from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, load_state_dict_checked
-            from stable_audio_ops.models.factory import create_model_from_config
-
             model = create_model_from_config(config, str(weights))
             load_state_dict_checked(model, load_ckpt_state_dict(weights), strict=True, what=str(weights))
             self.model = model.to(device).eval().requires_grad_(False)
             self.device = torch.device(device)
             return
-        from stable_audio_ops.serving.engine import Engine
-        from stable_audio_ops.serving.model_loader import load_model
-        from stable_audio_ops.serving.settings import ServeSettings
-
         loaded = load_model(weights, model_config=Path(context.artifacts["model_config"]), device=device)
         self.engine = Engine(loaded, ServeSettings(model=str(weights), warmup=False))
 
@@ -87,10 +90,6 @@ class StableAudioModel(mlflow.pyfunc.PythonModel):
         return [self._generate(row, params or {}) for row in rows]
 
     def _generate(self, row: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-        import secrets
-
-        from stable_audio_ops.serving.engine import SEED_LIMIT, GenerationSpec
-
         engine = self.engine
         if "prompt" not in row and engine.text_conditioned:
             raise ValueError("each input row needs a 'prompt'")
@@ -113,13 +112,6 @@ class StableAudioModel(mlflow.pyfunc.PythonModel):
                 "channels": result.channels}
 
     def _reconstruct(self, row: dict[str, Any]) -> dict[str, Any]:
-        import numpy as np
-        import soundfile as sf
-        import torch
-
-        from stable_audio_ops.evaluation.reconstruction import deterministic_latents
-        from stable_audio_ops.serving.engine import encode_audio
-
         if "audio_wav_base64" not in row:
             raise ValueError("each input row needs 'audio_wav_base64' (a base64-encoded audio file)")
         audio, sr = sf.read(io.BytesIO(base64.b64decode(row["audio_wav_base64"])), dtype="float32", always_2d=True)
