@@ -19,6 +19,7 @@ The directory is built in a sibling temp folder and renamed into place, so reade
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -34,8 +35,18 @@ from tqdm.auto import tqdm
 
 from stable_audio_ops.errors import DatasetError
 
+log = logging.getLogger(__name__)
+
 # Bump when the file layout or the rendering changes, so old stamps stop matching.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+# FluidSynth's master gain. At its own default (0.2) or at 0.5 the FluidR3 notes peak at 0.23 with a
+# median RMS of 0.018 (-35 dBFS): so quiet that a small Oobleck autoencoder's encoder barely tells
+# notes apart at initialisation and training collapses to an average spectrum (docs/demo-recipe.md).
+# 2.0 puts the loudest clip of the default set at 0.93 peak, with soft/medium/loud still 1:1 apart.
+DEFAULT_GAIN = 2.0
+# A sample at or above this magnitude is taken as clipped (PCM16 full scale).
+FULL_SCALE = 32767 / 32768
 
 DEFAULT_SOUNDFONT_CANDIDATES: tuple[str, ...] = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",  # Debian/Ubuntu fluid-soundfont-gm
@@ -424,7 +435,7 @@ def render_demo_notes(
     clip_seconds: float = 1.5,
     hold_seconds: float = 1.0,
     soundfont: str | os.PathLike[str] | None = None,
-    gain: float = 0.5,
+    gain: float = DEFAULT_GAIN,
     force: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -498,6 +509,8 @@ def render_demo_notes(
                     f"demo notes: FluidSynth could not load soundfont {sf_path} (corrupt or not a soundfont?)"
                 )
             rows: list[dict[str, Any]] = []
+            peak = 0.0
+            clipped = 0
             current_program: int | None = None
             for inst, midi, vel in tqdm(plan, desc="render demo notes", unit="clip", disable=not progress):
                 if inst.gm_program != current_program:
@@ -508,6 +521,9 @@ def render_demo_notes(
                         )
                     current_program = inst.gm_program
                 audio = _render_note(synth, midi, vel, hold_frames, tail_frames)
+                clip_peak = float(np.abs(audio).max(initial=0.0))
+                peak = max(peak, clip_peak)
+                clipped += clip_peak >= FULL_SCALE
                 cid = clip_id(inst, midi, vel)
                 caption = make_caption(inst, midi, vel)
                 meta = {
@@ -543,8 +559,13 @@ def render_demo_notes(
             "soundfont": str(sf_path),
             "instruments": [i.name for i in chosen],
             "sample_rate": int(sample_rate),
+            "peak": round(peak, 4),
+            "clipped": int(clipped),
             "ids": [r["id"] for r in rows],
         }
+        if clipped:
+            log.warning("demo notes: %d of %d clips reach full scale at gain %s; lower data_preparation.demo.gain",
+                        clipped, len(rows), gain)
         stamp = {"params": params, "summary": summary}
         _write_json_atomic(tmp_dir / "params.json", stamp)
         _swap_into_place(tmp_dir, output_dir)
