@@ -25,3 +25,14 @@ def test_models_package_reexports_lazily() -> None:
     import stable_audio_ops.models as models
 
     assert callable(models.copy_state_dict) and models.AudioAutoencoder.__name__ == "AudioAutoencoder"
+
+
+def test_one_loader_and_one_generate_entry_at_the_top() -> None:
+    import stable_audio_ops
+    from stable_audio_ops.inference.entry import generate
+    from stable_audio_ops.tracking.loading import load_model
+
+    assert stable_audio_ops.load_model is load_model and stable_audio_ops.generate is generate
+    case = FIXTURES / "dit_latent_rf"
+    loaded = stable_audio_ops.load_model(case)  # a model folder: model_config.json + model.safetensors
+    assert loaded.model_type == "diffusion_cond" and not loaded.model.training

@@ -36,8 +36,10 @@ from stable_audio_ops.evaluation.judge import (
     split_reference,
 )
 from stable_audio_ops.evaluation.reconstruction import reconstruct_clips, score_reconstructions
+from stable_audio_ops.inference.entry import CONDITIONED_MODEL_TYPES, GENERATION_DEFAULTS, generate
 from stable_audio_ops.tracking.floors import Floor, autoencoder_blocker, parse_floors, promotion_blockers
 from stable_audio_ops.tracking.lineage import lineage_tags, state_dict_sha256
+from stable_audio_ops.tracking.loading import load_model
 from stable_audio_ops.tracking.registry import (
     AUTOENCODER_MODEL_NAME,
     DIFFUSION_MODEL_NAME,
@@ -193,17 +195,7 @@ def _examples(clips: Sequence[LabelledClip], made: Sequence[np.ndarray], made_sr
 
 
 def _load_autoencoder(path: str) -> torch.nn.Module:
-    from stable_audio_ops.models.checkpoints import (
-        load_ckpt_state_dict,
-        load_state_dict_checked,
-        read_embedded_model_config,
-    )
-    from stable_audio_ops.models.factory import create_model_from_config
-
-    config = read_embedded_model_config(path)
-    model = create_model_from_config(config, f"{path} (embedded model_config)")
-    load_state_dict_checked(model, load_ckpt_state_dict(path), strict=True, what=str(path))
-    return model.eval()
+    return load_model(path, model_types=("autoencoder",), purpose="evaluated as the autoencoder").model
 
 
 def _input_dependence(outputs: Sequence[np.ndarray], inputs: Sequence[np.ndarray], sample_rate: int,
@@ -262,10 +254,8 @@ def _conditioning(meta: Mapping[str, Any], seconds: float) -> dict[str, Any]:
 
 def generate_for_captions(model: torch.nn.Module, targets: Sequence[Mapping[str, Any]], *, clip_samples: int,
                           steps: int, cfg_scale: float, batch_size: int, seed: int, sampler: str | None = None,
-                          device: str | torch.device = "cpu") -> list[np.ndarray]:
+                          device: str | torch.device = "cpu", model_type: str = "diffusion_cond") -> list[np.ndarray]:
     """One mono clip per target caption, ``clip_samples`` long at the model's rate (deterministic seeds)."""
-    from stable_audio_ops.inference.generation import generate_diffusion_cond
-
     min_length = int(getattr(model, "min_input_length", 1) or 1)
     sample_size = math.ceil(clip_samples / min_length) * min_length
     seconds = clip_samples / float(model.sample_rate)
@@ -274,10 +264,9 @@ def generate_for_captions(model: torch.nn.Module, targets: Sequence[Mapping[str,
     for start in range(0, len(targets), batch_size):
         chunk = targets[start : start + batch_size]
         with torch.inference_mode():
-            audio = generate_diffusion_cond(model, steps=steps, cfg_scale=cfg_scale,
-                                            conditioning=[_conditioning(t, seconds) for t in chunk],
-                                            batch_size=len(chunk), sample_size=sample_size, seed=seed + start,
-                                            device=device, progress=False, **extra)
+            audio = generate(model, model_type, steps=steps, cfg_scale=cfg_scale,
+                             conditioning=[_conditioning(t, seconds) for t in chunk], batch_size=len(chunk),
+                             sample_size=sample_size, seed=seed + start, device=device, progress=False, **extra)
         audio = audio.float().cpu().numpy()[:, :, :clip_samples]
         out.extend(item.mean(axis=0).astype(np.float32) for item in audio)
     return out
@@ -290,10 +279,9 @@ def evaluate_generation(latent_diffusion_model: Mapping[str, Any], clips: Mappin
     Returns the per-set judge results and a few (generated, real) examples for the figures (the same
     first captions as the autoencoder's examples).
     """
-    from stable_audio_ops.serving.model_loader import load_model
-
     gen = params.get("generation", {})
-    loaded = load_model(latent_diffusion_model["path"], device=str(gen.get("device", "cpu")))
+    loaded = load_model(latent_diffusion_model["path"], device=str(gen.get("device", "cpu")),
+                        model_types=CONDITIONED_MODEL_TYPES, purpose="evaluated on captions")
     model = loaded.model
     heldout = _subsample(clips["heldout"], gen.get("num_captions"))
     targets = [{"midi": m["midi"], "instrument": m["instrument"], "dynamic": m["dynamic"],
@@ -304,9 +292,10 @@ def evaluate_generation(latent_diffusion_model: Mapping[str, Any], clips: Mappin
     clip_samples = round(len(heldout[0][0]) * model_sr / real_sr)
     started = time.perf_counter()
     generated = generate_for_captions(model, targets, clip_samples=clip_samples, steps=int(gen.get("steps", 50)),
-                                      cfg_scale=float(gen.get("cfg_scale", 6.0)),
+                                      cfg_scale=float(gen.get("cfg_scale", GENERATION_DEFAULTS.cfg_scale)),
                                       batch_size=int(gen.get("batch_size", 16)), seed=int(gen.get("seed", 0)),
-                                      sampler=gen.get("sampler"), device=loaded.device)
+                                      sampler=gen.get("sampler"), device=loaded.device,
+                                      model_type=loaded.model_type)
     gen_seconds = time.perf_counter() - started
     sets = {"model": [(audio, model_sr, t) for audio, t in zip(generated, targets, strict=True)]}
     calibration = tuple(params.get("judges", {}).get("calibration", ("real", "noise")))

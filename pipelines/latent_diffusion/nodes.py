@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 import mlflow
-from stable_audio_ops.inference.pre_encode import load_autoencoder, pre_encode_dataset
-from stable_audio_ops.models.checkpoints import read_embedded_model_config
+from stable_audio_ops.inference.pre_encode import AUTOENCODER_TYPES, pre_encode_dataset
+from stable_audio_ops.models.loading import local_checkpoint, read_config_for
+from stable_audio_ops.tracking.loading import load_model
 from stable_audio_ops.training.launch import launch_training_process
 from stable_audio_ops.training.unwrap import unwrap_checkpoint
 
@@ -24,18 +25,16 @@ log = logging.getLogger(__name__)
 
 
 def _autoencoder_config(autoencoder_model: dict[str, Any]) -> dict[str, Any]:
-    config = read_embedded_model_config(autoencoder_model["path"])
-    if config is None:
-        raise ValueError(f"{autoencoder_model['path']}: no embedded model config (unwrap it with unwrap_model.py)")
-    return config
+    """The autoencoder's model config, as the loader finds it (embedded in the file, or beside it)."""
+    return read_config_for(local_checkpoint(autoencoder_model["path"]))[0]
 
 
 def pre_encode_latents(autoencoder_model: dict[str, Any], dataset_config: dict[str, Any],
                        params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Encode the prepared dataset with the unwrapped autoencoder; returns (pre_encoded dataset config, summary)."""
     options = params["pre_encode"]
-    ae_config = _autoencoder_config(autoencoder_model)
-    model = load_autoencoder(ae_config, autoencoder_model["path"], source=autoencoder_model["path"])
+    loaded = load_model(autoencoder_model["path"], model_types=AUTOENCODER_TYPES, purpose="pre-encoded")
+    model, ae_config = loaded.model, loaded.config
     latents_dir = Path(params["latents_dir"])
     if latents_dir.exists():  # this folder is the pipeline's own output: never mix in latents of an older run
         shutil.rmtree(latents_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import threading
 import time
@@ -14,7 +15,7 @@ import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
-from stable_audio_ops.inference import generation
+from stable_audio_ops.inference.entry import GENERATORS
 from stable_audio_ops.serving.app import create_app
 from stable_audio_ops.serving.settings import ServeSettings
 
@@ -55,15 +56,16 @@ def wait_job(client: TestClient, job: dict, until=("succeeded", "failed", "cance
 
 @pytest.fixture
 def count_calls(monkeypatch):
-    """Record the batch size of every real model call (generate_diffusion_cond still runs)."""
+    """Record the batch size of every real model call (the diffusion_cond generator still runs)."""
     calls: list[int] = []
-    real = generation.generate_diffusion_cond
+    real = GENERATORS["diffusion_cond"]
 
+    @functools.wraps(real)  # keeps the signature generate() checks parameters against
     def counting(model, **kwargs):
         calls.append(kwargs["batch_size"])
         return real(model, **kwargs)
 
-    monkeypatch.setattr(generation, "generate_diffusion_cond", counting)
+    monkeypatch.setitem(GENERATORS, "diffusion_cond", counting)
     return calls
 
 
@@ -71,13 +73,14 @@ def count_calls(monkeypatch):
 def gate(tiny_model, monkeypatch):
     """Hold model calls until ``gate.set()``, so queue states can be observed deterministically."""
     event = threading.Event()
-    real = generation.generate_diffusion_cond
+    real = GENERATORS["diffusion_cond"]
 
+    @functools.wraps(real)
     def held(model, **kwargs):
         assert event.wait(30), "test never opened the gate"
         return real(model, **kwargs)
 
-    monkeypatch.setattr(generation, "generate_diffusion_cond", held)
+    monkeypatch.setitem(GENERATORS, "diffusion_cond", held)
     yield event
     event.set()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -179,7 +180,7 @@ def test_remove_pretransform_weight_norm_pre_and_post_load(tmp_path: Path) -> No
         load_initial_weights(create_model_from_config(config), TrainOptions(remove_pretransform_weight_norm="pre_load"))
 
 
-def test_pretrained_checkpoint_strict_by_default_partial_on_request(tmp_path: Path, capsys) -> None:
+def test_pretrained_checkpoint_strict_by_default_partial_on_request(tmp_path: Path, caplog) -> None:
     config = json.loads(TINY_AE.read_text())
     changed = json.loads(json.dumps(config))
     changed["model"]["encoder"]["config"]["channels"] = 8  # e.g. a retrained encoder; decoder unchanged
@@ -194,8 +195,9 @@ def test_pretrained_checkpoint_strict_by_default_partial_on_request(tmp_path: Pa
 
     options = _options(["--pretrained-ckpt-path", str(path), "--pretrained-ckpt-strict", "false"])
     model = create_model_from_config(config)
-    load_initial_weights(model, options)
-    report = capsys.readouterr().out
+    with caplog.at_level(logging.INFO, logger="stable_audio_ops.training.run"):
+        load_initial_weights(model, options)
+    report = caplog.text
     assert f"--pretrained-ckpt-path {path}" in report and "shape mismatch" in report and "loaded " in report
     for key, value in donor.decoder.state_dict().items():  # what fits was copied
         torch.testing.assert_close(model.decoder.state_dict()[key], value)

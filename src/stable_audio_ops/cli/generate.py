@@ -26,8 +26,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from stable_audio_ops.cli.logs import configure_logging
 from stable_audio_ops.data.audio_io import write_audio
 from stable_audio_ops.errors import StableAudioOpsError
+from stable_audio_ops.inference.defaults import GENERATION_DEFAULTS
 from stable_audio_ops.utils.io import atomic_write
 
 AUDIO_FORMATS = (".wav", ".flac")
@@ -45,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra conditioning metadata (repeatable; VALUE parsed as JSON when possible)")
     p.add_argument("-o", "--output", default="output.wav", help="output .wav/.flac (.npy with --return-latents); "
                    "with --batch-size > 1 an _<index> is added before the extension")
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--cfg-scale", type=float, default=6.0)
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--steps", type=int, default=GENERATION_DEFAULTS.steps)
+    p.add_argument("--cfg-scale", type=float, default=GENERATION_DEFAULTS.cfg_scale)
+    p.add_argument("--batch-size", type=int, default=GENERATION_DEFAULTS.batch_size)
     length = p.add_mutually_exclusive_group()
     length.add_argument("--sample-size", type=int, default=None, help="length in audio samples")
     length.add_argument("--seconds", type=float, default=None, help="length in seconds (rounded up to the model's "
@@ -56,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds-total", type=float, default=None,
                    help="conditioning seconds_total (default: the generated length)")
     p.add_argument("--no-trim", action="store_true", help="keep the full length instead of cutting to seconds_total")
-    p.add_argument("--seed", type=int, default=-1, help="-1 = random (printed)")
+    p.add_argument("--seed", type=int, default=GENERATION_DEFAULTS.seed, help="-1 = random (printed)")
     p.add_argument("--sampler-type", default=None, help="sampler (default: the objective's default)")
     p.add_argument("--sigma-min", type=float, default=None)
     p.add_argument("--sigma-max", type=float, default=None)
@@ -132,12 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # errors answer at once (entry points are the one place project imports wait inside a function).
     import numpy as np
 
-    from stable_audio_ops.inference.generation import generate_diffusion_cond, generate_diffusion_cond_inpaint
-    from stable_audio_ops.serving.model_loader import load_model
+    from stable_audio_ops.inference.entry import CONDITIONED_MODEL_TYPES, generate
+    from stable_audio_ops.tracking.loading import load_model
 
+    configure_logging()
     try:
-        loaded = load_model(args.model, model_config=args.model_config, device=args.device,
-                            tracking_uri=args.tracking_uri)
+        loaded = load_model(args.model, args.model_config, args.device, model_types=CONDITIONED_MODEL_TYPES,
+                            purpose="used by this command", tracking_uri=args.tracking_uri)
         model, config = loaded.model, loaded.config
         sample_size = resolve_sample_size(model, config, args.sample_size, args.seconds)
         sample_rate = int(config["sample_rate"])
@@ -154,22 +157,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 kwargs[name] = value
         if args.cfg_interval is not None:
             kwargs["cfg_interval"] = tuple(args.cfg_interval)
-        common = dict(steps=args.steps, cfg_scale=args.cfg_scale, conditioning=conditioning,
+        params = dict(steps=args.steps, cfg_scale=args.cfg_scale, conditioning=conditioning,
                       negative_conditioning=negative, batch_size=args.batch_size, sample_size=sample_size,
                       seed=args.seed, device=loaded.device, return_latents=args.return_latents,
                       trim_to_seconds_total=not args.no_trim, progress=not args.no_progress, **kwargs)
         if args.init_audio:
-            common.update(init_audio=read_audio_file(args.init_audio), init_noise_level=args.init_noise_level)
-        inpaint = args.inpaint_audio is not None or args.mask_start is not None
-        if inpaint and loaded.model_type != "diffusion_cond_inpaint":
-            raise StableAudioOpsError(f"--inpaint-audio/--mask-* need a diffusion_cond_inpaint model; "
-                                      f"{args.model} is {loaded.model_type}")
-        if loaded.model_type == "diffusion_cond_inpaint":
-            output = generate_diffusion_cond_inpaint(
-                model, inpaint_audio=read_audio_file(args.inpaint_audio) if args.inpaint_audio else None,
-                inpaint_mask_start_seconds=args.mask_start, inpaint_mask_end_seconds=args.mask_end, **common)
-        else:
-            output = generate_diffusion_cond(model, **common)
+            params.update(init_audio=read_audio_file(args.init_audio), init_noise_level=args.init_noise_level)
+        if args.inpaint_audio is not None:
+            params["inpaint_audio"] = read_audio_file(args.inpaint_audio)
+        if args.mask_start is not None:
+            params.update(inpaint_mask_start_seconds=args.mask_start, inpaint_mask_end_seconds=args.mask_end)
+        # generate() refuses inpainting parameters for a model that is not an inpainting model, by name
+        output = generate(model, loaded.model_type, **params)
     except (StableAudioOpsError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

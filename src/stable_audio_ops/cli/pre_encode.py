@@ -1,6 +1,8 @@
 """``python pre_encode.py`` / ``python -m stable_audio_ops.cli.pre_encode``: audio dataset -> latents on disk.
 
-Upstream's flags (fact sheet §1.3), e.g.
+Upstream's ``pre_encode.py`` flags (``--model-config``, ``--ckpt-path``, ``--model-half``, ``--dataset-config``,
+``--output-path``, ``--batch-size``, ``--sample-size``, ``--is-discrete``, ``--num-nodes``, ``--num-gpus``,
+``--num-workers``, ``--strategy``, ``--limit-batches``, ``--shuffle``), e.g.
 ``python pre_encode.py --model-config vae_config.json --ckpt-path vae.safetensors
 --dataset-config dataset.json --output-path latents/ --sample-size 24576 --batch-size 16``.
 Writes ``<output>/<rank>/<ID>.npy`` + ``.json`` and ``<output>/details.json``; train on them with a
@@ -15,8 +17,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from stable_audio_ops.cli.logs import configure_logging
 from stable_audio_ops.config.dataset_config import load_dataset_config
-from stable_audio_ops.config.model_config import load_model_config
 from stable_audio_ops.errors import StableAudioOpsError
 
 
@@ -24,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pre_encode.py", allow_abbrev=False,
                                 description="Encode an audio dataset to autoencoder latents (.npy + .json).")
     p.add_argument("--model-config", required=True, help="autoencoder model config JSON")
-    p.add_argument("--ckpt-path", required=True, help="unwrapped autoencoder checkpoint (.safetensors or .ckpt)")
+    p.add_argument("--ckpt-path", required=True, help="unwrapped autoencoder checkpoint (.safetensors or .ckpt), "
+                   "model folder, or models:/NAME@alias")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI for models:/ checkpoints")
     p.add_argument("--model-half", action="store_true", help="run the autoencoder in float16")
     p.add_argument("--dataset-config", required=True, help="dataset config JSON (audio_dir / wds / s3)")
     p.add_argument("--output-path", required=True, help="output folder")
@@ -53,13 +57,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             build_parser().error(f"--{name.replace('_', '-')} must be >= 1")
     # The command's implementation loads torch: imported after argument parsing so --help and flag
     # errors answer at once (entry points are the one place project imports wait inside a function).
-    from stable_audio_ops.inference.pre_encode import load_autoencoder, pre_encode_dataset
+    from stable_audio_ops.inference.pre_encode import AUTOENCODER_TYPES, pre_encode_dataset
+    from stable_audio_ops.tracking.loading import load_model
 
+    configure_logging()
     try:
-        model_config = load_model_config(args.model_config)
         dataset_config = load_dataset_config(args.dataset_config)
-        model = load_autoencoder(model_config, args.ckpt_path, model_half=args.model_half,
-                                 source=args.model_config, device=args.device)
+        loaded = load_model(args.ckpt_path, args.model_config, args.device, model_types=AUTOENCODER_TYPES,
+                            purpose="pre-encoded", tracking_uri=args.tracking_uri)
+        model, model_config = loaded.model, loaded.config
+        if args.model_half:
+            model = model.half()
         result = pre_encode_dataset(
             model, model_config, dataset_config, args.output_path, batch_size=args.batch_size,
             sample_size=args.sample_size, is_discrete=args.is_discrete, model_half=args.model_half,

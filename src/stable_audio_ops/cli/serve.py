@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from stable_audio_ops.cli.logs import configure_logging
 from stable_audio_ops.errors import StableAudioOpsError
 from stable_audio_ops.serving.settings import ServeSettings
 
@@ -49,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from stable_audio_ops.serving.app import create_app
 
+    configure_logging(args.log_level)
     try:
         settings = ServeSettings.from_env(
             model=args.model, model_config=args.model_config, model_name=args.model_name,

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from stable_audio_ops.cli.args import parse_args_from_ini
+from stable_audio_ops.cli.logs import configure_logging
 from stable_audio_ops.errors import StableAudioOpsError
 
 
@@ -20,6 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # errors answer at once (entry points are the one place project imports wait inside a function).
     from stable_audio_ops.training.run import TrainOptions, run_training
 
+    configure_logging()
     options, unused = TrainOptions.from_mapping(vars(args))
     for key in unused:
         print(f"note: ini key {key!r} is not used by stable-audio-ops training", file=sys.stderr)

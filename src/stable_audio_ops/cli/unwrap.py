@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from stable_audio_ops.cli.logs import configure_logging
 from stable_audio_ops.config.model_config import load_model_config
 from stable_audio_ops.errors import StableAudioOpsError
 
@@ -37,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The command's implementation loads torch: imported after argument parsing so --help and flag
     # errors answer at once (entry points are the one place project imports wait inside a function).
     from stable_audio_ops.training.unwrap import unwrap_checkpoint
+
+    configure_logging()
 
     try:
         model_config = load_model_config(args.model_config) if args.model_config else None

@@ -1,8 +1,10 @@
 """Dataset config (upstream's ``--dataset-config`` JSON): validation at load time, with file + key in errors.
 
 Upstream asserts a few keys inside ``create_dataloader_from_config`` and otherwise fails with bare
-KeyErrors mid-setup. :func:`validate_dataset_config` checks every key upstream reads (fact sheet
-§5.1–5.4), fills upstream's defaults and returns a normalised copy; unknown keys are kept untouched
+KeyErrors mid-setup. :func:`validate_dataset_config` checks every key upstream's
+``create_dataloader_from_config`` (``stable_audio_tools/data/dataset.py``) reads for the ``audio_dir``,
+``pre_encoded``, ``wds`` and ``s3`` dataset types, fills upstream's defaults and returns a normalised
+copy; unknown keys are kept untouched
 so configs written for newer upstream versions still load.
 """
 

@@ -1,6 +1,7 @@
 """``wds`` / ``s3`` datasets: WebDataset ``.tar`` shards from S3 (boto3) or a local folder.
 
-Config keys are upstream's (fact sheet §5.4). Per source: ``id``, ``s3_path`` (+ ``profile``) or ``path``
+Config keys are those of upstream's ``create_dataloader_from_config`` (``stable_audio_tools/data/dataset.py``)
+for ``wds`` / ``s3`` datasets. Per source: ``id``, ``s3_path`` (+ ``profile``) or ``path``
 (a folder searched recursively for ``.tar`` shards, or one shard), ``custom_metadata_module``; ours:
 ``endpoint_url`` and ``region`` per source or at the top level (else boto3's chain: ``AWS_ENDPOINT_URL``,
 profile, ...). Top level: ``random_crop`` (true), ``resampled_shards`` (true), ``epoch_steps`` (2000),

@@ -4,9 +4,10 @@
 schedule, how the initial noise and init data are scaled, which model adapter). The samplers
 themselves (:mod:`stable_audio_ops.sampling.samplers`) stay pure functions of a bound model callable.
 
-:func:`generate_diffusion_cond` / :func:`generate_diffusion_cond_inpaint` add what a user needs
-around it: seeding, conditioning, init audio (audio-to-audio), inpainting masks, decoding, a progress
-bar and optional trimming to ``seconds_total``.
+:func:`generate_diffusion_cond` / :func:`generate_diffusion_cond_inpaint` / :func:`generate_diffusion_uncond`
+add what a user needs around it: seeding, conditioning, init audio (audio-to-audio), inpainting masks,
+decoding, a progress bar and optional trimming to ``seconds_total``. Front ends pick the function by model
+type through :mod:`stable_audio_ops.inference.entry`.
 
 Deliberate differences from 0.0.20 (none affects the parity fixtures):
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import logging
 import math
 import secrets
 from collections.abc import Callable, Iterator
@@ -33,8 +35,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from stable_audio_ops.inference.audio_utils import as_batched_audio, prepare_audio
+from stable_audio_ops.inference.defaults import DEFAULT_CFG_SCALE
 from stable_audio_ops.sampling.samplers import SamplerSpec, get_sampler, v_denoiser, with_classifier_guidance
 from stable_audio_ops.sampling.schedules import build_schedule, get_sigmas_polyexponential, t_to_alpha_sigma
+
+log = logging.getLogger(__name__)
 
 # k-diffusion defaults of 0.0.20's sample_k (sigma in Karras units).
 K_SIGMA_MIN = 0.01
@@ -162,7 +167,7 @@ def sample_diffusion(
 def _resolve_seed(seed: int) -> int:
     if seed == -1:
         seed = secrets.randbelow(2**32 - 1)
-        print(f"seed: {seed}")
+        log.info("seed: %d", seed)
     if not 0 <= seed < 2**64:
         raise ValueError(f"seed must be -1 (random) or a non-negative integer, got {seed}")
     return int(seed)
@@ -265,11 +270,12 @@ def _initial_noise(model, seed: int, noise: torch.Tensor | None, batch_size: int
 
 def _run(model, *, steps, cfg_scale, cond_inputs, noise, generator, device, conditioning, init_audio, sample_size,
          batch_size, init_noise_level, return_latents, trim_to_seconds_total, apg_scale, dist_shift, progress,
-         sampler_kwargs):
+         sampler_kwargs, backbone=None):
     """Shared tail of the generate functions: init audio encoding, dtype casts, sampling, decoding, trimming.
 
     Runs after the noise was drawn and the conditioning computed, so the global RNG is consumed in the
-    same order in both generate functions (VAE sampling of the init audio comes last).
+    same order in every generate function (VAE sampling of the init audio comes last). ``backbone``
+    replaces ``model.model`` as the network the sampler calls.
     """
     init_data = None
     if init_audio is not None:
@@ -282,7 +288,7 @@ def _run(model, *, steps, cfg_scale, cond_inputs, noise, generator, device, cond
     sampler_kwargs.setdefault("generator", generator)
     with _exact_matmuls():
         out = sample_diffusion(
-            model.model, noise, cond_inputs, model.diffusion_objective, steps, cfg_scale,
+            backbone if backbone is not None else model.model, noise, cond_inputs, model.diffusion_objective, steps, cfg_scale,
             pretransform=getattr(model, "pretransform", None),
             dist_shift=dist_shift if dist_shift is not None else getattr(model, "sampling_dist_shift", None),
             batch_cfg=True, rescale_cfg=True, apg_scale=apg_scale,
@@ -297,7 +303,7 @@ def _run(model, *, steps, cfg_scale, cond_inputs, noise, generator, device, cond
 def generate_diffusion_cond(
     model: Any,
     steps: int = 250,
-    cfg_scale: float = 6.0,
+    cfg_scale: float = DEFAULT_CFG_SCALE,
     conditioning: list[dict] | None = None,
     conditioning_tensors: dict | None = None,
     negative_conditioning: list[dict] | None = None,
@@ -324,7 +330,7 @@ def generate_diffusion_cond(
     "seconds_total": 10}``); ``conditioning_tensors`` skips the conditioners. ``sample_size`` is in audio
     samples (latent length = ``sample_size // downsampling_ratio``); ``sample_rate`` is accepted for
     upstream compatibility and ignored (the model's rate is used). ``seed=-1`` draws a random seed and
-    prints it. ``init_audio=(sample_rate, audio)`` turns on audio-to-audio at ``init_noise_level``.
+    logs it. ``init_audio=(sample_rate, audio)`` turns on audio-to-audio at ``init_noise_level``.
     ``noise`` replaces the seeded initial noise (shape ``[B, io_channels, latent_length]``).
     ``trim_to_seconds_total`` cuts decoded audio to the longest ``seconds_total`` of the batch.
 
@@ -375,7 +381,7 @@ def _latent_mask(mask: Any, sample_size: int, latent_length: int, batch_size: in
 def generate_diffusion_cond_inpaint(
     model: Any,
     steps: int = 250,
-    cfg_scale: float = 6.0,
+    cfg_scale: float = DEFAULT_CFG_SCALE,
     conditioning: list[dict] | None = None,
     conditioning_tensors: dict | None = None,
     negative_conditioning: list[dict] | None = None,
@@ -433,3 +439,43 @@ def generate_diffusion_cond_inpaint(
                 batch_size=batch_size, init_noise_level=init_noise_level, return_latents=return_latents,
                 trim_to_seconds_total=trim_to_seconds_total, apg_scale=apg_scale, dist_shift=dist_shift,
                 progress=progress, sampler_kwargs=sampler_kwargs)
+
+
+def _unconditional(backbone: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``backbone(x, t)`` as the sampler calls a guided model: the guidance options (``cfg_scale``,
+    ``batch_cfg``, ...) mean nothing without conditioning and are dropped."""
+
+    def call(x: torch.Tensor, t: torch.Tensor, **_guidance: Any) -> torch.Tensor:
+        return backbone(x, t)
+
+    return call
+
+
+def generate_diffusion_uncond(
+    model: Any,
+    steps: int = 250,
+    batch_size: int = 1,
+    sample_size: int = 2097152,
+    seed: int = -1,
+    device: str | torch.device = "cpu",
+    init_audio: tuple[int, Any] | None = None,
+    init_noise_level: float = 1.0,
+    return_latents: bool = False,
+    *,
+    noise: torch.Tensor | None = None,
+    progress: bool = True,
+    **sampler_kwargs: Any,
+) -> torch.Tensor:
+    """Generate ``[batch, channels, samples]`` audio (or latents) with an unconditional diffusion model
+    (``diffusion_uncond``), upstream's ``generate_diffusion_uncond``.
+
+    Same seeding, init audio (audio-to-audio at ``init_noise_level``), samplers and decoding as
+    :func:`generate_diffusion_cond`, without conditioning or guidance.
+    """
+    latent_length = _latent_length(model, sample_size)
+    noise, generator = _initial_noise(model, seed, noise, batch_size, latent_length, device)
+    return _run(model, steps=steps, cfg_scale=1.0, cond_inputs={}, noise=noise, generator=generator, device=device,
+                conditioning=None, init_audio=init_audio, sample_size=sample_size, batch_size=batch_size,
+                init_noise_level=init_noise_level, return_latents=return_latents, trim_to_seconds_total=False,
+                apg_scale=1.0, dist_shift=None, progress=progress, sampler_kwargs=sampler_kwargs,
+                backbone=_unconditional(model.model))

@@ -1,6 +1,6 @@
 """Pre-encode a dataset with an unwrapped autoencoder: ``<out>/<rank>/<ID>.npy`` + ``<ID>.json`` (+ ``details.json``).
 
-Same output as upstream's ``pre_encode.py`` (fact sheet §5.6): per item an ``[C, frames]`` float
+Same output as upstream's ``pre_encode.py``: per item an ``[C, frames]`` float
 array (or token indices with ``is_discrete``) and the item's metadata with ``padding_mask``
 nearest-resampled to the latent length as 0/1 ints and tensors converted to lists; ids are
 ``f"{rank:03d}{batch_idx:06d}{item:04d}"``. ``details.json`` holds the config paths, ``sample_size``
@@ -37,14 +37,14 @@ from torch.utils.data import DataLoader, Subset
 from stable_audio_ops.data.dataloader import create_dataloader_from_config
 from stable_audio_ops.errors import ConfigError
 from stable_audio_ops.models.bottlenecks import VAEBottleneck
-from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, load_state_dict_checked
-from stable_audio_ops.models.factory import create_model_from_config
+from stable_audio_ops.models.loading import load_local_model
 from stable_audio_ops.utils.io import atomic_write, write_json_atomic
 from stable_audio_ops.utils.jsonable import to_jsonable
 from stable_audio_ops.utils.ranks import process_rank
 from stable_audio_ops.utils.ranks import world_size as env_world_size
 
 LATENT_MODES = ("sample", "mean")
+AUTOENCODER_TYPES = ("autoencoder",)
 DETAILS_NAME = "details.json"
 
 
@@ -69,16 +69,18 @@ def latent_padding_mask(mask: Any, length: int) -> list[int]:
     return F.interpolate(mask, size=length, mode="nearest").reshape(-1).round().int().tolist()
 
 
-def load_autoencoder(model_config: dict, ckpt_path: str | Path, model_half: bool = False,
-                     source: str = "<model config>", device: str | torch.device = "cpu") -> torch.nn.Module:
-    """An unwrapped autoencoder checkpoint, loaded strictly, frozen, in eval mode."""
-    if model_config.get("model_type") != "autoencoder":
-        raise ConfigError(source, "model_type", f"pre-encoding needs an autoencoder config, got "
-                          f"{model_config.get('model_type')!r}")
-    model = create_model_from_config(model_config, source=source)
-    load_state_dict_checked(model, load_ckpt_state_dict(ckpt_path), strict=True, what=f"--ckpt-path {ckpt_path}")
-    model = model.to(device).eval().requires_grad_(False)
-    return model.half() if model_half else model
+def load_autoencoder(model_config: Mapping[str, Any] | str | Path | None, ckpt_path: str | Path,
+                     model_half: bool = False, source: str | None = None,
+                     device: str | torch.device = "cpu") -> torch.nn.Module:
+    """An unwrapped autoencoder checkpoint, loaded strictly, frozen, in eval mode (``float16`` with ``model_half``).
+
+    A thin wrapper of :func:`stable_audio_ops.models.loading.load_local_model` (``model_config``: a dict, a
+    JSON path, or None for the config embedded in / beside the checkpoint; ``source`` names a dict config in
+    error messages). Other model types raise a :class:`ConfigError`.
+    """
+    loaded = load_local_model(ckpt_path, model_config, device, model_types=AUTOENCODER_TYPES, purpose="pre-encoded",
+                              config_source=source)
+    return loaded.model.half() if model_half else loaded.model
 
 
 @torch.no_grad()

@@ -19,6 +19,8 @@ _EXPORTS = {
     "copy_state_dict": "stable_audio_ops.models.checkpoints",
     "save_model_checkpoint": "stable_audio_ops.models.checkpoints",
     "read_embedded_model_config": "stable_audio_ops.models.checkpoints",
+    "LoadedModel": "stable_audio_ops.models.loading",
+    "load_local_model": "stable_audio_ops.models.loading",
     "ConditionedDiffusionModelWrapper": "stable_audio_ops.models.diffusion",
     "DiTWrapper": "stable_audio_ops.models.diffusion",
     "DiffusionTransformer": "stable_audio_ops.models.dit",

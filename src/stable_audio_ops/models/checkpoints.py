@@ -22,7 +22,8 @@ from stable_audio_ops.errors import CheckpointError
 from stable_audio_ops.models.pretransforms import AutoencoderPretransform
 from stable_audio_ops.utils.io import atomic_path
 
-# Prefixes of the training wrappers' state dicts (fact sheet 3.4); the model's own keys follow them.
+# Prefixes of upstream's training-wrapper state dicts (the Lightning modules hold the model as ``autoencoder``,
+# ``diffusion``, ``diffae`` and their EMA copies as ``*_ema.ema_model``); the model's own keys follow them.
 WRAPPER_PREFIXES = (
     "autoencoder.",
     "autoencoder_ema.ema_model.",

@@ -26,6 +26,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from stable_audio_ops.inference.entry import GENERATION_DEFAULTS as DEFAULTS
 from stable_audio_ops.serving.batcher import BatcherStats, DynamicBatcher, QueueFullError
 from stable_audio_ops.serving.engine import SEED_LIMIT, Engine, GenerationResult, GenerationSpec
 from stable_audio_ops.serving.jobs import Job, JobStore
@@ -45,8 +46,8 @@ class GenerateRequest(BaseModel):
     prompt: str = Field("", description="text prompt (ignored by models without a text conditioner)")
     negative_prompt: str = Field("", description="text to steer away from (text-conditioned models, cfg_scale > 1)")
     seconds_total: float | None = Field(None, gt=0, description="duration in seconds (default: min(10, limit))")
-    steps: int | None = Field(None, ge=1, description="sampler steps (default: min(100, limit))")
-    cfg_scale: float = Field(7.0, ge=0, le=100, description="classifier-free guidance scale")
+    steps: int | None = Field(None, ge=1, description=f"sampler steps (default: min({DEFAULTS.steps}, limit))")
+    cfg_scale: float = Field(DEFAULTS.cfg_scale, ge=0, le=100, description="classifier-free guidance scale")
     seed: int = Field(-1, ge=-1, lt=SEED_LIMIT, description="-1 = random; variation i uses seed + i")
     sampler: str | None = Field(None, description="sampler name (default: the model's default)")
     batch_size: int = Field(1, ge=1, description="variations in this request (> 1 returns a zip)")
@@ -107,7 +108,7 @@ def build_spec(body: GenerateRequest, engine: Engine, settings: ServeSettings) -
     """Apply limits and defaults; every violation is reported at once as a 422."""
     errors = []
     seconds = body.seconds_total if body.seconds_total is not None else min(10.0, engine.max_seconds)
-    steps = body.steps if body.steps is not None else min(100, settings.max_steps)
+    steps = body.steps if body.steps is not None else min(DEFAULTS.steps, settings.max_steps)
     sampler = body.sampler or engine.default_sampler
     if seconds > engine.max_seconds:
         errors.append(_error("seconds_total", f"seconds_total must be <= {engine.max_seconds:g} (server/model limit)",
@@ -256,7 +257,7 @@ def create_app(settings: ServeSettings | None = None, *, loaded: LoadedModel | N
             entry.update(id=loaded.name, source=loaded.source, device=str(loaded.device),
                          registry=loaded.registry or None, **state.engine.describe())
             entry["defaults"] = {"seconds_total": min(10.0, state.engine.max_seconds),
-                                 "steps": min(100, settings.max_steps), "cfg_scale": 7.0,
+                                 "steps": min(DEFAULTS.steps, settings.max_steps), "cfg_scale": DEFAULTS.cfg_scale,
                                  "sampler": state.engine.default_sampler}
         return {"object": "list", "data": [entry]}
 

@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from stable_audio_ops.inference import generation
+from stable_audio_ops.inference.entry import generate
 from stable_audio_ops.sampling.samplers import DEFAULT_SAMPLER, SAMPLERS
 from stable_audio_ops.serving.model_loader import LoadedModel
 from stable_audio_ops.serving.settings import ServeSettings
@@ -104,8 +104,6 @@ class Engine:
         self.objective = str(self.model.diffusion_objective)
         self.samplers: dict[str, Any] = SAMPLERS[self.objective]
         self.default_sampler = DEFAULT_SAMPLER[self.objective]
-        self._generate_name = ("generate_diffusion_cond_inpaint" if loaded.model_type == "diffusion_cond_inpaint"
-                               else "generate_diffusion_cond")
         self.max_seconds = self._max_seconds()
         if settings.torch_threads is not None:
             torch.set_num_threads(settings.torch_threads)
@@ -192,12 +190,11 @@ class Engine:
             seeds += spec.seeds
         use_negative = bool(first.negative_prompt) and self.text_conditioned
         noise = self._noise(seeds, self._latent_length(first.sample_size))
-        generate = getattr(generation, self._generate_name)
         with torch.inference_mode():
-            audio = generate(self.model, steps=first.steps, cfg_scale=first.cfg_scale, conditioning=conditioning,
-                             negative_conditioning=negative if use_negative else None, batch_size=len(seeds),
-                             sample_size=first.sample_size, seed=seeds[0], device=self.device, noise=noise,
-                             sampler_type=first.sampler, progress=False)
+            audio = generate(self.model, self.loaded.model_type, steps=first.steps, cfg_scale=first.cfg_scale,
+                             conditioning=conditioning, negative_conditioning=negative if use_negative else None,
+                             batch_size=len(seeds), sample_size=first.sample_size, seed=seeds[0], device=self.device,
+                             noise=noise, sampler_type=first.sampler, progress=False)
         audio = audio.float().cpu().numpy()
         results, start = [], 0
         for spec in specs:

@@ -15,14 +15,15 @@ registry only ships the file, it never imports it.
 
 Inputs: a DataFrame, a list of dicts, a list of prompt strings, one dict or one prompt string (over HTTP:
 ``{"dataframe_records": [{"prompt": "...", "steps": 50}]}`` or ``{"inputs": ["a flute playing C4"]}``).
-``seconds_total`` defaults to the model's training length (``sample_size / sample_rate``).
+``seconds_total`` defaults to the model's training length (``sample_size / sample_rate``); ``steps`` and
+``cfg_scale`` default to :data:`stable_audio_ops.inference.entry.GENERATION_DEFAULTS` (as the server and the
+generate command).
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import json
 import math
 import secrets
 from pathlib import Path
@@ -35,14 +36,14 @@ import torch
 
 import mlflow
 from stable_audio_ops.evaluation.reconstruction import deterministic_latents
-from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, load_state_dict_checked
-from stable_audio_ops.models.factory import create_model_from_config
+from stable_audio_ops.inference.entry import CONDITIONED_MODEL_TYPES, GENERATION_DEFAULTS
 from stable_audio_ops.serving.engine import SEED_LIMIT, Engine, GenerationSpec, encode_audio
-from stable_audio_ops.serving.model_loader import load_model
 from stable_audio_ops.serving.settings import ServeSettings
+from stable_audio_ops.tracking.loading import load_model
 
-DEFAULT_STEPS = 50
-DEFAULT_CFG_SCALE = 6.0
+DEFAULT_STEPS = GENERATION_DEFAULTS.steps
+DEFAULT_CFG_SCALE = GENERATION_DEFAULTS.cfg_scale
+PYFUNC_MODEL_TYPES = ("autoencoder", *CONDITIONED_MODEL_TYPES)
 
 
 def _is_missing(value: Any) -> bool:
@@ -69,17 +70,12 @@ class StableAudioModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: Any) -> None:
         weights = Path(context.artifacts["weights"])
-        config = json.loads(Path(context.artifacts["model_config"]).read_text(encoding="utf-8"))
-        self.model_type = str(config.get("model_type"))
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        if self.model_type == "autoencoder":
-            model = create_model_from_config(config, str(weights))
-            load_state_dict_checked(model, load_ckpt_state_dict(weights), strict=True, what=str(weights))
-            self.model = model.to(device).eval().requires_grad_(False)
-            self.device = torch.device(device)
-            return
-        loaded = load_model(weights, model_config=Path(context.artifacts["model_config"]), device=device)
-        self.engine = Engine(loaded, ServeSettings(model=str(weights), warmup=False))
+        loaded = load_model(weights, Path(context.artifacts["model_config"]), "auto", model_types=PYFUNC_MODEL_TYPES,
+                            purpose="served by the MLflow pyfunc")
+        self.model_type = loaded.model_type
+        self.model, self.device = loaded.model, loaded.device
+        if self.model_type != "autoencoder":
+            self.engine = Engine(loaded, ServeSettings(model=str(weights), warmup=False))
 
     # model_input is deliberately not type-hinted: MLflow would convert and validate against the hint,
     # and the accepted shapes are wider than one hint (see the module docstring).

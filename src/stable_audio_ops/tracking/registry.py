@@ -4,9 +4,9 @@ Layout of a registered version (what ``models:/NAME@alias`` downloads): an MLflo
 (``MLmodel``, the "models from code" file :mod:`stable_audio_ops.serving.pyfunc_model`) whose
 ``artifacts/`` hold the upstream-format ``model_config.json`` and ``model.safetensors`` (the unwrapped
 weights, config also embedded). So the same version serves three ways: ``mlflow models serve``, our
-FastAPI server / generate command (``serving.model_loader`` looks into ``artifacts/``) and
-:func:`load_registered_model` in Python. :func:`download_registered_model` (one ``models:/`` URI -> a local
-folder + registry facts) is shared by both loaders.
+FastAPI server / generate command and :func:`stable_audio_ops.tracking.loading.load_model` in Python (which
+looks into ``artifacts/``). :func:`download_registered_model` (one ``models:/`` URI -> a local folder +
+registry facts) is how that loader resolves ``models:/`` sources.
 
 Aliases, not stages: every new version gets ``challenger``; :func:`promote_if_better` moves ``champion``
 to it only when it beats the current champion on the chosen metrics (or there is none), and writes the
@@ -29,15 +29,19 @@ from typing import Any
 
 import torch
 
-from stable_audio_ops.config.model_config import load_model_config
 from stable_audio_ops.errors import CheckpointError, ConfigError
 from stable_audio_ops.models.checkpoints import (
     load_ckpt_state_dict,
-    load_state_dict_checked,
     read_embedded_model_config,
     save_model_checkpoint,
 )
-from stable_audio_ops.models.factory import create_model_from_config
+from stable_audio_ops.models.loading import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    LoadedModel,
+    load_local_model,
+    model_files_dir,  # noqa: F401 (old import path)
+)
 from stable_audio_ops.tracking.floors import blocked_reason
 from stable_audio_ops.tracking.floors import finite_or_none as _finite
 from stable_audio_ops.tracking.lineage import state_dict_sha256
@@ -46,8 +50,6 @@ CHALLENGER = "challenger"
 CHAMPION = "champion"
 AUTOENCODER_MODEL_NAME = "stable-audio-ops-autoencoder"
 DIFFUSION_MODEL_NAME = "stable-audio-ops-latent-diffusion"
-CONFIG_NAME = "model_config.json"
-WEIGHTS_NAME = "model.safetensors"
 EVAL_TAG_PREFIX = "eval."
 # The pyfunc is a serving front end (it runs the serving Engine); the registry ships the file into every
 # registered model (MLflow "models from code" copies it) without importing it.
@@ -331,15 +333,6 @@ def promote_if_better(name: str, version: str | int, metrics: Mapping[str, Any],
 # --------------------------------------------------------------------------- loading
 
 
-def model_files_dir(folder: str | Path) -> Path:
-    """Where ``model_config.json`` + weights sit: ``artifacts/`` of an MLflow pyfunc folder, else ``folder``."""
-    folder = Path(folder)
-    inner = folder / "artifacts"
-    if (folder / "MLmodel").is_file() and inner.is_dir():
-        return inner
-    return folder
-
-
 def download_registered_model(uri: str, tracking_uri: str | None = None,
                               dst_dir: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
     """Download a registered model's artifacts (``models:/NAME@alias`` or ``models:/NAME/version``).
@@ -377,20 +370,30 @@ def download_registered_model(uri: str, tracking_uri: str | None = None,
     return local, facts
 
 
+def load_registered(uri: str, config: str | Path | Mapping[str, Any] | None = None,
+                    device: str | torch.device = "cpu", *, tracking_uri: str | None = None,
+                    dst_dir: str | Path | None = None, name: str | None = None, **options: Any) -> LoadedModel:
+    """Download a registered version (:func:`download_registered_model`) and load it like a local model folder
+    (:func:`stable_audio_ops.models.loading.load_local_model`; ``options`` go to it). The ``models:/``
+    branch of :func:`stable_audio_ops.tracking.loading.load_model`; the result keeps the registry facts
+    and is named ``NAME@alias`` / ``NAME/version`` unless ``name`` is given."""
+    local, facts = download_registered_model(uri, tracking_uri, dst_dir=dst_dir)
+    default_name = f"{facts['name']}@{facts['alias']}" if facts.get("alias") else f"{facts['name']}/{facts['version']}"
+    try:
+        loaded = load_local_model(local, config, device, name=name or default_name, registry=facts, **options)
+    except CheckpointError as exc:  # say which registered version the downloaded files belong to
+        raise CheckpointError(f"{uri} (version {facts['version']}): {exc}") from exc
+    loaded.source = uri
+    return loaded
+
+
 def load_registered_model(uri: str, *, device: str = "cpu", tracking_uri: str | None = None,
                           dst_dir: str | Path | None = None) -> RegistryModel:
     """``models:/NAME@alias`` or ``models:/NAME/version`` -> the built model with strictly loaded weights.
 
-    Works for every model type (the serving loader only accepts diffusion models).
+    Works for every model type. Kept for existing callers; new code calls
+    :func:`stable_audio_ops.tracking.loading.load_model`, which loads these sources the same way.
     """
-    local, facts = download_registered_model(uri, tracking_uri, dst_dir=dst_dir)
-    files = model_files_dir(local)
-    config_path, weights = files / CONFIG_NAME, files / WEIGHTS_NAME
-    if not weights.is_file() or not config_path.is_file():
-        listing = ", ".join(sorted(p.name for p in files.iterdir()))
-        raise CheckpointError(f"{uri}: expected {CONFIG_NAME} and {WEIGHTS_NAME} in {files}; found: {listing}")
-    config = load_model_config(config_path)
-    model = create_model_from_config(config, str(config_path))
-    load_state_dict_checked(model, load_ckpt_state_dict(weights), strict=True, what=f"{uri} ({weights})")
-    model = model.to(torch.device(device)).eval().requires_grad_(False)
-    return RegistryModel(model=model, config=config, folder=files, facts=facts)
+    loaded = load_registered(uri, device=device, tracking_uri=tracking_uri, dst_dir=dst_dir)
+    return RegistryModel(model=loaded.model, config=loaded.config, folder=loaded.checkpoint.parent,
+                         facts=loaded.registry)

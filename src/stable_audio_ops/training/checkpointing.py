@@ -13,6 +13,7 @@ says which flag they wanted.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from stable_audio_ops.errors import CheckpointError
 from stable_audio_ops.utils.io import atomic_write
+
+log = logging.getLogger(__name__)
 
 # ckpt_path values Lightning resolves itself ("last" is resolved here, see resolve_resume_path).
 LIGHTNING_CKPT_ALIASES = ("hpc", "best", "registry")
@@ -53,10 +56,10 @@ def resolve_resume_path(ckpt_path: str, save_dir: str | Path) -> str | None:
     folder = Path(save_dir)
     candidates = [p for p in folder.glob("*.ckpt") if p.is_file()] if folder.is_dir() else []
     if not candidates:
-        print(f"note: --ckpt-path last: no checkpoint in {folder} yet; starting a new run")
+        log.warning("--ckpt-path last: no checkpoint in %s yet; starting a new run", folder)
         return None
     newest = max(candidates, key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"))
-    print(f"resuming from {newest}")
+    log.info("resuming from %s", newest)
     return str(newest)
 
 

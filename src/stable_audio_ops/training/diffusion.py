@@ -1,6 +1,6 @@
 """Lightning module that trains ``diffusion_cond`` / ``diffusion_cond_inpaint`` models like upstream.
 
-Semantics follow stable-audio-tools' ``DiffusionCondTrainingWrapper`` (fact sheet §4.2): conditioning
+Semantics follow stable-audio-tools' ``DiffusionCondTrainingWrapper`` (``training/diffusion.py``): conditioning
 from the batch metadata, latents from the frozen pretransform (or pre-encoded latents divided by
 the pretransform ``scale``), a training ``t`` from the configured sampler (+ distribution shift +
 ``p_one_shot``), noise/target per objective, optional inpainting masks, classifier-free-guidance
@@ -21,6 +21,7 @@ Deliberate differences (none changes what is learned for upstream's configs):
 from __future__ import annotations
 
 import copy
+import logging
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -36,6 +37,8 @@ from stable_audio_ops.training.ema import EMA
 from stable_audio_ops.training.inpainting import random_inpaint_mask
 from stable_audio_ops.training.optim import create_optimizer_from_config, create_scheduler_from_config
 from stable_audio_ops.training.timesteps import TIMESTEP_SAMPLERS, TimestepSampler, noise_and_target
+
+log = logging.getLogger(__name__)
 
 VALIDATION_TIMESTEPS = (0.1, 0.3, 0.5, 0.7, 0.9)
 INPAINT_MASK_KEYS = ("max_mask_segments", "mask_type_probabilities")
@@ -100,7 +103,7 @@ class DiffusionCondTrainingModule(pl.LightningModule):
                                  "training.optimizer_configs.diffusion", "learning_rate")
             optimizer_configs = default_optimizer_configs(lr)
         elif lr is not None:
-            print("note: training.learning_rate is ignored because training.optimizer_configs is given")
+            log.warning("training.learning_rate is ignored because training.optimizer_configs is given")
         if "diffusion" not in optimizer_configs:
             raise ConfigNode(optimizer_configs, source, f"{path}.optimizer_configs").error(
                 "missing required key (expected an object with 'optimizer')", "diffusion")

@@ -4,10 +4,10 @@ Order of operations follows upstream's ``train.py`` (seed, configs, dataloaders,
 pretransform weights, training module, logger, checkpointing, demos, Trainer, fit), with these
 deliberate differences:
 - it runs on CPU (``accelerator="auto"`` picks a GPU only when one exists; ``16-mixed`` becomes
-  ``32`` on CPU, with a printed note);
+  ``32`` on CPU, with a logged warning);
 - ``--pretrained-ckpt-path`` loads STRICTLY and reports missing/unexpected/mismatched keys
   (upstream silently skips what does not fit); ``--pretrained-ckpt-strict false`` restores the
-  partial copy, still printing the report;
+  partial copy, still logging the report;
 - MLflow (a local sqlite store) replaces W&B; checkpoints go to ``save_dir`` (default
   ``checkpoints/<name>``), every ``checkpoint_every`` steps (``last.ckpt`` refreshed each time and
   when training stops), written atomically; ``save_top_k`` is honoured (upstream ignores it);
@@ -21,6 +21,7 @@ deliberate differences:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import warnings
@@ -48,6 +49,8 @@ from stable_audio_ops.training.diffusion_demos import build_diffusion_cond_demo_
 from stable_audio_ops.training.distributed import RankReport, plan_distribution, rank_seed
 from stable_audio_ops.training.factory import create_training_module_from_config
 from stable_audio_ops.utils.ranks import process_rank
+
+log = logging.getLogger(__name__)
 
 HALF_PRECISIONS = ("16", "16-mixed", "16-true", "bf16", "bf16-mixed", "bf16-true", "transformer-engine")
 
@@ -176,7 +179,7 @@ def apply_pre_encoded_dataset(model_config: dict, dataset_config: dict, model_so
         raise ConfigError(model_source, "training.pre_encoded", f"is false but {dataset_source or 'the dataset'} "
                           "is a pre_encoded dataset (latents); set it to true")
     if "pre_encoded" not in training:
-        print("note: pre_encoded dataset: training.pre_encoded set to true")
+        log.info("pre_encoded dataset: training.pre_encoded set to true")
         training["pre_encoded"] = True
 
 
@@ -201,7 +204,7 @@ def load_initial_weights(model: torch.nn.Module, options: TrainOptions) -> None:
             report = load_state_dict_checked(model, state, strict=True, what=what)
         else:
             report = copy_state_dict(model, state)
-        print(f"{what}: {report.format()}")
+        log.info("%s: %s", what, report.format())
 
     mode = options.remove_pretransform_weight_norm
     pretransform = getattr(model, "pretransform", None)
@@ -209,13 +212,13 @@ def load_initial_weights(model: torch.nn.Module, options: TrainOptions) -> None:
         raise ConfigError(options.model_config, "model.pretransform",
                           "--pretransform-ckpt-path / --remove-pretransform-weight-norm need a model with a pretransform")
     if mode == "pre_load":
-        print(f"removed weight norm from {remove_weight_norm_everywhere(pretransform)} pretransform modules")
+        log.info("removed weight norm from %d pretransform modules", remove_weight_norm_everywhere(pretransform))
     if options.pretransform_ckpt_path:
         state = load_ckpt_state_dict(options.pretransform_ckpt_path)
         load_state_dict_checked(pretransform, state, strict=True,
                                 what=f"--pretransform-ckpt-path {options.pretransform_ckpt_path}")
     if mode == "post_load":
-        print(f"removed weight norm from {remove_weight_norm_everywhere(pretransform)} pretransform modules")
+        log.info("removed weight norm from %d pretransform modules", remove_weight_norm_everywhere(pretransform))
 
 
 def _sqlite_parent(uri: str) -> Path | None:
@@ -284,7 +287,7 @@ def log_run_inputs(logger, options: TrainOptions, model_config: dict, dataset_co
         for start in range(0, len(items), 100):
             client.log_batch(run_id, params=items[start:start + 100])
     except MlflowException as exc:  # e.g. logging into a run that already has other values for these keys
-        print(f"note: some training params were not logged to MLflow: {exc}")
+        log.warning("some training params were not logged to MLflow: %s", exc)
     with tempfile.TemporaryDirectory(prefix="sao-configs-") as tmp:
         for filename, cfg in (("model_config.json", model_config), ("dataset_config.json", dataset_config)):
             path = Path(tmp) / filename
@@ -364,7 +367,7 @@ def _autoencoder_demo_callback(model_config: dict, options: TrainOptions, demo_l
     try:
         audio = next(iter(loader))[0]
     except StopIteration:
-        print("note: the demo dataset yields no complete batch; no demos will be logged")
+        log.warning("the demo dataset yields no complete batch; no demos will be logged")
         return None
     return AutoencoderDemoCallback(audio, demo_every=demo_every, sample_rate=model_config["sample_rate"],
                                    max_demos=max_demos)
@@ -417,20 +420,20 @@ def run_training(options: TrainOptions) -> TrainResult:
     accelerator = resolve_accelerator(options.accelerator)
     precision, note = resolve_precision(options.precision, accelerator)
     if note:
-        print(f"note: {note}")
+        log.warning("%s", note)
     manual = not module.automatic_optimization
     if manual and options.accum_batches != 1:
         raise ConfigError(options.model_config, "model_type",
                           f"--accum-batches {options.accum_batches}: gradient accumulation is not available for "
                           f"{model_config['model_type']} training (manual optimization); use a larger --batch-size")
     if manual and options.gradient_clip_val:
-        print("note: --gradient-clip-val is ignored for this model type; set training.clip_grad_norm instead")
+        log.warning("--gradient-clip-val is ignored for this model type; set training.clip_grad_norm instead")
     plan = plan_distribution(options.strategy, options.num_gpus, options.num_nodes, accelerator,
                              find_unused_parameters=bool(getattr(module, "ddp_find_unused_parameters", False)),
                              single_optimizer=not getattr(module, "use_disc", False))
     if rank == 0:
         for line in plan.notes:
-            print(f"note: {line}")
+            log.warning("%s", line)
 
     # Only rank 0 talks to MLflow (the other ranks would open runs of their own or race on sqlite).
     logger = make_logger(options) if rank == 0 else None
@@ -450,10 +453,10 @@ def run_training(options: TrainOptions) -> TrainResult:
                 return
             if trainer.world_size == 1:  # saving is collective under DDP; a dying peer would hang it
                 trainer.save_checkpoint(last, weights_only=False)
-                print(f"interrupted: saved {last} (step {trainer.global_step}); resume with --ckpt-path {last}")
+                log.warning("interrupted: saved %s (step %d); resume with --ckpt-path %s", last, trainer.global_step, last)
             elif trainer.is_global_zero:
-                print(f"interrupted at step {trainer.global_step}; resume from the last periodic checkpoint "
-                      f"with --ckpt-path {last}")
+                log.warning("interrupted at step %d; resume from the last periodic checkpoint with --ckpt-path %s",
+                            trainer.global_step, last)
 
     callbacks: list[pl.Callback] = [make_checkpoint_callback(options, save_dir), EmbedModelConfig(),
                                     RankReport(save_dir / "ranks", seed=seed, batch_size=options.batch_size)]

@@ -109,7 +109,7 @@ class TimestepSampler:
 
 def noise_and_target(x: torch.Tensor, t: torch.Tensor, objective: str,
                      noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(noised input, regression target)`` at ``t`` for an objective (fact sheet §2.8).
+    """``(noised input, regression target)`` at ``t`` for an objective, as upstream's training wrappers compute them.
 
     ``v``: ``x_t = cos(pi t / 2) x + sin(pi t / 2) e``, target ``cos * e - sin * x``;
     ``rectified_flow`` / ``rf_denoiser``: ``x_t = (1 - t) x + t e``, target ``e - x``.

@@ -1,0 +1,67 @@
+"""The one way to load a model: :func:`load_model` for every model type and every source.
+
+``source`` is a local checkpoint file or model folder (see :mod:`stable_audio_ops.models.loading`, which
+does the building and strict loading) or a registered MLflow model, ``models:/NAME@alias`` or
+``models:/NAME/version``: the alias is resolved to a version, that version's files are downloaded
+(:func:`stable_audio_ops.tracking.registry.download_registered_model`) and loaded like a local folder, and
+the registry facts (name, version, alias, run id) are kept on the result
+(:func:`stable_audio_ops.tracking.registry.load_registered`).
+
+It lives in the tracking layer because only this layer (and the ones above it) may talk to MLflow; the
+layers below it (pre-encoding in ``inference``) call the registry-free
+:func:`stable_audio_ops.models.loading.load_local_model` with the same arguments. Used by the generate and
+pre-encode commands, the server, the MLflow pyfunc and the evaluation / latent-diffusion pipelines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stable_audio_ops.errors import ConfigError
+from stable_audio_ops.models.loading import LoadedModel, load_local_model
+from stable_audio_ops.tracking.registry import load_registered
+
+REGISTRY_PREFIX = "models:/"
+
+
+def is_registry_source(source: str | Path) -> bool:
+    """True for ``models:/...`` URIs."""
+    return str(source).startswith(REGISTRY_PREFIX)
+
+
+def load_model(source: str | Path, config: str | Path | Mapping[str, Any] | None = None,
+               device: str | torch.device = "cpu", *, model_types: Sequence[str] | None = None,
+               purpose: str = "loaded here", name: str | None = None, tracking_uri: str | None = None,
+               dst_dir: str | Path | None = None, config_source: str | None = None) -> LoadedModel:
+    """Load any model, from a file, a folder or the MLflow registry, strictly, in eval mode on ``device``.
+
+    - ``source``: a ``.safetensors`` / ``.ckpt`` file (config embedded, beside it as ``model_config.json``, or
+      given as ``config``), a folder holding ``model_config.json`` + ``model.safetensors`` / ``model.ckpt``
+      (an MLflow model folder with them in ``artifacts/`` too), or ``models:/NAME@alias`` /
+      ``models:/NAME/version`` from the registry at ``tracking_uri`` (default: MLflow's current URI);
+      registry files are downloaded to ``dst_dir`` (default: a new temporary folder).
+    - ``config``: a model config JSON path or dict that replaces the embedded / sibling one.
+    - ``device``: ``cpu`` (default), ``auto`` (CUDA when available), ``cuda:1``, ...
+    - ``model_types``: the model types the caller can use; any other raises a :class:`ConfigError`
+      naming the config and saying the model cannot be ``purpose``.
+    - ``name``: the id reported by the server (default: ``NAME@alias`` / ``NAME/version``, or the file
+      stem / folder name).
+
+    Returns a :class:`~stable_audio_ops.models.loading.LoadedModel` (``.model``, ``.config``,
+    ``.model_type``, ``.checkpoint``, ``.device``, ``.registry``).
+    """
+    source_text = str(source)
+    if not source_text:
+        raise ConfigError("model source", "", "no model given: pass a checkpoint file, a model folder or "
+                          "models:/NAME@alias")
+    options = dict(model_types=model_types, purpose=purpose, name=name, config_source=config_source)
+    if is_registry_source(source_text):
+        return load_registered(source_text, config, device, tracking_uri=tracking_uri, dst_dir=dst_dir, **options)
+    return load_local_model(source, config, device, **options)
+
+
+__all__ = ["REGISTRY_PREFIX", "LoadedModel", "is_registry_source", "load_model"]
