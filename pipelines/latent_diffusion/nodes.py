@@ -40,6 +40,9 @@ def pre_encode_latents(autoencoder_model: dict[str, Any], dataset_config: dict[s
         shutil.rmtree(latents_dir)
     source = copy.deepcopy(dataset_config)
     source["random_crop"] = bool(options.get("random_crop", False))
+    # the prepared config is the training loader's (drop_last: true); pre-encoding must cover every clip,
+    # or the last partial batch of train clips silently never reaches the DiT
+    source["drop_last"] = False
     result = pre_encode_dataset(
         model, ae_config, source, latents_dir, batch_size=int(options["batch_size"]),
         sample_size=int(options["sample_size"]), num_workers=int(options.get("num_workers", 0)),
