@@ -1,0 +1,99 @@
+"""pyproject.toml declares what the package imports, and the set-up installs all of it.
+
+A user who runs ``pip install stable-audio-ops[serve]`` and then ``sao-serve`` must not meet an
+ImportError: every third-party module that the console scripts, the library under them and the Kedro
+project can import (function-local imports included) must come from a distribution declared in
+``[project.dependencies]`` or one of the extras.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as metadata
+import re
+import sys
+from pathlib import Path
+
+import grimp
+import pytest
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+# Installed with --no-deps by the Makefile (their own pins would replace torch / numpy); the eval extra says so.
+NO_DEPS = {"torchcrepe", "aisfx"}
+
+
+def _name(requirement: str) -> str:
+    """The normalised distribution name of a requirement string (``"kedro-datasets>=9"`` -> ``kedro-datasets``)."""
+    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+    assert match, requirement
+    return re.sub(r"[-_.]+", "-", match.group(0)).lower()
+
+
+def _declared() -> dict[str, str]:
+    """Declared distribution -> where (``core`` or the extra's name); the self-referencing ``all`` is skipped."""
+    where = {_name(r): "core" for r in PROJECT["dependencies"]}
+    for extra, requirements in PROJECT["optional-dependencies"].items():
+        for requirement in requirements:
+            if _name(requirement) != _name(PROJECT["name"]):
+                where.setdefault(_name(requirement), extra)
+    return where
+
+
+@pytest.fixture(scope="module")
+def graph() -> grimp.ImportGraph:
+    return grimp.build_graph("stable_audio_ops", "pipelines", include_external_packages=True)
+
+
+def _third_party(modules: set[str]) -> set[str]:
+    tops = {m.split(".")[0] for m in modules}
+    return {m for m in tops if m not in sys.stdlib_module_names and m not in ("stable_audio_ops", "pipelines")}
+
+
+def _undeclared(modules: set[str]) -> dict[str, list[str]]:
+    distributions = metadata.packages_distributions()
+    declared = _declared()
+    missing = {}
+    for module in sorted(modules - NO_DEPS):
+        names = [_name(d) for d in distributions.get(module, [module])]
+        if not any(n in declared for n in names):
+            missing[module] = names
+    return missing
+
+
+def test_every_third_party_import_is_declared(graph):
+    assert _undeclared(_third_party(set(graph.modules))) == {}
+
+
+@pytest.mark.parametrize(("script", "extras"), [("sao-train", {"core"}), ("sao-unwrap", {"core"}),
+                                                ("sao-serve", {"core", "serve"})])
+def test_each_console_script_needs_only_core_and_its_extras(graph, script, extras):
+    module, _, function = PROJECT["scripts"][script].partition(":")
+    assert callable(getattr(importlib.import_module(module), function))
+    reachable = _third_party(graph.find_upstream_modules(module) | {module})
+    # importable lazily by every script: text conditioners (model configs decide) and DVC lineage hashing
+    optional = {"text", "pipelines"}
+    distributions = metadata.packages_distributions()
+    declared = _declared()
+    needs = {declared[_name(d)] for m in reachable - NO_DEPS for d in distributions.get(m, [m])
+             if _name(d) in declared}
+    assert needs - optional <= extras, f"{script} imports from extras {needs - optional - extras}"
+    if script == "sao-serve":
+        assert {"fastapi", "uvicorn"} <= reachable
+
+
+def test_setup_installs_every_declared_dependency():
+    """``make setup`` installs requirements.txt plus the --no-deps judges: all of core and every extra."""
+    missing = []
+    for name in _declared():
+        try:
+            metadata.version(name)
+        except metadata.PackageNotFoundError:
+            missing.append(name)
+    for name in NO_DEPS:
+        try:
+            metadata.version(name)
+        except metadata.PackageNotFoundError:
+            missing.append(name)
+    assert missing == [], f"declared in pyproject.toml but not installed by requirements.txt / Makefile: {missing}"
