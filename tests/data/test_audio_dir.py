@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from stable_audio_ops.data.audio_dir import AudioDirDataset, AudioSource, scan_audio_folder
+from stable_audio_ops.data.audio_dir import AudioDirDataset, AudioSource
 from stable_audio_ops.data.collate import collation_fn
 from stable_audio_ops.errors import ConfigError, DatasetError
 
@@ -218,12 +218,3 @@ def test_custom_metadata_errors_name_key_and_module(tmp_path):
     src = [AudioSource("a", str(tmp_path), str(tmp_path / "gone.py"), key_path="datasets[0]")]
     with pytest.raises(ConfigError, match="file not found"):
         AudioDirDataset(src, source="ds.json")
-
-
-def test_scan_finds_nested_uppercase_skips_hidden_folders(tmp_path):
-    (tmp_path / "b" / "c").mkdir(parents=True)
-    (tmp_path / ".cache").mkdir()
-    for rel in ["b/c/x.FLAC", "a.Wav", ".cache/y.wav", "b/z.aiff"]:
-        (tmp_path / rel).write_bytes(b"")
-    found = [p.removeprefix(str(tmp_path) + "/") for p in scan_audio_folder(tmp_path)]
-    assert found == ["a.Wav", "b/z.aiff", "b/c/x.FLAC"]

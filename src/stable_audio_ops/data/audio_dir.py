@@ -24,9 +24,10 @@ What differs from upstream, and why:
 * **No silent failure.** A dataset with no readable file raises :class:`DatasetError` naming the
   folders; a missing folder raises too; upstream's unbounded retry recursion becomes a bounded
   loop (``max_draws``) ending in a DatasetError that says why no item could be produced.
-* Hidden folders (``.git``, ``.ipynb_checkpoints``, ...) are not scanned (upstream skips only hidden
-  files), files are sorted for a reproducible order, symlinked folder loops are visited once, and a
-  file gets the custom metadata of the source it was found under.
+* Folders are scanned by :func:`~stable_audio_ops.data.files.scan_audio_folder`, the scanner the
+  data-preparation probe uses too: hidden folders (``.git``, ``.ipynb_checkpoints``, ...) are not scanned
+  (upstream skips only hidden files), files are sorted for a reproducible order, symlinked folder loops
+  are visited once. A file gets the custom metadata of the source it was found under.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ from typing import Any
 
 import torch
 
-from stable_audio_ops.data.audio_io import AUDIO_EXTENSIONS, AudioInfo, audio_info, is_audio_file
+from stable_audio_ops.data.audio_io import AUDIO_EXTENSIONS, AudioInfo, audio_info
 from stable_audio_ops.data.custom_metadata import CustomMetadataHook, hooks_for_sources
+from stable_audio_ops.data.files import scan_audio_folder
 from stable_audio_ops.data.transforms import (
     crop_extra_audio,
     is_silence,
@@ -72,25 +74,6 @@ class AudioFile:
     path: str
     source: int
     info: AudioInfo
-
-
-def scan_audio_folder(root: str | os.PathLike[str]) -> list[str]:
-    """Audio files under ``root`` (recursive, sorted; hidden files and folders skipped; links followed once)."""
-    found: list[str] = []
-    seen: set[str] = set()
-
-    def on_error(exc: OSError) -> None:
-        log.warning("cannot list folder %s: %s", exc.filename, exc.strerror or exc)
-
-    for folder, dirnames, filenames in os.walk(os.fspath(root), followlinks=True, onerror=on_error):
-        real = os.path.realpath(folder)
-        if real in seen:
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(os.path.join(folder, name) for name in sorted(filenames) if is_audio_file(name))
-    return found
 
 
 def _as_source(item: AudioSource | str | os.PathLike[str], index: int) -> AudioSource:

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from stable_audio_ops.data.custom_metadata import hooks_for_sources
+from stable_audio_ops.data.files import files_with_suffix, walk_files
 from stable_audio_ops.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -64,13 +65,7 @@ def find_latent_files(root: str | os.PathLike[str], extension: str = "npy") -> l
     if filelist.is_file():
         entries = [line.strip() for line in filelist.read_text(encoding="utf-8").splitlines()]
         return [str(root / e) for e in entries if e and not e.startswith("#")]
-    suffix = "." + extension.lstrip(".").lower()
-    found = []
-    for folder, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(os.path.join(folder, n) for n in sorted(filenames)
-                     if n.lower().endswith(suffix) and not n.startswith("."))
-    return found
+    return walk_files(root, files_with_suffix("." + extension.lstrip("."), case_sensitive=False))
 
 
 def _details_ratio(root: str) -> int | None:

@@ -18,10 +18,10 @@ from typing import Any
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from stable_audio_ops.data.audio_io import is_audio_file
+from stable_audio_ops.data.files import scan_audio_folder
 from stable_audio_ops.errors import DatasetError
 from stable_audio_ops.utils.io import write_text_atomic
-
-AUDIO_EXTENSIONS: frozenset[str] = frozenset({".wav", ".mp3", ".flac", ".ogg", ".aif", ".aiff", ".opus"})
 
 # Frames decoded at the start and at the end of each file to prove the data (not just the header) is readable.
 PROBE_FRAMES = 2048
@@ -35,28 +35,14 @@ def _as_root_list(roots: Roots) -> list[Path]:
     return [Path(r) for r in roots]
 
 
-def _is_audio(path: Path) -> bool:
-    return path.suffix.lower() in AUDIO_EXTENSIONS
-
-
 def _scan_root(root: Path) -> list[Path]:
-    """Audio files under one root; hidden files and anything inside hidden folders are left out."""
+    """Audio files under one root, found by the datasets' own scanner (so the report lists what training
+    reads: linked folders included, hidden files and folders left out), sorted by path."""
     if not root.exists():
         raise DatasetError(f"audio root does not exist: {root}")
     if root.is_file():
-        return [root] if _is_audio(root) and not root.name.startswith(".") else []
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [
-            d for d in dirnames if not d.startswith(".")
-        ]  # prune: never descend into .git, .cache ...
-        for name in filenames:
-            if name.startswith("."):  # includes macOS "._x.wav" resource forks, which are not audio
-                continue
-            path = Path(dirpath) / name
-            if _is_audio(path) and path.is_file():
-                found.append(path)
-    return sorted(found)
+        return [root] if is_audio_file(root) else []
+    return sorted(Path(path) for path in scan_audio_folder(root))
 
 
 def scan_audio_files(roots: Roots) -> list[Path]:

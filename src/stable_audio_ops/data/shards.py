@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from stable_audio_ops.data.audio_dir import scan_audio_folder
 from stable_audio_ops.data.audio_io import resample
+from stable_audio_ops.data.files import scan_audio_folder, walk_files
 from stable_audio_ops.data.s3 import (
     S3NotFoundError,
     S3Settings,
@@ -297,11 +297,8 @@ def upload_folder_to_s3(
             ) from None
         call_with_retries(lambda: client.create_bucket(Bucket=bucket), f"creating bucket {bucket!r}", settings)
 
-    files = sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        and (suffixes is None or p.name.endswith(tuple(suffixes)))
-    )
+    wanted = tuple(suffixes) if suffixes is not None else ("",)  # "" accepts every name
+    files = sorted(Path(p) for p in walk_files(root, lambda name: name.endswith(wanted)))
     uploaded, unchanged, total = [], [], 0
     for path in files:
         rel = path.relative_to(root).as_posix()

@@ -67,6 +67,7 @@ from stable_audio_ops.config.schema import ConfigNode
 from stable_audio_ops.data.audio_io import resample
 from stable_audio_ops.data.collate import collation_fn
 from stable_audio_ops.data.custom_metadata import CustomMetadataHook, hooks_for_sources
+from stable_audio_ops.data.files import files_with_suffix, walk_files
 from stable_audio_ops.data.loader_options import LoaderOptions
 from stable_audio_ops.data.s3 import (
     RetryPolicy,
@@ -131,12 +132,7 @@ def list_local_shards(path: str | os.PathLike[str]) -> list[str]:
         raise DatasetError(f"{root} is not a {SHARD_SUFFIX} shard")
     if not os.path.isdir(root):
         raise DatasetError(f"shard folder not found: {root}")
-    found = []
-    for folder, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(
-            os.path.join(folder, n) for n in sorted(filenames) if n.endswith(SHARD_SUFFIX) and not n.startswith(".")
-        )
+    found = walk_files(root, files_with_suffix(SHARD_SUFFIX))
     if not found:
         raise DatasetError(f"no {SHARD_SUFFIX} shards under {root}")
     return sorted(found)

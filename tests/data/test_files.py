@@ -1,0 +1,61 @@
+"""The one folder scanner: the files the datasets read are the files the data-preparation report lists."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import soundfile as sf
+
+from stable_audio_ops.data.audio_dir import AudioDirDataset
+from stable_audio_ops.data.files import files_with_suffix, scan_audio_folder, walk_files
+from stable_audio_ops.data.pre_encoded import find_latent_files
+from stable_audio_ops.data.probe import build_manifest
+from stable_audio_ops.data.wds import list_local_shards
+
+
+def _rel(paths: list[str], root) -> list[str]:
+    return [os.path.relpath(p, root) for p in paths]
+
+
+def test_scan_finds_nested_uppercase_skips_hidden_folders(tmp_path):
+    (tmp_path / "b" / "c").mkdir(parents=True)
+    (tmp_path / ".cache").mkdir()
+    for rel in ["b/c/x.FLAC", "a.Wav", ".cache/y.wav", "b/z.aiff", "._a.wav", "notes.txt"]:
+        (tmp_path / rel).write_bytes(b"")
+    # files of a folder first, then its sub-folders: the order datasets number their items in
+    assert _rel(scan_audio_folder(tmp_path), tmp_path) == ["a.Wav", "b/z.aiff", "b/c/x.FLAC"]
+
+
+def test_linked_folders_are_followed_once_and_a_link_loop_ends(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "x.wav").write_bytes(b"")
+    (tmp_path / "real" / "loop").symlink_to(tmp_path / "real")  # real/loop -> real
+    (tmp_path / "linked").symlink_to(tmp_path / "real")
+    # each real folder once: under whichever name the walk reaches first
+    assert _rel(scan_audio_folder(tmp_path), tmp_path) == ["linked/x.wav"]
+
+
+def test_shards_and_latents_use_the_same_rules(tmp_path):
+    for rel in ["a/1.tar", "a/.2.tar", ".hidden/3.tar", "b/4.tar.gz", "a/5.NPY", "a/6.npy", "a/.7.npy"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    assert _rel(list_local_shards(tmp_path), tmp_path) == ["a/1.tar"]
+    assert _rel(find_latent_files(tmp_path), tmp_path) == ["a/5.NPY", "a/6.npy"]  # extension case as before
+    assert _rel(walk_files(tmp_path, files_with_suffix(".npy")), tmp_path) == ["a/6.npy"]
+
+
+def test_the_probe_reports_exactly_the_files_a_dataset_reads(tmp_path):
+    raw, elsewhere = tmp_path / "raw", tmp_path / "elsewhere"
+    (raw / ".cache").mkdir(parents=True)
+    elsewhere.mkdir()
+    tone = (0.3 * np.sin(np.arange(8000) / 5)).astype(np.float32)
+    for path in (raw / "a.wav", raw / "B.FLAC", raw / ".cache" / "hidden.wav", elsewhere / "linked_in.wav"):
+        sf.write(path, tone, 16000)
+    (raw / "more").symlink_to(elsewhere)  # audio a user linked in: training reads it, so the report lists it
+    (raw / "broken.wav").write_bytes(b"not audio")
+    manifest = build_manifest(raw, progress=False)
+    dataset = AudioDirDataset([raw], sample_size=4000, sample_rate=16000, force_channels="mono")
+    assert {row["path"] for row in manifest} == {f.path for f in dataset.files} | set(dataset.skipped)
+    assert sorted(row["relpath"] for row in manifest) == ["B.FLAC", "a.wav", "broken.wav", "more/linked_in.wav"]
+    assert [row["relpath"] for row in manifest if not row["readable"]] == ["broken.wav"]
