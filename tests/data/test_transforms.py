@@ -11,12 +11,15 @@ import torch
 
 from stable_audio_ops.data.audio_io import resample
 from stable_audio_ops.data.transforms import (
+    integrated_loudness,
     is_silence,
     pad_crop,
     phase_flip,
     plan_crop,
     read_padded_crop,
+    remove_long_silence,
     set_audio_channels,
+    volume_normalize,
 )
 
 
@@ -103,3 +106,26 @@ def test_is_silence_threshold():
     assert is_silence(torch.full((2, 100), 10 ** (-70 / 20)))
     assert not is_silence(torch.full((2, 100), 10 ** (-50 / 20)))
     assert is_silence(torch.zeros(1, 10))
+
+
+def test_loudness_matches_bs1770_reference_and_volume_norm_hits_target():
+    t = np.arange(48000 * 2) / 48000
+    sine = np.sin(2 * np.pi * 997 * t)
+    # BS.1770: a 0 dBFS 997 Hz sine in one channel reads -3.01 LKFS.
+    assert integrated_loudness(np.stack([sine, 0 * sine]), 48000) == pytest.approx(-3.01, abs=0.05)
+    quiet = torch.from_numpy(0.01 * np.stack([sine, sine])).float()
+    for _ in range(3):
+        out = volume_normalize(quiet, 48000, target_lufs=-20.0, gain_range_db=2.0)
+        assert -22.05 <= integrated_loudness(out, 48000) <= -17.95
+    loud = volume_normalize(quiet, 48000, target_lufs=0.0, gain_range_db=0.0)
+    assert float(loud.abs().max()) == pytest.approx(0.95, abs=1e-4)  # declipped
+
+
+def test_remove_long_silence_shortens_pauses():
+    sr = 16000
+    tone_part = torch.full((sr,), 0.5)
+    audio = torch.cat([tone_part, torch.zeros(2 * sr), tone_part]).unsqueeze(0)
+    out = remove_long_silence(audio, sr, (0.01, 0.5), 0.25)
+    assert out.shape == (1, 2 * sr + sr // 2)
+    short_pause = torch.cat([tone_part, torch.zeros(sr // 10), tone_part]).unsqueeze(0)
+    assert torch.equal(remove_long_silence(short_pause, sr, (0.01, 0.5), 0.25), short_pause)

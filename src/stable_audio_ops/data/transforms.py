@@ -1,4 +1,5 @@
-"""Per-item audio transforms with upstream's semantics: pad/crop, channel conversion, phase flip, silence test.
+"""Per-item audio transforms with upstream's semantics: pad/crop, channel conversion, phase flip, silence test,
+long-pause removal and loudness normalisation (ITU-R BS.1770).
 
 The central piece is :func:`read_padded_crop`: it reproduces upstream's "load the whole file,
 resample it, then ``PadCrop_Normalized_T``" but reads only the crop window. The crop is planned
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,3 +199,110 @@ def peak_dbfs(audio: Any) -> float:
 def is_silence(audio: Any, threshold_db: float = -60.0) -> bool:
     """True when the whole clip peaks below ``threshold_db`` (upstream: -60 dBFS)."""
     return peak_dbfs(audio) < threshold_db
+
+
+# ------------------------------------------------------------------ silence removal and loudness
+def remove_long_silence(
+    audio: torch.Tensor,
+    sample_rate: int,
+    silence_threshold: Sequence[float] = (0.01, 0.5),
+    max_silence_duration: float = 0.25,
+    rng: random.Random | None = None,
+) -> torch.Tensor:
+    """Shorten long pauses in mono audio ``[1, T]`` (upstream's ``remove_silence``).
+
+    A run of samples with ``|x| < silence_threshold[0]`` longer than ``max_silence_duration`` seconds is
+    replaced by a random piece of itself ``silence_threshold[1]`` seconds long (all of it when shorter).
+    """
+    level, keep_seconds = float(silence_threshold[0]), float(silence_threshold[1])
+    max_run = int(max_silence_duration * sample_rate)
+    keep = int(keep_seconds * sample_rate)
+    x = audio.reshape(-1)
+    quiet = (x.abs() < level).to(torch.int8)
+    if not bool(quiet.any()):
+        return x.unsqueeze(0)
+    edges = torch.diff(torch.cat([torch.zeros(1, dtype=torch.int8), quiet, torch.zeros(1, dtype=torch.int8)]))
+    starts = torch.nonzero(edges == 1).flatten().tolist()
+    ends = torch.nonzero(edges == -1).flatten().tolist()
+    pieces, prev = [], 0
+    for start, end in zip(starts, ends, strict=True):
+        if end - start <= max_run:
+            continue
+        pieces.append(x[prev:start])
+        offset = start + (rng or random).randint(0, end - start - keep) if end - start > keep else start
+        pieces.append(x[offset : offset + keep])
+        prev = end
+    pieces.append(x[prev:])
+    return torch.cat(pieces).unsqueeze(0)
+
+
+def _biquad_k_weighting(sample_rate: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """BS.1770 K-weighting as two RBJ biquads (+4 dB shelf at 1500 Hz, high-pass at 38 Hz), like torchaudio."""
+    w0 = 2 * math.pi * 1500.0 / sample_rate
+    gain = 10 ** (4.0 / 40)
+    alpha = math.sin(w0) / (2 * (1 / math.sqrt(2)))
+    cos, sq = math.cos(w0), 2 * math.sqrt(gain) * alpha
+    shelf_b = np.array(
+        [
+            gain * ((gain + 1) + (gain - 1) * cos + sq),
+            -2 * gain * ((gain - 1) + (gain + 1) * cos),
+            gain * ((gain + 1) + (gain - 1) * cos - sq),
+        ]
+    )
+    shelf_a = np.array([(gain + 1) - (gain - 1) * cos + sq, 2 * ((gain - 1) - (gain + 1) * cos),
+                        (gain + 1) - (gain - 1) * cos - sq])
+    w0 = 2 * math.pi * 38.0 / sample_rate
+    alpha, cos = math.sin(w0) / (2 * 0.5), math.cos(w0)
+    hp_b = np.array([(1 + cos) / 2, -(1 + cos), (1 + cos) / 2])
+    hp_a = np.array([1 + alpha, -2 * cos, 1 - alpha])
+    return [(shelf_b / shelf_a[0], shelf_a / shelf_a[0]), (hp_b / hp_a[0], hp_a / hp_a[0])]
+
+
+def integrated_loudness(audio: np.ndarray | torch.Tensor, sample_rate: int) -> float:
+    """ITU-R BS.1770-4 integrated loudness (LUFS) of ``[C, n]`` audio; ``-inf`` when no 400 ms block passes."""
+    from scipy.signal import lfilter
+
+    x = np.asarray(audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else audio, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[None]
+    for b, a in _biquad_k_weighting(sample_rate):
+        x = lfilter(b, a, x, axis=-1)
+    block, step = int(round(0.4 * sample_rate)), int(round(0.1 * sample_rate))
+    if x.shape[-1] < block:
+        return float("-inf")
+    n_blocks = 1 + (x.shape[-1] - block) // step
+    power = np.stack([np.mean(x[:, i * step : i * step + block] ** 2, axis=-1) for i in range(n_blocks)], axis=1)
+    weights = np.array([1.41 if c in (3, 4) else 1.0 for c in range(x.shape[0])])[:, None]
+    summed = np.sum(weights * power, axis=0)
+    with np.errstate(divide="ignore"):
+        block_lufs = -0.691 + 10 * np.log10(summed)
+    kept = summed[block_lufs > -70.0]
+    if kept.size == 0:
+        return float("-inf")
+    relative_gate = -0.691 + 10 * math.log10(float(np.mean(kept))) - 10.0
+    kept = summed[(block_lufs > -70.0) & (block_lufs > relative_gate)]
+    if kept.size == 0:
+        return float("-inf")
+    return float(-0.691 + 10 * math.log10(float(np.mean(kept))))
+
+
+def volume_normalize(
+    audio: torch.Tensor,
+    sample_rate: int,
+    target_lufs: float = -16.0,
+    gain_range_db: float = 2.0,
+    rng: random.Random | None = None,
+    energy_threshold: float = 1e-6,
+) -> torch.Tensor:
+    """Upstream's ``VolumeNorm``: scale to ``target_lufs`` +- a random ``gain_range_db``, declip to 0.95 peak."""
+    if float(torch.mean(audio**2)) < energy_threshold:
+        return audio
+    loudness = integrated_loudness(audio, sample_rate)
+    if not math.isfinite(loudness):
+        return audio
+    target = target_lufs + (rng or random).uniform(-gain_range_db, gain_range_db)
+    out = audio * float(10 ** ((target - loudness) / 20))
+    peak = float(out.abs().max())
+    if peak >= 1.0:
+        out = out / peak * 0.95
+    return out
