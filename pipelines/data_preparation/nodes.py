@@ -1,14 +1,17 @@
-"""Nodes of data_preparation. Each calls one library function; the logic lives in stable_audio_ops."""
+"""Nodes of data_preparation. Each calls one library function; the logic lives in stable_audio_ops, the settings
+in ``conf/base/parameters_data_preparation.yml`` (nodes hold no defaults)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
-from stable_audio_ops.data.demo_notes import render_demo_notes
-from stable_audio_ops.data.probe import build_manifest, format_report, summarize_manifest
-from stable_audio_ops.data.shards import upload_folder_to_s3, write_webdataset_shards
-from stable_audio_ops.data.split import (
+from pipelines.parameters import Parameters
+from stable_audio_ops.data.preparation.demo_notes import render_demo_notes
+from stable_audio_ops.data.preparation.probe import build_manifest, format_report, summarize_manifest
+from stable_audio_ops.data.preparation.shards import upload_folder_to_s3, write_webdataset_shards
+from stable_audio_ops.data.preparation.split import (
     TEST,
     TRAIN,
     materialize_split,
@@ -20,12 +23,16 @@ from stable_audio_ops.data.split import (
 log = logging.getLogger(__name__)
 
 
-def render_demo_dataset(params: dict[str, Any]) -> dict[str, Any]:
-    """Render the captioned FluidSynth notes when the parameters ask for it (instant when up to date)."""
-    demo = params.get("demo") or {}
-    if not demo.get("enabled", False):
+def render_demo_dataset(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Render the captioned FluidSynth notes when the parameters ask for it (instant when up to date).
+
+    The options other than ``enabled`` and ``output_dir`` are passed to ``render_demo_notes`` as they are;
+    a null one means "the renderer's own choice" (e.g. ``soundfont: null`` = the system's FluidR3_GM).
+    """
+    demo = Parameters(params, "data_preparation").sub("demo")
+    if not demo["enabled"]:
         return {"enabled": False}
-    options = {k: v for k, v in demo.items() if k not in ("enabled", "output_dir") and v is not None}
+    options = {k: v for k, v in demo.data.items() if k not in ("enabled", "output_dir") and v is not None}
     if "velocities" in options:
         options["velocities"] = tuple(options["velocities"])
     summary = render_demo_notes(demo["output_dir"], **options)
@@ -33,11 +40,11 @@ def render_demo_dataset(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def scan_raw_audio(
-    demo_summary: dict[str, Any], params: dict[str, Any]
+    demo_summary: dict[str, Any], params: Mapping[str, Any]
 ) -> tuple[list[dict[str, Any]], dict[str, Any], str, dict[str, Any]]:
     """Probe every raw audio file; the demo summary is an input only to order this after rendering."""
     del demo_summary
-    manifest = build_manifest(params["raw_dirs"])
+    manifest = build_manifest(Parameters(params, "data_preparation")["raw_dirs"])
     summary = summarize_manifest(manifest)
     report = format_report(summary)
     log.info(
@@ -53,28 +60,29 @@ def scan_raw_audio(
     return manifest, summary, report, metrics
 
 
-def split_dataset(manifest: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+def split_dataset(manifest: list[dict[str, Any]], params: Mapping[str, Any]) -> dict[str, Any]:
     """Split the readable files into train/test folders (demo rule or seeded by file); returns the split manifest."""
-    split = params.get("split") or {}
-    plan = plan_split(manifest, params["raw_dirs"], method=str(split.get("method", "auto")),
-                      test_fraction=float(split.get("test_fraction", 0.15)), seed=int(split.get("seed", 0)),
-                      every_nth_pitch=int(split.get("every_nth_pitch", 2)))
-    result = materialize_split(plan, split.get("output_dir", "data/03_primary/splits"))
+    p = Parameters(params, "data_preparation")
+    split = p.sub("split")
+    plan = plan_split(manifest, p["raw_dirs"], method=str(split["method"]),
+                      test_fraction=float(split["test_fraction"]), seed=int(split["seed"]),
+                      every_nth_pitch=int(split["every_nth_pitch"]))
+    result = materialize_split(plan, split["output_dir"])
     log.info("data_preparation: split %s: %d train, %d test clips in %s", result["method"],
              result["counts"][TRAIN], result["counts"][TEST], result["output_dir"])
     return result
 
 
 def write_dataset_config(
-    dataset_split: dict[str, Any], params: dict[str, Any]
+    dataset_split: dict[str, Any], params: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``audio_dir`` dataset configs (stable-audio-tools schema) of the train split (what trains) and the test split."""
-    dataset = params.get("dataset") or {}
+    dataset = Parameters(params, "data_preparation")["dataset"]
     return split_dataset_config(dataset_split, TRAIN, dataset), split_dataset_config(dataset_split, TEST, dataset)
 
 
 def shard_dataset(
-    dataset_config: dict[str, Any], dataset_split: dict[str, Any], params: dict[str, Any]
+    dataset_config: dict[str, Any], dataset_split: dict[str, Any], params: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Optionally pack the train split's files into WebDataset shards (and upload them to S3).
 
@@ -82,37 +90,39 @@ def shard_dataset(
     ``shards.output_dir``; with ``shards.s3_url`` they are uploaded there and the emitted config is an
     ``s3`` one (``s3_path``, ``endpoint_url``, ``profile``), else a local ``wds`` one. The shard json
     already holds each file's sidecar metadata (caption as ``prompt``), so no metadata module is needed.
+    A parameters file without a ``shards`` block (older projects) means shards disabled.
     """
-    shards = params.get("shards") or {}
-    if not shards.get("enabled", False):
+    p = Parameters(params, "data_preparation")
+    if "shards" not in p or not p["shards.enabled"]:
         return dataset_config, {"enabled": False}
+    shards = p.sub("shards")
     summary = write_webdataset_shards(
         split_manifest_rows(dataset_split, TRAIN),
         shards["output_dir"],
-        samples_per_shard=int(shards.get("samples_per_shard", 256)),
-        audio_format=shards.get("audio_format", "flac"),
+        samples_per_shard=int(shards["samples_per_shard"]),
+        audio_format=shards["audio_format"],
     )
-    dataset = params.get("dataset") or {}
-    source: dict[str, Any] = {"id": dataset.get("id", "raw")}
+    dataset = p.sub("dataset")
+    source: dict[str, Any] = {"id": dataset["id"]}
     upload = None
-    s3_url = shards.get("s3_url")
+    s3_url = shards["s3_url"]
     if s3_url:
         upload = upload_folder_to_s3(
-            shards["output_dir"], s3_url, endpoint_url=shards.get("endpoint_url"), profile=shards.get("profile"),
-            create_bucket=bool(shards.get("create_bucket", False)),
+            shards["output_dir"], s3_url, endpoint_url=shards["endpoint_url"], profile=shards["profile"],
+            create_bucket=bool(shards["create_bucket"]),
         )
         source["s3_path"] = s3_url.rstrip("/") + "/"
         for key in ("endpoint_url", "profile"):
-            if shards.get(key):
+            if shards[key]:
                 source[key] = shards[key]
     else:
         source["path"] = str(shards["output_dir"])
     config: dict[str, Any] = {
         "dataset_type": "s3" if s3_url else "wds",
         "datasets": [source],
-        "random_crop": bool(dataset.get("random_crop", True)),
+        "random_crop": bool(dataset["random_crop"]),
     }
-    if shards.get("epoch_steps"):
+    if shards["epoch_steps"]:
         config["epoch_steps"] = int(shards["epoch_steps"])
     log.info("data_preparation: %d samples in %d shards%s", summary["samples"], len(summary["shards"]),
              f", uploaded to {s3_url}" if s3_url else "")

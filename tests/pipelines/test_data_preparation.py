@@ -30,7 +30,8 @@ def _params(tmp_path: Path, shards: bool = False) -> dict:
         "dataset": {"id": "demo_notes", "random_crop": True, "drop_last": True,
                     "custom_metadata_module": "stable_audio_ops.data.sidecar_metadata"},
         "shards": {"enabled": shards, "samples_per_shard": 5, "audio_format": "flac",
-                   "output_dir": str(tmp_path / "03_primary" / "shards")},
+                   "output_dir": str(tmp_path / "03_primary" / "shards"), "s3_url": None, "endpoint_url": None,
+                   "profile": None, "create_bucket": False, "epoch_steps": None},
     }
 
 

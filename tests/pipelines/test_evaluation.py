@@ -1,4 +1,5 @@
-"""The evaluation pipeline's nodes on tiny models and a small rendered demo set, split by data_preparation's rule.
+"""The evaluation pipeline (Kedro's SequentialRunner over a DataCatalog) and its nodes on tiny models and a
+small rendered demo set, split by data_preparation's rule.
 
 Known inputs: the real held-out clips (ceiling) must be pitched right and the RMS-matched noise (floor)
 must not; the evaluation must judge test clips only; the registration must record the autoencoder
@@ -15,20 +16,23 @@ import math
 import pytest
 
 from pipelines.evaluation import nodes
-from stable_audio_ops.data.demo_notes import render_demo_notes
-from stable_audio_ops.data.probe import build_manifest
-from stable_audio_ops.data.split import TEST, materialize_split, plan_split, split_dataset_config
+from pipelines.evaluation.pipeline import create_pipeline
+from stable_audio_ops.data.preparation.demo_notes import render_demo_notes
+from stable_audio_ops.data.preparation.probe import build_manifest
+from stable_audio_ops.data.preparation.split import TEST, materialize_split, plan_split, split_dataset_config
+from tests.pipelines.conftest import run_pipeline
 from tests.tracking.tiny_models import use_sqlite_store, write_tiny_models
 
 PARAMS = {
     "split": {"holdout_fraction": 0.4, "seed": 0, "max_reference_clips": 40},
     "registry": {"autoencoder_name": "t-ae", "latent_diffusion_name": "t-ld"},
     "autoencoder": {"max_clips": 6, "batch_size": 3},
-    "generation": {"num_captions": 6, "steps": 2, "cfg_scale": 1.0, "batch_size": 4, "seed": 7, "device": "cpu"},
-    "judges": {"embedder": "mel_stats", "pitch_judges": ["acf"], "calibration": ["real", "noise"],
+    "generation": {"num_captions": 6, "steps": 2, "cfg_scale": 1.0, "sampler": None, "batch_size": 4, "seed": 7,
+                   "device": "cpu"},
+    "judges": {"embedder": "mel_stats", "pitch_judges": ["acf"], "crepe_model": "tiny", "calibration": ["real", "noise"],
                "kid_subsets": 10, "kid_subset_size": 50},
     "plots": {"spectrogram_examples": 3},
-    "promotion": {"autoencoder": [{"metric": "mrstft", "mode": "min"}],
+    "promotion": {"floors": {}, "autoencoder": [{"metric": "mrstft", "mode": "min"}],
                   "latent_diffusion": [{"metric": "pitch_x_inst", "mode": "max", "min_delta": 0.02},
                                        {"metric": "kid", "mode": "min"}]},
 }
@@ -49,22 +53,25 @@ def split_data(tmp_path_factory):
 
 
 def _evaluate(tmp_path, split_data, params):
-    """Every node of the pipeline in order, inside one MLflow run, as `kedro run --pipelines=evaluation` does."""
+    """The evaluation pipeline run by Kedro's SequentialRunner over a DataCatalog, inside one MLflow run, as
+    `kedro run --pipelines=evaluation` does; returns its outputs under short names."""
     import mlflow
 
     manifest, test_config = split_data
     ae_path, ld_path = write_tiny_models(tmp_path / "models")
     ae_info, ld_info = {"path": str(ae_path)}, {"path": str(ld_path)}
+    inputs = {"autoencoder_model": ae_info, "latent_diffusion_model": ld_info, "test_dataset_config": test_config,
+              "dataset_split": manifest, "params:evaluation": params, "params:evaluation.registry": params["registry"]}
     with mlflow.start_run():
-        ae_reg = nodes.register_autoencoder(ae_info, params["registry"])
-        ld_reg = nodes.register_latent_diffusion(ld_info, ae_reg, params["registry"])
-        clips = nodes.load_evaluation_clips(test_config, params)
-        ae_metrics, ae_examples = nodes.evaluate_autoencoder(ae_info, clips, params)
-        results, examples = nodes.evaluate_generation(ld_info, clips, params)
-        promotion = nodes.decide_promotions(ae_reg, ld_reg, ae_metrics, results, params)
-        metrics, flat, report = nodes.build_metrics(ae_metrics, results, promotion, manifest)
-        figures = nodes.make_plots(examples, ae_examples, results, ae_info, ld_info)
-    return locals()
+        out = run_pipeline(create_pipeline(), inputs)
+    return {"manifest": manifest, "ae_reg": out["autoencoder_registration"],
+            "ld_reg": out["latent_diffusion_registration"], "clips": out["evaluation_clips"],
+            "ae_metrics": out["autoencoder_evaluation"], "ae_examples": out["reconstruction_examples"],
+            "results": out["generation_evaluation"], "examples": out["generation_examples"],
+            "promotion": out["promotion_decision"], "metrics": out["evaluation_metrics"],
+            "flat": out["evaluation_mlflow_metrics"], "report": out["evaluation_report"],
+            "figures": [out[name] for name in ("plot_spectrograms", "plot_metric_bars", "plot_loss_curves",
+                                               "plot_comparison")]}
 
 
 def test_evaluation_nodes_register_judge_promote_and_report(tmp_path, monkeypatch, split_data):

@@ -1,7 +1,8 @@
-"""Values as JSON can hold them: tensors / arrays -> lists, numpy scalars -> Python numbers."""
+"""Values as JSON can hold them: tensors / arrays -> lists, numpy scalars -> Python numbers, NaN -> null."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,4 +27,21 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["to_jsonable"]
+def finite_or_null(value: Any) -> Any:
+    """Nested metrics with NaN/inf as None and numpy numbers as Python ones; other values unchanged.
+
+    Why: a judge that cannot tell returns NaN, and strict JSON (DVC's metrics, ``json.dump(allow_nan=False)``)
+    has no NaN; ``null`` keeps the key and says "no value".
+    """
+    if isinstance(value, Mapping):
+        return {str(k): finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+__all__ = ["finite_or_null", "to_jsonable"]

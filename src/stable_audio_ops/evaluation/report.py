@@ -1,0 +1,69 @@
+"""The evaluation's outputs for people and tools: ``metrics.json`` (DVC), the same numbers flattened for
+MLflow, and a Markdown report that starts with the test split the numbers come from.
+
+Why one builder: the three views must hold the same numbers; built from one nested dict they cannot drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from stable_audio_ops.data.preparation.split import format_split
+from stable_audio_ops.evaluation.judge import format_report
+from stable_audio_ops.utils.jsonable import finite_or_null
+
+MODELS = ("autoencoder", "latent_diffusion")
+
+
+def flatten_metrics(metrics: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": {"value": 1.0, "step": 0}}``: numbers only (booleans and None left out),
+    the shape kedro-mlflow's metrics datasets log."""
+    flat: dict[str, dict[str, float]] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), value)
+        elif isinstance(node, int | float) and not isinstance(node, bool):
+            flat[prefix] = {"value": float(node), "step": 0}
+
+    walk("", metrics)
+    return flat
+
+
+def promotion_line(decision: Mapping[str, Any]) -> str:
+    """One report line: the outcome, why (a blocked reason already starts with "not promoted:"), the champion."""
+    reason = decision["reason"]
+    outcome = "promoted to champion — " if decision["promoted"] else \
+        ("" if reason.startswith("not promoted") else "not promoted — ")
+    champion = f"champion now v{decision['champion']}" if decision.get("champion") else "no champion yet"
+    return f"- {decision['model']} v{decision['version']}: {outcome}{reason} ({champion})"
+
+
+def build_metrics(autoencoder_metrics: Mapping[str, float], generation_results: Mapping[str, Mapping[str, float]],
+                  promotion: Mapping[str, Any],
+                  dataset_split: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, float]], str]:
+    """(metrics.json content, the same numbers flattened for MLflow, the Markdown report).
+
+    ``promotion`` is the promotion decision (per model: ``promoted``, ``reason``, ``champion``, ...; plus
+    ``latent_diffusion_lineage``); ``dataset_split`` is data_preparation's split manifest.
+    """
+    metrics = finite_or_null({
+        "split": {name: int(count) for name, count in dataset_split["counts"].items()},
+        "autoencoder": dict(autoencoder_metrics),
+        "generation": {name: dict(values) for name, values in generation_results.items()},
+        "promoted": {kind: int(bool(promotion[kind]["promoted"])) for kind in MODELS},
+    })
+    lines = ["# Evaluation report", "", "## Data: the test split", "", format_split(dataset_split), "",
+             "## Autoencoder reconstruction (held-out test clips)", ""]
+    lines += [f"- {k}: {v:.4g}" for k, v in autoencoder_metrics.items() if isinstance(v, int | float)]
+    lines += ["", "## Generation (held-out test captions)", "", format_report(generation_results), "## Promotion", ""]
+    lines += [promotion_line(promotion[kind]) for kind in MODELS]
+    lineage = promotion.get("latent_diffusion_lineage", {})
+    lines.append(f"- diffusion trained on autoencoder v{lineage.get('autoencoder_version')}: "
+                 f"{lineage.get('autoencoder_lineage')}")
+    return metrics, flatten_metrics(metrics), "\n".join(lines) + "\n"
+
+
+__all__ = ["build_metrics", "flatten_metrics", "promotion_line"]

@@ -1,0 +1,76 @@
+"""Register trained models with their lineage: which training run, which evaluation run, which commit and
+data, and, for a latent diffusion model, which registered autoencoder it was trained on.
+
+Why the autoencoder lineage is checked, not declared: the diffusion checkpoint carries its autoencoder
+as ``pretransform.model.*``; hashing those tensors and finding a registered autoencoder version with the
+same weights names the version for certain ("verified"). Only when nothing matches (e.g. a pretransform
+fine-tuned with the DiT) is the autoencoder registered in the same run recorded, as "declared".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from stable_audio_ops.models.checkpoints import load_ckpt_state_dict
+from stable_audio_ops.tracking.lineage import UNKNOWN, lineage_tags, state_dict_sha256
+from stable_audio_ops.tracking.registry import find_version_by_weights, log_model_to_registry
+
+log = logging.getLogger(__name__)
+
+PRETRANSFORM_PREFIX = "pretransform.model."
+
+
+def active_run_id() -> str | None:
+    """The id of the active MLflow run, or None outside one."""
+    import mlflow
+
+    run = mlflow.active_run()
+    return run.info.run_id if run is not None else None
+
+
+def _run_tags(training_run_id: str | None) -> dict[str, str]:
+    return {**lineage_tags(), "training_run_id": training_run_id or UNKNOWN,
+            "evaluation_run_id": active_run_id() or UNKNOWN}
+
+
+def register_autoencoder(path: str | Path, name: str, *, training_run_id: str | None = None) -> dict[str, Any]:
+    """Register an unwrapped autoencoder (new version -> ``challenger``; identical weights -> that version)."""
+    version = log_model_to_registry(path, name, tags=_run_tags(training_run_id), artifact_name="autoencoder")
+    log.info("registry: %s version %s (%s)", version.name, version.version, "new" if version.new else "existing")
+    return version.to_dict()
+
+
+def autoencoder_lineage(diffusion_path: str | Path, declared_version: str | int | None,
+                        autoencoder_name: str) -> dict[str, str]:
+    """Which registered autoencoder the diffusion model at ``diffusion_path`` was trained on: the tags
+    ``autoencoder_version``, ``autoencoder_weights_sha256`` and ``autoencoder_lineage`` (verified / declared /
+    none). ``declared_version`` is the autoencoder registered beside it, used when no weights match."""
+    state = load_ckpt_state_dict(diffusion_path)
+    if not any(k.startswith(PRETRANSFORM_PREFIX) for k in state):
+        return {"autoencoder_lineage": "none (no autoencoder pretransform in the checkpoint)"}
+    sha = state_dict_sha256(state, prefix=PRETRANSFORM_PREFIX)
+    match = find_version_by_weights(autoencoder_name, sha)
+    if match is not None:
+        return {"autoencoder_version": str(match.version), "autoencoder_weights_sha256": sha,
+                "autoencoder_lineage": "verified (pretransform weights equal the registered version)"}
+    return {"autoencoder_version": str(declared_version), "autoencoder_weights_sha256": sha,
+            "autoencoder_lineage": "declared (pretransform weights match no registered autoencoder version)"}
+
+
+def register_latent_diffusion(path: str | Path, name: str, *, autoencoder_name: str,
+                              autoencoder_registration: Mapping[str, Any],
+                              training_run_id: str | None = None) -> dict[str, Any]:
+    """Register an unwrapped latent diffusion model, tagged with the autoencoder version it was trained on
+    (:func:`autoencoder_lineage`); returns the registration plus that lineage."""
+    lineage = autoencoder_lineage(path, autoencoder_registration.get("version"), autoencoder_name)
+    tags = {**_run_tags(training_run_id), **lineage, "autoencoder_model": autoencoder_name}
+    version = log_model_to_registry(path, name, tags=tags, artifact_name="latent_diffusion")
+    log.info("registry: %s version %s (%s), autoencoder lineage: %s", version.name, version.version,
+             "new" if version.new else "existing", lineage.get("autoencoder_lineage"))
+    return {**version.to_dict(), **lineage}
+
+
+__all__ = ["active_run_id", "autoencoder_lineage", "register_autoencoder", "register_latent_diffusion"]
