@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from stable_audio_ops.data import s3  # noqa: E402
 from stable_audio_ops.data.dataloader import create_dataloader_from_config  # noqa: E402
-from stable_audio_ops.data.shards import upload_folder_to_s3, write_webdataset_shards  # noqa: E402
+from stable_audio_ops.data.preparation.shards import upload_folder_to_s3, write_webdataset_shards  # noqa: E402
 from tests.data.s3_server import AWS_TEST_ENV, AWS_UNSET, MotoServer  # noqa: E402
 
 RATE = 44100

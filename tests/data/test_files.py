@@ -10,7 +10,7 @@ import soundfile as sf
 from stable_audio_ops.data.audio_dir import AudioDirDataset
 from stable_audio_ops.data.files import files_with_suffix, scan_audio_folder, walk_files
 from stable_audio_ops.data.pre_encoded import find_latent_files
-from stable_audio_ops.data.probe import build_manifest
+from stable_audio_ops.data.preparation.probe import build_manifest
 from stable_audio_ops.data.wds import list_local_shards
 
 

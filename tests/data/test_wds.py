@@ -14,7 +14,7 @@ import torch
 
 from stable_audio_ops.data import s3
 from stable_audio_ops.data.dataloader import LoaderOptions
-from stable_audio_ops.data.shards import upload_folder_to_s3
+from stable_audio_ops.data.preparation.shards import upload_folder_to_s3
 from stable_audio_ops.data.wds import (
     ShardDataError,
     WdsSource,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stable_audio_ops.data.demo_notes import render_demo_notes
+from stable_audio_ops.data.preparation.demo_notes import render_demo_notes
 from stable_audio_ops.evaluation.judge import load_labelled_clips
 
 # 2 instruments x C4..G4 x 2 velocities = 32 clips of 1.5 s at 16 kHz (rendered in well under a second).

@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from stable_audio_ops.data.demo_notes import render_demo_notes
+from stable_audio_ops.data.preparation.demo_notes import render_demo_notes
 from stable_audio_ops.evaluation.input_dependence import reconstruction_input_dependence
 from stable_audio_ops.evaluation.pitch import acf_f0, pitch_accuracy
 from stable_audio_ops.inference.pre_encode import load_autoencoder, pre_encode_dataset

@@ -12,9 +12,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stable_audio_ops.data.demo_notes import clip_id, plan_notes, resolve_instruments, velocity_to_dynamic
-from stable_audio_ops.data.probe import build_manifest
-from stable_audio_ops.data.split import (
+from stable_audio_ops.data.preparation.demo_notes import (
+    clip_id,
+    plan_notes,
+    resolve_instruments,
+    velocity_to_dynamic,
+)
+from stable_audio_ops.data.preparation.probe import build_manifest
+from stable_audio_ops.data.preparation.split import (
     TEST,
     TRAIN,
     demo_split_problems,

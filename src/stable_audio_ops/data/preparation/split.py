@@ -229,7 +229,7 @@ def _plan_source(raw_root: Path, files: list[Path], method: str, test_fraction: 
 def plan_split(manifest: Sequence[Mapping[str, Any]], roots: Iterable[str | os.PathLike[str]], *,
                method: str = "auto", test_fraction: float = 0.15, seed: int = 0,
                every_nth_pitch: int = 2) -> SplitPlan:
-    """Assign every readable file of a probe manifest (:func:`~stable_audio_ops.data.probe.build_manifest`)
+    """Assign every readable file of a probe manifest (:func:`~stable_audio_ops.data.preparation.probe.build_manifest`)
     to train or test, one :class:`SplitSource` per raw folder that holds readable files.
 
     ``method``: ``auto`` (the demo rule where a folder is the demo notes, by file elsewhere),
@@ -384,7 +384,7 @@ def split_dataset_config(split_manifest: Mapping[str, Any], split: str,
 
 def split_manifest_rows(split_manifest: Mapping[str, Any], split: str) -> list[dict[str, Any]]:
     """Probe-manifest-like rows (``path``, ``relpath``, ``readable``) of one split's copied files, e.g. for
-    :func:`~stable_audio_ops.data.shards.write_webdataset_shards`."""
+    :func:`~stable_audio_ops.data.preparation.shards.write_webdataset_shards`."""
     base = Path(split_manifest["output_dir"]) / split
     return [{"path": str(base / relpath), "relpath": relpath, "readable": True}
             for relpath, where in sorted(split_manifest["files"].items()) if where == split]

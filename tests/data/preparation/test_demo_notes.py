@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stable_audio_ops.data import demo_notes
-from stable_audio_ops.data.demo_notes import (
+from stable_audio_ops.data.preparation import demo_notes
+from stable_audio_ops.data.preparation.demo_notes import (
     SoundfontNotFoundError,
     SynthUnavailableError,
     make_caption,

@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 
 from stable_audio_ops.data import s3
-from stable_audio_ops.data.probe import build_manifest
-from stable_audio_ops.data.shards import upload_folder_to_s3, write_webdataset_shards
+from stable_audio_ops.data.preparation.probe import build_manifest
+from stable_audio_ops.data.preparation.shards import upload_folder_to_s3, write_webdataset_shards
 from stable_audio_ops.errors import DatasetError
 from tests.data.s3_server import FaultProxy
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stable_audio_ops.data.probe import (
+from stable_audio_ops.data.preparation.probe import (
     build_manifest,
     format_report,
     probe_audio_file,
