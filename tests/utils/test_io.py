@@ -8,7 +8,13 @@ import stat
 
 import pytest
 
-from stable_audio_ops.utils.io import atomic_path, atomic_write, write_json_atomic, write_text_atomic
+from stable_audio_ops.utils.io import (
+    atomic_path,
+    atomic_write,
+    replace_folder,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 
 def test_writes_create_parents_and_replace_the_old_file(tmp_path):
@@ -45,3 +51,14 @@ def test_temp_lives_beside_the_target_and_the_result_has_umask_permissions(tmp_p
     os.umask(umask)
     assert path.read_bytes() == b"data"
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+
+
+def test_replace_folder_swaps_a_finished_folder_in_and_leaves_no_old_copy(tmp_path):
+    out = tmp_path / "notes"
+    for version in ("old", "new"):
+        build = tmp_path / f".notes.build-{version}"
+        (build / "sub").mkdir(parents=True)
+        (build / "sub" / "clip.txt").write_text(version)
+        assert replace_folder(build, out) == out and not build.exists()
+        assert (out / "sub" / "clip.txt").read_text() == version  # a reader sees one whole version
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"]

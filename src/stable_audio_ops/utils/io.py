@@ -7,7 +7,8 @@ error, KeyboardInterrupt included, the temp file is removed and the target is le
 
 - :func:`atomic_write` hands an open binary file to a callback (``np.save``, ``torch.save``, text, JSON);
 - :func:`atomic_path` yields the temp *path* for writers that want a file name (soundfile, safetensors);
-- :func:`write_bytes_atomic`, :func:`write_text_atomic`, :func:`write_json_atomic` cover the common cases.
+- :func:`write_bytes_atomic`, :func:`write_text_atomic`, :func:`write_json_atomic` cover the common cases;
+- :func:`replace_folder` does the same for a whole folder built beside its target (rendered notes, splits).
 
 Standard library only, so every layer (data preparation included) can use it without importing torch.
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -75,5 +78,19 @@ def write_json_atomic(path: PathLike, data: Any, **dumps_kwargs: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, **dumps_kwargs))
 
 
-__all__ = ["atomic_path", "atomic_write", "temp_path_for", "write_bytes_atomic", "write_json_atomic",
-           "write_text_atomic"]
+def replace_folder(tmp_dir: PathLike, output_dir: PathLike) -> Path:
+    """Rename the finished ``tmp_dir`` onto ``output_dir``; an old ``output_dir`` is set aside first and removed
+    only after the swap, so a crash leaves the old folder or the new one, never a half-written one."""
+    tmp_dir, output_dir = Path(tmp_dir), Path(output_dir)
+    old: Path | None = None
+    if output_dir.exists():
+        old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+        os.replace(output_dir, old)
+    os.replace(tmp_dir, output_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return output_dir
+
+
+__all__ = ["atomic_path", "atomic_write", "replace_folder", "temp_path_for", "write_bytes_atomic",
+           "write_json_atomic", "write_text_atomic"]

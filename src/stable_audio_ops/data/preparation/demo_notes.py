@@ -34,6 +34,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from stable_audio_ops.errors import DatasetError
+from stable_audio_ops.utils.io import replace_folder, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -378,23 +379,6 @@ def _stamp_matches(output_dir: Path, params: dict[str, Any]) -> dict[str, Any] |
     return stamp
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def _swap_into_place(tmp_dir: Path, output_dir: Path) -> None:
-    """Rename the finished temp folder onto ``output_dir`` (the old one is removed only after the swap)."""
-    old: Path | None = None
-    if output_dir.exists():
-        old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}-{time.monotonic_ns()}")
-        os.replace(output_dir, old)
-    os.replace(tmp_dir, output_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _public_summary(
     stamp: dict[str, Any], output_dir: Path, render_seconds: float, reused: bool
 ) -> dict[str, Any]:
@@ -567,8 +551,8 @@ def render_demo_notes(
             log.warning("demo notes: %d of %d clips reach full scale at gain %s; lower data_preparation.demo.gain",
                         clipped, len(rows), gain)
         stamp = {"params": params, "summary": summary}
-        _write_json_atomic(tmp_dir / "params.json", stamp)
-        _swap_into_place(tmp_dir, output_dir)
+        write_text_atomic(tmp_dir / "params.json", json.dumps(stamp, indent=2, sort_keys=True) + "\n")
+        replace_folder(tmp_dir, output_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise

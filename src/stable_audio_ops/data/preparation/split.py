@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from stable_audio_ops.errors import DatasetError
+from stable_audio_ops.utils.io import replace_folder
 
 TRAIN = "train"
 TEST = "test"
@@ -288,17 +288,6 @@ def _copy_source(source: SplitSource, tmp: Path) -> dict[str, int]:
     return counts
 
 
-def _swap_into_place(tmp_dir: Path, output_dir: Path) -> None:
-    """Rename the finished temp folder onto ``output_dir``; the old one is removed only after the swap."""
-    old: Path | None = None
-    if output_dir.exists():
-        old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}-{time.monotonic_ns()}")
-        os.replace(output_dir, old)
-    os.replace(tmp_dir, output_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def describe_rule(settings: Mapping[str, Any], methods: Iterable[str]) -> str:
     """The holdout rule in words, for the split manifest and the evaluation report."""
     used = sorted(set(methods))
@@ -328,7 +317,7 @@ def materialize_split(plan: SplitPlan, output_dir: str | os.PathLike[str]) -> di
         for source in plan.sources:
             counts = _copy_source(source, tmp)
             sources.append({"name": source.name, "root": str(source.root), "method": source.method, "counts": counts})
-        _swap_into_place(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
