@@ -9,32 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from mlflow.tracking import MlflowClient
 
 from stable_audio_ops.inference.generation import generate_diffusion_cond
 from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, read_embedded_model_config
 from stable_audio_ops.serving.model_loader import load_model
-from tests.pipelines.conftest import _edit_yaml, run_kedro
+from tests.pipelines.conftest import run_kedro, tiny_latent_diffusion
 
-pytestmark = pytest.mark.slow
-
-
-def _tiny_dit(project: Path) -> None:
-    path = project / "conf" / "base" / "model_configs" / "dit_demo.json"
-    config = json.loads(path.read_text())
-    config["model"]["diffusion"]["config"].update(embed_dim=64, depth=1, num_heads=1)
-    config["training"]["demo"].update(demo_every=100, demo_steps=4, num_demos=2, demo_cfg_scales=[1, 3])
-    path.write_text(json.dumps(config))
-
-    def tiny(params: dict) -> None:
-        params["latent_diffusion"]["pre_encode"].update(sample_size=1024, batch_size=4)
-        params["latent_diffusion"]["train"].update(max_steps=6, batch_size=2, checkpoint_every=3, threads=1)
-
-    _edit_yaml(project / "conf" / "base" / "parameters_latent_diffusion.yml", tiny)
+pytestmark = pytest.mark.slow  # every test here trains (the unit test reuses the runner's trained autoencoder)
 
 
 def test_autoencoder_then_latent_diffusion(kedro_project: Path) -> None:
-    _tiny_dit(kedro_project)
+    tiny_latent_diffusion(kedro_project)
     (kedro_project / "data" / "01_raw" / "extra").mkdir(parents=True)  # the fixture's second raw folder
     run_kedro(kedro_project, "--pipelines=data_preparation,autoencoder,latent_diffusion")
 
@@ -77,3 +64,48 @@ def test_autoencoder_then_latent_diffusion(kedro_project: Path) -> None:
     # the autoencoder's loss history stays alone in the parent run (6 steps), the DiT's in the child
     assert len(client.get_metric_history(parent_id, "train/loss")) <= 6
     assert child.info.status == "FINISHED"
+
+
+def test_latent_diffusion_pipeline_over_a_data_catalog(autoencoder_run, tmp_path: Path) -> None:
+    """The pipeline by Kedro's SequentialRunner on the autoencoder the runner just trained: one latent per
+    train clip, a DiT config whose pretransform is that autoencoder, and an unwrapped DiT that loads."""
+    from pipelines.latent_diffusion.pipeline import create_pipeline
+    from tests.pipelines.conftest import REPO, run_pipeline
+
+    params = yaml.safe_load((REPO / "conf/base/parameters_latent_diffusion.yml").read_text())["latent_diffusion"]
+    params.update(latents_dir=str(tmp_path / "latents"), run_dir=str(tmp_path / "dit"),
+                  unwrapped_path=str(tmp_path / "dit.safetensors"))
+    params["pre_encode"].update(sample_size=1024, batch_size=4)
+    params["train"].update(max_steps=4, batch_size=2, checkpoint_every=2, threads=1)
+    dit = json.loads((REPO / "tests/fixtures/configs/dit_tiny.json").read_text())
+    dit["training"]["demo"].update(demo_every=100, demo_steps=2, num_demos=1, demo_cfg_scales=[1])
+    out = run_pipeline(create_pipeline(), {
+        "autoencoder_model": autoencoder_run["autoencoder_model"], "dit_model_config": dit,
+        "prepared_dataset_config": autoencoder_run["prepared_dataset_config"], "params:latent_diffusion": params})
+
+    summary = out["latents_summary"]
+    assert summary["count"] == autoencoder_run["dataset_split"]["counts"]["train"] == 6
+    assert out["latent_dataset_config"]["datasets"][0]["path"] == str(tmp_path / "latents")
+    config = out["latent_diffusion_model_config"]
+    ae = read_embedded_model_config(autoencoder_run["autoencoder_model"]["path"])
+    assert config["model"]["pretransform"]["config"] == ae["model"] and config["sample_size"] == 1024
+    assert config["model"]["pretransform"]["scale"] == pytest.approx(summary["latent_std"], rel=1e-4)  # auto
+    info = out["latent_diffusion_model"]
+    assert info["path"] == str(tmp_path / "dit.safetensors") and out["latent_diffusion_metrics"] == {}
+    loaded = load_model(info["path"], device="cpu")  # strict
+    assert loaded.config == config
+
+
+def test_build_model_config_takes_the_scale_from_the_parameters(autoencoder_run) -> None:
+    """latent_scale: auto -> the latents' std; a number -> that number; null -> the DiT config's own."""
+    from pipelines.latent_diffusion.nodes import build_model_config
+    from tests.pipelines.conftest import REPO
+
+    dit = json.loads((REPO / "tests/fixtures/configs/dit_tiny.json").read_text())
+    ae_model, latents = autoencoder_run["autoencoder_model"], {"latent_std": 0.25}
+    params = {"pre_encode": {"sample_size": 2048}}
+    scale = {value: build_model_config(dit, ae_model, latents, {**params, "latent_scale": value})["model"]
+             ["pretransform"].get("scale") for value in ("auto", 2.0, None)}
+    assert scale == {"auto": 0.25, 2.0: 2.0, None: dit["model"]["pretransform"].get("scale")}
+    with pytest.raises(KeyError, match="latent_diffusion.latent_scale"):
+        build_model_config(dit, ae_model, latents, params)
