@@ -73,6 +73,24 @@ def test_defaults_without_loss_configs_or_ema():
     assert module.losses_gen.names[:3] == ["loss_adv", "feature_matching_loss", "mrstft_loss"]
 
 
+def test_optional_mel_term_comes_last_and_bad_mel_config_names_the_key():
+    cfg = fixture_config()
+    cfg["training"]["loss_configs"]["mel"] = {"type": "multiscale_mel", "config": {}, "weights": {"mel": 2.0}}
+    module = build(cfg)
+    assert module.losses_gen.names == ["loss_adv", "feature_matching_loss", "mrstft_loss", "kl_loss", "mel_loss"]
+    assert float(module.losses_gen.losses[-1].weight) == 2.0
+    # an upstream training checkpoint still loads strictly: the mel term adds only its weight buffer, at the end
+    wrapped = torch.load(FIXTURE / "wrapped.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert set(module.state_dict()) - set(wrapped) == {"losses_gen.losses.4.weight"}
+
+    cfg["training"]["loss_configs"]["mel"]["type"] = "mel_gan"
+    with pytest.raises(ConfigError, match=r"training.loss_configs.mel.type.*multiscale_mel"):
+        build(cfg)
+    cfg["training"]["loss_configs"]["mel"].update(type="multiscale_mel", config={"window_lengths": [32, 64]})
+    with pytest.raises(ConfigError, match=r"training.loss_configs.mel.config"):
+        build(cfg)
+
+
 def test_loss_configs_need_spectral_and_time():
     cfg = fixture_config()
     del cfg["training"]["loss_configs"]["spectral"]

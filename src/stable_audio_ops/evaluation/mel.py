@@ -7,45 +7,12 @@ to one (Essentia's ``unit_sum``, which is what aiSFX was trained on; equal to li
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
+# one filterbank for the training loss and the judges (the loss layer sits below this one)
+from stable_audio_ops.losses.mel import hz_to_mel, mel_filterbank, mel_to_hz
 
-def hz_to_mel(hz: torch.Tensor | float) -> torch.Tensor:
-    """HTK mel scale: ``2595 log10(1 + f / 700)``."""
-    return 2595.0 * torch.log10(1.0 + torch.as_tensor(hz, dtype=torch.float64) / 700.0)
-
-
-def mel_to_hz(mel: torch.Tensor | float) -> torch.Tensor:
-    return 700.0 * (10.0 ** (torch.as_tensor(mel, dtype=torch.float64) / 2595.0) - 1.0)
-
-
-@functools.lru_cache(maxsize=16)
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None,
-                   norm: str | None = "unit_sum") -> torch.Tensor:
-    """``[n_mels, n_fft // 2 + 1]`` float32 triangles with edges equally spaced in mel.
-
-    ``norm``: ``"unit_sum"`` (each band sums to 1), ``"slaney"`` (constant area in Hz) or ``None`` (peak 1).
-    Cached per parameter set (judges call it once per clip): treat the result as read-only.
-    """
-    fmax = sample_rate / 2.0 if fmax is None else float(fmax)
-    if not 0.0 <= fmin < fmax <= sample_rate / 2.0 + 1e-6:
-        raise ValueError(f"need 0 <= fmin < fmax <= sample_rate/2, got fmin={fmin}, fmax={fmax}, sr={sample_rate}")
-    freqs = torch.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1, dtype=torch.float64)
-    edges = mel_to_hz(torch.linspace(float(hz_to_mel(fmin)), float(hz_to_mel(fmax)), n_mels + 2,
-                                     dtype=torch.float64))
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (freqs[None, :] - lower) / (centre - lower)
-    falling = (upper - freqs[None, :]) / (upper - centre)
-    weights = torch.clamp(torch.minimum(rising, falling), min=0.0)
-    if norm == "unit_sum":
-        weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
-    elif norm == "slaney":
-        weights = weights * (2.0 / (upper - lower))
-    elif norm is not None:
-        raise ValueError(f"unknown mel norm {norm!r}; known: 'unit_sum', 'slaney', None")
-    return weights.float()
+__all__ = ["hz_to_mel", "mel_to_hz", "mel_filterbank", "mel_power_spectrogram", "power_to_db"]
 
 
 def mel_power_spectrogram(audio: torch.Tensor, sample_rate: int, n_fft: int = 1024, hop_length: int = 256,

@@ -77,6 +77,29 @@ def bottleneck_loss_terms(bottleneck: nn.Module | None, loss_node: ConfigNode) -
     return []
 
 
+def mel_loss_terms(loss_node: ConfigNode, sample_rate: int) -> list[nn.Module]:
+    """The optional ``loss_configs.mel`` term (an extension: 0.0.20 has none): multi-scale log-mel L1.
+
+    ``{"type": "multiscale_mel", "config": {...MultiScaleMelLoss args}, "weights": {"mel": w}}``. It holds
+    no weights of its own and comes after every 0.0.20 term, so upstream configs keep their state-dict keys.
+    """
+    from stable_audio_ops.losses.mel import MultiScaleMelLoss
+    from stable_audio_ops.training.losses.core import AuralossLoss
+
+    if not loss_node.has("mel"):
+        return []
+    mel = loss_node.child("mel")
+    kind = mel.get("type", "a string", "multiscale_mel")
+    if kind != "multiscale_mel":
+        raise mel.error(f"unknown value {kind!r}; known: multiscale_mel", "type")
+    try:
+        module = MultiScaleMelLoss(sample_rate=sample_rate, **dict(mel.get("config", "an object", {})))
+    except (TypeError, ValueError) as exc:
+        raise mel.error(f"bad mel loss config: {exc}", "config") from exc
+    return [AuralossLoss(module, input_key="decoded", target_key="reals", name="mel_loss",
+                         weight=mel.child("weights").get("mel", "a number"), decay=mel.get("decay", "a number", 1.0))]
+
+
 def _audio_from_batch(batch: Any) -> torch.Tensor:
     reals = batch[0] if isinstance(batch, (list, tuple)) else batch
     if reals.ndim == 4 and reals.shape[0] == 1:  # WebDataset adds a leading batch dim
@@ -196,6 +219,7 @@ class AutoencoderTrainingModule(pl.LightningModule):
         if l2 > 0:
             gen_terms.append(MSELoss("reals", "decoded", weight=l2, name="l2_time_loss", decay=time_decay))
         gen_terms += bottleneck_loss_terms(getattr(autoencoder, "bottleneck", None), loss_node)
+        gen_terms += mel_loss_terms(loss_node, self.sample_rate)
 
         self.losses_gen = MultiLoss(gen_terms)
         if self.use_disc:
