@@ -50,12 +50,7 @@ demo: setup
 	# (stage commands run `python -m kedro`, so the venv's bin goes first on PATH)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 	@echo
-	@echo "Report:          data/08_reporting/{metrics.json,promotion.json,evaluation_report.md,plots/}"
-	@echo "Models:          data/06_models/autoencoder.safetensors, data/06_models/latent_diffusion.safetensors"
-	@echo "MLflow UI:       $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --host 127.0.0.1 --port 5000  -> http://127.0.0.1:5000"
-	@echo "Serve champion:  $(VENV)/bin/python -m stable_audio_ops.cli.serve --model models:/stable-audio-ops-latent-diffusion@champion --mlflow-tracking-uri sqlite:///mlflow/mlflow.db --port 8000"
-	@echo "Web page:        http://127.0.0.1:8000/   (API docs: http://127.0.0.1:8000/docs)"
-	@echo "Generate:        $(PY) -m stable_audio_ops.cli.generate --model models:/stable-audio-ops-latent-diffusion@champion --tracking-uri sqlite:///mlflow/mlflow.db --prompt 'a flute playing G4, soft' --seconds 1.5 --steps 50 -o flute.wav"
+	@$(PY) -m stable_audio_ops.cli.demo_summary --promotion data/08_reporting/promotion.json --python $(PY)
 
 # The longer profile (docs/demo-recipe.md): the same recipe trained longer, as a DVC experiment so it
 # sits beside the default run in `dvc exp show` / `dvc metrics diff` and in MLflow. About 45 min on 2 cores.
