@@ -26,6 +26,7 @@ import soundfile as sf
 import torch
 
 from stable_audio_ops.evaluation.pitch import acf_f0, pitch_accuracy
+from stable_audio_ops.losses.mel import MultiScaleMelLoss
 from stable_audio_ops.losses.spectral import MultiResolutionSTFTLoss
 from stable_audio_ops.models.factory import create_model_from_config
 
@@ -43,6 +44,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--kl", type=float, default=1e-4)
     p.add_argument("--l1", type=float, default=0.0, help="time-domain L1 weight")
     p.add_argument("--perceptual", type=int, default=1, help="A-weighting prefilter in the STFT loss")
+    p.add_argument("--mel", type=float, default=0.0, help="weight of a multi-scale log-mel L1 (absolute floor)")
+    p.add_argument("--decoder-options", default="{}", help='extra Oobleck decoder options as JSON, e.g. '
+                   '\'{"use_nearest_upsample": true}\'')
+    p.add_argument("--judge", action="store_true", help="also score instrument (aiSFX probe on real train clips)"
+                   " and KID of the reconstructions at each evaluation")
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--latent", type=int, default=16)
     p.add_argument("--strides", default="4,4,8")
@@ -64,7 +70,8 @@ def model_config(a: argparse.Namespace) -> dict:
                "use_snake": True}
     model = {"encoder": {"type": "oobleck", "config": {"in_channels": 1, "latent_dim": encoder_latent, **oobleck}},
              "decoder": {"type": "oobleck", "config": {"out_channels": 1, "latent_dim": a.latent,
-                                                       "final_tanh": False, **oobleck}},
+                                                       "final_tanh": False, **oobleck,
+                                                       **json.loads(a.decoder_options)}},
              "latent_dim": a.latent, "downsampling_ratio": int(np.prod(strides)), "io_channels": 1}
     if a.bottleneck != "none":
         model["bottleneck"] = {"type": a.bottleneck}
@@ -106,6 +113,7 @@ def main() -> None:
     ffts = [1024, 512, 256, 128, 64]
     loss_fn = MultiResolutionSTFTLoss(sample_rate=SAMPLE_RATE, fft_sizes=ffts, hop_sizes=[f // 4 for f in ffts],
                                       win_lengths=ffts, perceptual_weighting=bool(a.perceptual))
+    mel_loss = MultiScaleMelLoss(sample_rate=SAMPLE_RATE)
     optimizer = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.8, 0.99), weight_decay=1e-3)
     length = max(len(clips[i]) for i in test_ids)
     length += (-length) % model.downsampling_ratio
@@ -119,6 +127,25 @@ def main() -> None:
             crops.append(x[start:start + a.sample_size])
         return torch.from_numpy(np.stack(crops))[:, None]
 
+    judge = None
+    if a.judge:
+        from stable_audio_ops.evaluation.distribution import distribution_distances
+        from stable_audio_ops.evaluation.embeddings import AisfxEmbedder
+        from stable_audio_ops.evaluation.probe import fit_caption_probe, probe_accuracy
+
+        embed = AisfxEmbedder()
+        per_instrument: dict[str, list[str]] = {}
+        for i in train_ids:
+            per_instrument.setdefault(meta[i]["instrument"], []).append(i)
+        probe_ids = [i for group in per_instrument.values() for i in group[:20]]
+        real = embed([(clips[i], SAMPLE_RATE) for i in probe_ids])
+        probe = fit_caption_probe(real, [meta[i]["instrument"] for i in probe_ids])
+
+        def judge(recon: torch.Tensor) -> dict[str, float]:
+            emb = embed([(r[0, : len(clips[i])].numpy(), SAMPLE_RATE) for r, i in zip(recon, test_ids, strict=True)])
+            kid = distribution_distances(real, emb, subsets=50, subset_size=1000, seed=0)["kid"]
+            return {"inst_acc": probe_accuracy(probe, emb, [meta[i]["instrument"] for i in test_ids]), "kid": kid}
+
     def evaluate() -> dict[str, float]:
         model.eval()
         with torch.no_grad():
@@ -128,7 +155,8 @@ def main() -> None:
         f0s = [acf_f0(r[0, :SAMPLE_RATE].numpy(), SAMPLE_RATE) for r in recon]
         rms_recon = recon.pow(2).mean(-1).sqrt().flatten().numpy()
         rms_real = test_audio.pow(2).mean(-1).sqrt().flatten().numpy()
-        return {"pitch_acc_acf": pitch_accuracy(f0s, [meta[i]["midi"] for i in test_ids])["accuracy"],
+        extra = judge(recon) if judge is not None else {}
+        return {**extra, "pitch_acc_acf": pitch_accuracy(f0s, [meta[i]["midi"] for i in test_ids])["accuracy"],
                 "recon_corr": recon_corr, "in_out_corr": in_out_corr,
                 "rms_corr": float(np.corrcoef(rms_recon, rms_real)[0, 1]), "rms_recon": float(rms_recon.mean()),
                 "rms_real": float(rms_real.mean())}
@@ -147,6 +175,8 @@ def main() -> None:
         latents, info = model.encode(x, return_info=True)
         y = model.decode(latents)[..., : x.shape[-1]]
         loss = loss_fn(y, x)
+        if a.mel:
+            loss = loss + a.mel * mel_loss(y, x)
         if a.l1:
             loss = loss + a.l1 * (y - x).abs().mean()
         if "kl" in info:
