@@ -55,7 +55,7 @@ demo: setup
 # The longer profile (docs/demo-recipe.md): the same recipe trained longer, as a DVC experiment so it
 # sits beside the default run in `dvc exp show` / `dvc metrics diff` and in MLflow. About 45 min on 2 cores.
 FULL_AE_STEPS ?= 2500
-FULL_DIT_STEPS ?= 1500
+FULL_DIT_STEPS ?= 4000
 demo-full: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc exp run -n demo-full \
 		-S 'conf/base/parameters_autoencoder.yml:autoencoder.train.max_steps=$(FULL_AE_STEPS)' \
