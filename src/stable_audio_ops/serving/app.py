@@ -16,15 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stable_audio_ops.inference.entry import GENERATION_DEFAULTS as DEFAULTS
 from stable_audio_ops.serving.batcher import BatcherStats, DynamicBatcher, QueueFullError
@@ -41,7 +43,9 @@ NOT_READY_RETRY_S = 5
 class GenerateRequest(BaseModel):
     """Body of ``POST /v1/generate`` and ``POST /v1/jobs``. Server limits are listed by ``GET /v1/models``."""
 
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan=False: NaN / Infinity / "inf" are valid JSON for Python's parser, and a NaN passes
+    # ``gt=0`` checks silently (every comparison is False) and an Infinity reaches the sampler; refuse them here.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     prompt: str = Field("", description="text prompt (ignored by models without a text conditioner)")
     negative_prompt: str = Field("", description="text to steer away from (text-conditioned models, cfg_scale > 1)")
@@ -54,6 +58,52 @@ class GenerateRequest(BaseModel):
     format: Literal["wav", "flac"] = Field("wav", description="audio container (16-bit PCM)")
     conditioning: dict[str, float | int | str] = Field(
         default_factory=dict, description="values for conditioners no other field covers (see /v1/models)")
+
+    @field_validator("prompt", "negative_prompt")
+    @classmethod
+    def _encodable(cls, text: str) -> str:
+        """Text that UTF-8 cannot encode (a lone surrogate such as ``"\\ud800"`` is valid JSON) makes the text
+        encoder raise inside a batched model call and fail every request in that batch; refuse it up front."""
+        _check_utf8(text)
+        return text
+
+    @field_validator("conditioning")
+    @classmethod
+    def _encodable_values(cls, values: dict[str, float | int | str]) -> dict[str, float | int | str]:
+        """Same rule as the prompts for string conditioning values and keys (they reach conditioners too)."""
+        for key, value in values.items():
+            _check_utf8(key)
+            if isinstance(value, str):
+                _check_utf8(value)
+        return values
+
+
+def _check_utf8(text: str) -> None:
+    """Raise ``ValueError`` (a 422 for pydantic) naming the position of the first character UTF-8 cannot encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"holds a character that cannot be encoded as UTF-8 at position {exc.start} "
+                         f"(a lone surrogate such as \\ud800?)") from None
+
+
+def _json_safe(value: Any) -> Any:
+    """Make a validation error renderable: the rejected input itself may be NaN / Infinity (refused by strict
+    JSON) or a string with a lone surrogate (refused by UTF-8), and rendering it would turn the 422 into a 500."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "nan", "inf", "-inf"
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+async def validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's own 422 handler, with the errors made JSON-safe (see :func:`_json_safe`)."""
+    return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
 
 
 class ServerState:
@@ -194,6 +244,7 @@ def create_app(settings: ServeSettings | None = None, *, loaded: LoadedModel | N
     app = FastAPI(title="stable-audio-ops", version="0.1.0", lifespan=lifespan,
                   description="Generate audio with a stable-audio-tools style latent diffusion model.")
     app.state.sao = state
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
     bearer = HTTPBearer(auto_error=False, description="set when the server has SAO_API_TOKEN")
 
     def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
