@@ -72,3 +72,40 @@ def test_errors_are_reported_not_raised(model_path: Path, tmp_path: Path, capsys
     assert result.returncode == 2 and "does not exist" in result.stderr
     with pytest.raises(ValueError, match=".wav or .flac"):
         output_paths("x.mp3", 1, False)
+
+
+@pytest.mark.parametrize("flag, value, reason", [
+    ("--cfg-scale", "nan", "finite"),
+    ("--cfg-scale", "inf", "finite"),
+    ("--cfg-scale", "-1", ">= 0"),
+    ("--seconds", "-5", "> 0"),
+    ("--seconds", "0", "> 0"),
+    ("--seconds", "nan", "finite"),
+    ("--seconds", "inf", "finite"),
+    ("--seconds-total", "nan", "finite"),
+    ("--seconds-start", "-1", ">= 0"),
+    ("--steps", "0", ">= 1"),
+    ("--steps", "2.5", "integer"),
+    ("--batch-size", "0", ">= 1"),
+    ("--sample-size", "-512", ">= 1"),
+    ("--init-noise-level", "nan", "finite"),
+    ("--cfg-rescale", "2", "<= 1"),
+    ("--sigma-max", "inf", "finite"),
+    ("--mask-end", "nan", "finite"),
+])
+def test_bad_numbers_are_argument_errors_naming_the_flag(flag: str, value: str, reason: str, tmp_path: Path,
+                                                         capsys) -> None:
+    out = tmp_path / "x.wav"
+    with pytest.raises(SystemExit) as exit_info:  # argparse: parsed before any model is loaded
+        main(["--model", "unused.safetensors", flag, value, "-o", str(out)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and reason in err, err
+    assert not out.exists()
+
+
+def test_nan_cfg_scale_writes_nothing_and_exits_2(model_path: Path, tmp_path: Path) -> None:
+    result = _run("--model", str(model_path), "--seconds", "0.03", "--steps", "2", "--cfg-scale", "nan",
+                  "-o", "x.wav", cwd=tmp_path)
+    assert result.returncode == 2 and "argument --cfg-scale" in result.stderr, result.stderr
+    assert not (tmp_path / "x.wav").exists()

@@ -22,7 +22,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,35 @@ from stable_audio_ops.inference.defaults import GENERATION_DEFAULTS
 from stable_audio_ops.utils.io import atomic_write
 
 AUDIO_FORMATS = (".wav", ".flac")
+
+
+def number(kind: type[int] | type[float], *, low: float | None = None, high: float | None = None,
+           low_open: bool = False) -> Callable[[str], float]:
+    """An argparse ``type`` that accepts only finite numbers in ``[low, high]`` (``(low, high]`` with
+    ``low_open``). Why: ``float()`` takes "nan" and "inf", and a NaN guidance scale or a negative length went
+    on to write full-scale noise or a 512-sample file with exit 0; argparse names the flag and exits 2."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if low is not None and (value <= low if low_open else value < low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {low:g}, got {text!r}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high:g}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse's "invalid <name> value" wording, should it ever use it
+    return parse
+
+
+POSITIVE_INT = number(int, low=1)
+POSITIVE = number(float, low=0, low_open=True)
+NON_NEGATIVE = number(float, low=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,28 +76,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra conditioning metadata (repeatable; VALUE parsed as JSON when possible)")
     p.add_argument("-o", "--output", default="output.wav", help="output .wav/.flac (.npy with --return-latents); "
                    "with --batch-size > 1 an _<index> is added before the extension")
-    p.add_argument("--steps", type=int, default=GENERATION_DEFAULTS.steps)
-    p.add_argument("--cfg-scale", type=float, default=GENERATION_DEFAULTS.cfg_scale)
-    p.add_argument("--batch-size", type=int, default=GENERATION_DEFAULTS.batch_size)
+    p.add_argument("--steps", type=POSITIVE_INT, default=GENERATION_DEFAULTS.steps)
+    p.add_argument("--cfg-scale", type=NON_NEGATIVE, default=GENERATION_DEFAULTS.cfg_scale)
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=GENERATION_DEFAULTS.batch_size)
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--sample-size", type=int, default=None, help="length in audio samples")
-    length.add_argument("--seconds", type=float, default=None, help="length in seconds (rounded up to the model's "
+    length.add_argument("--sample-size", type=POSITIVE_INT, default=None, help="length in audio samples")
+    length.add_argument("--seconds", type=POSITIVE, default=None, help="length in seconds (rounded up to the model's "
                         "smallest unit)")
-    p.add_argument("--seconds-start", type=float, default=0.0, help="conditioning seconds_start")
-    p.add_argument("--seconds-total", type=float, default=None,
+    p.add_argument("--seconds-start", type=NON_NEGATIVE, default=0.0, help="conditioning seconds_start")
+    p.add_argument("--seconds-total", type=POSITIVE, default=None,
                    help="conditioning seconds_total (default: the generated length)")
     p.add_argument("--no-trim", action="store_true", help="keep the full length instead of cutting to seconds_total")
     p.add_argument("--seed", type=int, default=GENERATION_DEFAULTS.seed, help="-1 = random (printed)")
     p.add_argument("--sampler-type", default=None, help="sampler (default: the objective's default)")
-    p.add_argument("--sigma-min", type=float, default=None)
-    p.add_argument("--sigma-max", type=float, default=None)
-    p.add_argument("--cfg-interval", type=float, nargs=2, default=None, metavar=("MIN", "MAX"))
-    p.add_argument("--cfg-rescale", type=float, default=None, help="scale_phi: CFG rescale amount in [0, 1]")
+    p.add_argument("--sigma-min", type=NON_NEGATIVE, default=None)
+    p.add_argument("--sigma-max", type=POSITIVE, default=None)
+    p.add_argument("--cfg-interval", type=number(float), nargs=2, default=None, metavar=("MIN", "MAX"))
+    p.add_argument("--cfg-rescale", type=number(float, low=0, high=1), default=None,
+                   help="scale_phi: CFG rescale amount in [0, 1]")
     p.add_argument("--init-audio", default=None, help="audio file for audio-to-audio")
-    p.add_argument("--init-noise-level", type=float, default=1.0)
+    p.add_argument("--init-noise-level", type=NON_NEGATIVE, default=1.0)
     p.add_argument("--inpaint-audio", default=None, help="audio file to keep outside the mask (inpainting models)")
-    p.add_argument("--mask-start", type=float, default=None, help="start of the region to regenerate (s)")
-    p.add_argument("--mask-end", type=float, default=None, help="end of the region to regenerate (s)")
+    p.add_argument("--mask-start", type=NON_NEGATIVE, default=None, help="start of the region to regenerate (s)")
+    p.add_argument("--mask-end", type=NON_NEGATIVE, default=None, help="end of the region to regenerate (s)")
     p.add_argument("--return-latents", action="store_true", help="write latents (.npy) instead of audio")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -120,8 +150,6 @@ def read_audio_file(path: str) -> tuple[int, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.batch_size < 1:
-        parser.error("--steps and --batch-size must be >= 1")
     if (args.mask_start is None) != (args.mask_end is None):
         parser.error("give both --mask-start and --mask-end")
     try:
