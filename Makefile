@@ -53,7 +53,7 @@ demo: setup
 	@$(PY) -m stable_audio_ops.cli.demo_summary --promotion data/08_reporting/promotion.json --python $(PY)
 
 # The longer profile (docs/demo-recipe.md): the same recipe trained longer, as a DVC experiment so it
-# sits beside the default run in `dvc exp show` / `dvc metrics diff` and in MLflow. About 45 min on 2 cores.
+# sits beside the default run in `dvc exp show` / `dvc metrics diff` and in MLflow. About an hour on 2 cores.
 FULL_AE_STEPS ?= 2500
 FULL_DIT_STEPS ?= 4000
 demo-full: setup
