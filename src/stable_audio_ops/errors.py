@@ -33,3 +33,11 @@ class CheckpointError(StableAudioOpsError):
 
 class DatasetError(StableAudioOpsError):
     """A dataset cannot produce samples (e.g. no readable audio file at all)."""
+
+
+class NonFiniteOutputError(StableAudioOpsError, ValueError):
+    """A generation produced NaN or Inf samples.
+
+    Why an error and not a warning: written as PCM, NaN turns into full-scale noise (or silence) that looks like
+    a result; every front end (CLI, HTTP API, pyfunc, evaluation) must fail instead of writing or returning it.
+    """

@@ -109,3 +109,17 @@ def test_nan_cfg_scale_writes_nothing_and_exits_2(model_path: Path, tmp_path: Pa
                   "-o", "x.wav", cwd=tmp_path)
     assert result.returncode == 2 and "argument --cfg-scale" in result.stderr, result.stderr
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_non_finite_audio_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
+    """Weights gone NaN (a diverged run): exit 2 with the reason, and no file of noise left behind."""
+    model = create_model_from_config(CONFIG)
+    with torch.no_grad():
+        for p in model.model.parameters():
+            p.fill_(float("nan"))
+    path = tmp_path / "nan.safetensors"
+    save_model_checkpoint(model.state_dict(), path, model_config=CONFIG)
+    result = _run("--model", str(path), "--seconds", "0.03", "--steps", "2", "--no-progress", "-o", "x.wav",
+                  cwd=tmp_path)
+    assert result.returncode == 2 and "non-finite audio" in result.stderr, result.stderr
+    assert not (tmp_path / "x.wav").exists()

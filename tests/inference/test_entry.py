@@ -75,3 +75,14 @@ def test_every_front_end_uses_the_same_defaults():
     assert (DEFAULT_STEPS, DEFAULT_CFG_SCALE) == (GENERATION_DEFAULTS.steps, GENERATION_DEFAULTS.cfg_scale)
     for fn in (generation.generate_diffusion_cond, generation.generate_diffusion_cond_inpaint):
         assert inspect.signature(fn).parameters["cfg_scale"].default == GENERATION_DEFAULTS.cfg_scale
+
+
+def test_non_finite_output_is_an_error_not_a_result():
+    from stable_audio_ops.errors import NonFiniteOutputError
+
+    params = dict(steps=2, conditioning=META, batch_size=2, sample_size=SAMPLE_SIZE, seed=7, progress=False)
+    with pytest.raises(NonFiniteOutputError, match=r"non-finite audio \(\d+ NaN, 0 Inf .*batch items \[0, 1\]"):
+        generate(rf_model(), "diffusion_cond", cfg_scale=float("nan"), **params)  # a library caller's NaN
+    with pytest.raises(NonFiniteOutputError, match="non-finite latents"):
+        generate(rf_model(), "diffusion_cond", cfg_scale=float("nan"), return_latents=True, **params)
+    assert torch.isfinite(generate(rf_model(), "diffusion_cond", cfg_scale=3.0, **params)).all()

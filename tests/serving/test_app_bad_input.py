@@ -8,8 +8,9 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import torch
 
-from tests.serving.test_app import SMALL, serve
+from tests.serving.test_app import SMALL, serve, wait_job
 
 
 def post_raw(client, path: str, raw: str):
@@ -57,3 +58,22 @@ def test_unencodable_prompt_does_not_fail_the_requests_batched_with_it(tiny_mode
             responses = list(pool.map(lambda raw: post_raw(client, "/v1/generate", raw), bodies))
         assert [r.status_code for r in responses] == [200, 200, 200, 422], [r.text[:200] for r in responses]
         assert "prompt" in responses[-1].json()["detail"][0]["loc"]
+
+
+def test_non_finite_audio_is_a_clear_error_never_a_response(monkeypatch):
+    """A model whose weights went NaN (a diverged run that got registered): /v1/generate answers a 500 that
+    says why and /v1/jobs reports the job failed with the same reason; no audio is returned."""
+    from stable_audio_ops.serving.model_loader import load_model
+    from tests.serving.conftest import FIXTURE_MODEL
+
+    loaded = load_model(FIXTURE_MODEL, device="cpu")
+    with torch.no_grad():
+        for param in loaded.model.model.parameters():
+            param.fill_(float("nan"))
+    with serve(loaded, warmup=False) as client:
+        res = client.post("/v1/generate", json=SMALL)
+        assert res.status_code == 500 and "non-finite audio" in res.json()["detail"], res.text
+        job = client.post("/v1/jobs", json=SMALL).json()
+        view = wait_job(client, job)
+        assert view["status"] == "failed" and "non-finite audio" in view["error"], view
+        assert client.get(f"{job['status_url']}/audio").status_code == 409

@@ -138,3 +138,18 @@ def test_mlflow_models_serve_answers_invocations(registered, tmp_path):
     local, _ = _decode(mlflow.pyfunc.load_model("models:/ld@champion").predict([ROW])[0])
     assert sr == 16000
     np.testing.assert_allclose(served, local, atol=2 / 32768)
+
+
+def test_predict_with_non_finite_audio_raises_instead_of_returning_it(registered):
+    """Weights gone NaN (a diverged run that got registered): the pyfunc raises the library's error (the
+    generate entry's check) instead of base64-encoding noise as a result."""
+    import mlflow.pyfunc
+
+    from stable_audio_ops.errors import NonFiniteOutputError
+
+    model = mlflow.pyfunc.load_model("models:/ld@champion")
+    with torch.no_grad():
+        for param in model.unwrap_python_model().model.model.parameters():
+            param.fill_(float("nan"))
+    with pytest.raises(NonFiniteOutputError, match="non-finite audio"):
+        model.predict([ROW])

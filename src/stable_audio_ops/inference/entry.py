@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from stable_audio_ops.errors import UnknownTypeError
+from stable_audio_ops.errors import NonFiniteOutputError, UnknownTypeError
 from stable_audio_ops.inference.defaults import DEFAULT_CFG_SCALE, GENERATION_DEFAULTS, GenerationDefaults
 from stable_audio_ops.inference.generation import (
     generate_diffusion_cond,
@@ -67,8 +67,28 @@ def generate(model: Any, model_type: str, **params: Any) -> torch.Tensor:
         detail = "; ".join(f"{', '.join(keys)} {'is' if len(keys) == 1 else 'are'} for {' / '.join(takers)} models"
                            for takers, keys in foreign.items())
         raise ValueError(f"this is a {model_type} model: {detail}")
-    return fn(model, **params)
+    output = fn(model, **params)
+    check_finite(output, what="audio" if not params.get("return_latents") else "latents")
+    return output
+
+
+def check_finite(output: torch.Tensor, what: str = "audio") -> None:
+    """Raise :class:`NonFiniteOutputError` when ``output`` (batch first) holds NaN or Inf.
+
+    Why here: this is the one function every front end generates through, so no path can write or return
+    a file made of NaN (e.g. from a NaN ``cfg_scale`` a library caller passed, or diverged weights). The
+    message says which batch items and how many values, so a caller can tell one bad item from a broken model.
+    """
+    finite = torch.isfinite(output)
+    if bool(finite.all()):
+        return
+    bad_items = [i for i in range(output.shape[0]) if not bool(finite[i].all())] if output.dim() > 0 else []
+    nan = int(torch.isnan(output).sum())
+    inf = int(torch.isinf(output).sum())
+    raise NonFiniteOutputError(
+        f"generation produced non-finite {what} ({nan} NaN, {inf} Inf of {output.numel()} values; batch items "
+        f"{bad_items}); nothing was written. Check cfg_scale, steps, sampler options and the model's weights")
 
 
 __all__ = ["CONDITIONED_MODEL_TYPES", "DEFAULT_CFG_SCALE", "GENERATION_DEFAULTS", "GENERATORS", "GenerationDefaults",
-           "generate", "generator_for"]
+           "check_finite", "generate", "generator_for"]

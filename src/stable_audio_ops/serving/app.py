@@ -28,6 +28,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from stable_audio_ops.errors import NonFiniteOutputError
 from stable_audio_ops.inference.entry import GENERATION_DEFAULTS as DEFAULTS
 from stable_audio_ops.serving.batcher import BatcherStats, DynamicBatcher, QueueFullError
 from stable_audio_ops.serving.engine import SEED_LIMIT, Engine, GenerationResult, GenerationSpec
@@ -99,6 +100,13 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     return value
+
+
+async def non_finite_output_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The model produced NaN/Inf audio (see :func:`stable_audio_ops.inference.entry.check_finite`): a 500 that
+    says so, instead of an unexplained Internal Server Error, and never the noise file itself."""
+    log.error("generation failed: %s", exc)
+    return JSONResponse({"detail": str(exc)}, status_code=500)
 
 
 async def validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -245,6 +253,7 @@ def create_app(settings: ServeSettings | None = None, *, loaded: LoadedModel | N
                   description="Generate audio with a stable-audio-tools style latent diffusion model.")
     app.state.sao = state
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(NonFiniteOutputError, non_finite_output_handler)
     bearer = HTTPBearer(auto_error=False, description="set when the server has SAO_API_TOKEN")
 
     def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
