@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 import random
 import textwrap
@@ -110,13 +111,57 @@ def test_bad_files_are_skipped_at_scan_and_counted(tmp_path, caplog):
     assert [f.path for f in ds.files] == [str(tmp_path / "good.wav")]
     assert len(ds) == 1 and ds.skipped_count == 4
     reasons = {p.rsplit("/", 1)[-1]: r for p, r in ds.skipped.items()}
-    assert reasons["corrupt.flac"].startswith("unreadable")
-    assert reasons["empty.wav"] == "empty file (0 bytes)"
-    assert reasons["zero_frames.wav"] == "empty (0 frames)"
+    # the data-preparation probe's words (one check for both, see tests/data/test_files.py)
+    assert reasons["corrupt.flac"].startswith("cannot open")
+    assert reasons["empty.wav"] == "empty"
+    assert reasons["zero_frames.wav"] == "empty"
     assert reasons["tiny.wav"].startswith("too short")
     for name in reasons:
         assert sum(name in rec.getMessage() for rec in caplog.records) == 1  # warned once, by name
     assert ds.stats()["candidates"] == 5
+
+
+def test_float_file_with_nan_or_inf_is_skipped_at_scan_not_trained_on_as_silence(tmp_path):
+    _sine(tmp_path / "good.wav", 0.5)
+    for name, value in (("nan.wav", np.nan), ("inf.wav", np.inf)):
+        wave = np.full((SR, 2), 0.25, dtype=np.float32)
+        wave[SR - 10] = value  # near the end: a header and head/tail read would not see it
+        sf.write(tmp_path / name, wave, SR, subtype="FLOAT")
+    ds = _dataset([tmp_path])
+    assert [f.path for f in ds.files] == [str(tmp_path / "good.wav")]
+    assert {p.rsplit("/", 1)[-1]: r for p, r in ds.skipped.items()} == {
+        "inf.wav": f"non-finite samples: NaN or Inf from frame {SR - 10}",
+        "nan.wav": f"non-finite samples: NaN or Inf from frame {SR - 10}",
+    }
+    assert ds.stats()["skipped"] == 2 and ds.silent_draws == 0
+
+
+def test_crop_that_turns_non_finite_after_the_scan_marks_the_file_bad(tmp_path):
+    for i in range(3):
+        _sine(tmp_path / f"ok{i}.wav", 0.5, hz=300 + 100 * i)
+    victim = tmp_path / "victim.wav"
+    sf.write(victim, np.full((SR // 2, 2), 0.25, dtype=np.float32), SR, subtype="FLOAT")
+    ds = _dataset([tmp_path], random_crop=False)
+    assert len(ds) == 4
+    sf.write(victim, np.full((SR // 2, 2), np.nan, dtype=np.float32), SR, subtype="FLOAT")  # rewritten after the scan
+    index = [f.path for f in ds.files].index(str(victim))
+    audio, info = ds[index]
+    assert torch.isfinite(audio).all() and info["path"] != str(victim)
+    assert ds.skipped[str(victim)].endswith("non-finite samples: NaN or Inf in the crop)")
+    assert ds.silent_draws == 0
+
+
+def test_file_name_that_is_not_utf8_is_read(tmp_path, caplog):
+    name = os.fsdecode(b"caf\xe9.wav")  # how Python shows a Latin-1 name on a UTF-8 system: 'caf\udce9.wav'
+    sf.write(os.fsencode(tmp_path) + b"/caf\xe9.wav", np.full((SR, 2), 0.25, dtype=np.float32), SR)
+    (tmp_path / os.fsdecode(b"br\xf6ken.wav")).write_bytes(b"RIFFjunk")
+    with caplog.at_level(logging.WARNING):
+        ds = _dataset([tmp_path])
+    assert [r.getMessage() for r in caplog.records] == [f"skipping audio file {tmp_path}/br\\xf6ken.wav: cannot open: "
+                                                        "Format not recognised."]
+    assert [f.path for f in ds.files] == [os.path.join(str(tmp_path), name)]
+    audio, info = ds[0]
+    assert info["relpath"] == name and audio.abs().max() == pytest.approx(0.25)
 
 
 def test_no_readable_file_is_a_clear_error(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import soundfile as sf
 
 from stable_audio_ops.data.audio_dir import AudioDirDataset
-from stable_audio_ops.data.files import files_with_suffix, scan_audio_folder, walk_files
+from stable_audio_ops.data.files import files_with_suffix, printable_path, scan_audio_folder, walk_files
 from stable_audio_ops.data.pre_encoded import find_latent_files
 from stable_audio_ops.data.preparation.probe import build_manifest
 from stable_audio_ops.data.wds import list_local_shards
@@ -59,3 +59,38 @@ def test_the_probe_reports_exactly_the_files_a_dataset_reads(tmp_path):
     assert {row["path"] for row in manifest} == {f.path for f in dataset.files} | set(dataset.skipped)
     assert sorted(row["relpath"] for row in manifest) == ["B.FLAC", "a.wav", "broken.wav", "more/linked_in.wav"]
     assert [row["relpath"] for row in manifest if not row["readable"]] == ["broken.wav"]
+
+
+def test_probe_and_dataset_skip_the_same_files_for_the_same_reasons(tmp_path):
+    """A self-looping link, NaN/Inf in a float file, a truncated copy: both sides name them alike, and a valid
+    file whose name is not UTF-8 is usable on both."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    tone = (0.3 * np.sin(np.arange(16000) / 5)).astype(np.float32)
+    sf.write(raw / "good.wav", tone, 16000)
+    sf.write(os.fsencode(raw) + b"/caf\xe9.wav", tone, 16000)
+    for name, value in (("nan.wav", np.nan), ("inf.wav", -np.inf)):
+        bad = tone.copy()
+        bad[12345] = value
+        sf.write(raw / name, bad, 16000, subtype="FLOAT")
+    sf.write(raw / "whole.flac", tone, 16000)
+    flac = (raw / "whole.flac").read_bytes()
+    (raw / "whole.flac").unlink()
+    (raw / "cut.flac").write_bytes(flac[: len(flac) // 2])
+    (raw / "loop.wav").symlink_to(raw / "loop.wav")
+
+    manifest = build_manifest(raw, progress=False)
+    dataset = AudioDirDataset([raw], sample_size=4000, sample_rate=16000, force_channels="mono")
+    probe_skipped = {row["path"]: row["reason"] for row in manifest if not row["readable"]}
+    assert probe_skipped == dataset.skipped
+    assert sorted(os.path.basename(p) for p in probe_skipped) == ["cut.flac", "inf.wav", "loop.wav", "nan.wav"]
+    assert probe_skipped[str(raw / "nan.wav")] == "non-finite samples: NaN or Inf from frame 12345"
+    assert probe_skipped[str(raw / "loop.wav")].startswith("cannot stat: ")
+    usable = [str(raw / "caf\udce9.wav"), str(raw / "good.wav")]
+    assert sorted(row["path"] for row in manifest if row["readable"]) == usable == sorted(f.path for f in dataset.files)
+
+
+def test_printable_path_escapes_bytes_that_are_not_utf8():
+    assert printable_path(os.fsdecode(b"/data/caf\xe9 \xff.wav")) == "/data/caf\\xe9 \\xff.wav"
+    assert printable_path("/data/café.wav") == "/data/café.wav"
+    assert printable_path("lone \ud800") == "lone \\ud800"  # not a file-system escape: still writable

@@ -50,6 +50,16 @@ def test_outside_git_and_without_data_the_tags_say_unknown(tmp_path, monkeypatch
     assert lineage_tags(tmp_path) == {"git_commit": "unknown", "dvc_data_hash": "unknown"}
 
 
+def test_a_self_looping_link_in_the_data_makes_the_hash_unknown_not_the_run_fail(tmp_path, monkeypatch):
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    raw = tmp_path / "data" / "01_raw"
+    raw.mkdir(parents=True)
+    (raw / "a.wav").write_bytes(b"RIFF0000")
+    (raw / "loop.wav").symlink_to(raw / "loop.wav")  # the probe reports it; DVC's tree builder raises on it
+    assert dvc_hash("data/01_raw", tmp_path) is None
+    assert lineage_tags(tmp_path)["dvc_data_hash"] == "unknown"
+
+
 def test_weights_hash_ignores_the_container_prefix():
     weights = {"encoder.w": torch.arange(6.0).reshape(2, 3), "decoder.b": torch.tensor(1.5)}
     wrapped = {f"pretransform.model.{k}": v.clone() for k, v in weights.items()} | {"model.x": torch.ones(2)}

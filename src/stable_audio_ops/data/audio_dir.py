@@ -12,8 +12,10 @@ What differs from upstream, and why:
 * **Speed.** Files are scanned and their headers probed once at construction (no decoding); each
   item seeks to and decodes only its crop window (see
   :func:`~stable_audio_ops.data.transforms.read_padded_crop`) instead of the whole file.
-* **Robustness.** A file that cannot be probed (corrupt, 0-byte, unsupported) or holds no audio
-  (0 frames) or is shorter than ``min_length_sec`` is left out at construction. A file that fails
+* **Robustness.** A file that the data-preparation probe would reject (corrupt, 0-byte, unsupported,
+  truncated, 0 frames, NaN/Inf samples in a float file: one check for both,
+  :func:`~stable_audio_ops.data.files.check_audio_file`) or that is shorter than ``min_length_sec``
+  is left out at construction. A file that fails
   later (read error, truncated data, bad sidecar) is marked bad and never drawn again. Either
   way it is logged once (naming the file and the reason), recorded in :attr:`AudioDirDataset.skipped`
   (path -> reason) and the item is replaced by another random file, so an epoch never dies on
@@ -42,9 +44,9 @@ from typing import Any
 
 import torch
 
-from stable_audio_ops.data.audio_io import AUDIO_EXTENSIONS, AudioInfo, audio_info
+from stable_audio_ops.data.audio_io import AUDIO_EXTENSIONS, AudioInfo
 from stable_audio_ops.data.custom_metadata import CustomMetadataHook, hooks_for_sources
-from stable_audio_ops.data.files import scan_audio_folder
+from stable_audio_ops.data.files import check_audio_file, printable_path, scan_audio_folder
 from stable_audio_ops.data.transforms import (
     crop_extra_audio,
     is_silence,
@@ -140,7 +142,7 @@ class AudioDirDataset(torch.utils.data.Dataset):
     def _skip(self, path: str, reason: str) -> None:
         if path not in self.skipped:
             self.skipped[path] = reason
-            log.warning("skipping audio file %s: %s", path, reason)
+            log.warning("skipping audio file %s: %s", printable_path(path), printable_path(reason))
 
     def _scan(self) -> list[AudioFile]:
         files: list[AudioFile] = []
@@ -150,26 +152,20 @@ class AudioDirDataset(torch.utils.data.Dataset):
                 raise DatasetError(f"dataset folder not found: {src.path} ({where})")
             for path in scan_audio_folder(src.path):
                 self.candidates += 1
-                try:
-                    if os.path.getsize(path) == 0:
-                        self._skip(path, "empty file (0 bytes)")
-                        continue
-                    info = audio_info(path)
-                except Exception as exc:  # libsndfile raises RuntimeError subclasses; be broad on purpose
-                    self._skip(path, f"unreadable ({type(exc).__name__}: {exc})")
-                    continue
-                if info.frames <= 0 or info.sample_rate <= 0:
-                    self._skip(path, "empty (0 frames)")
-                elif info.duration < self.min_length_sec:
-                    self._skip(path, f"too short ({info.duration:.3f} s < min_length_sec {self.min_length_sec:g} s)")
+                check = check_audio_file(path)
+                if check.info is None or check.reason is not None:
+                    self._skip(path, check.reason or "cannot open")
+                elif check.info.duration < self.min_length_sec:
+                    self._skip(path, f"too short ({check.info.duration:.3f} s < min_length_sec "
+                                     f"{self.min_length_sec:g} s)")
                 else:
-                    files.append(AudioFile(path, index, info))
+                    files.append(AudioFile(path, index, check.info))
         if not files:
             exts = " ".join(AUDIO_EXTENSIONS)
             if self.candidates == 0:
                 detail = f"no files with extensions {exts}"
             else:
-                reasons = "; ".join(f"{p}: {r}" for p, r in list(self.skipped.items())[:5])
+                reasons = "; ".join(f"{printable_path(p)}: {r}" for p, r in list(self.skipped.items())[:5])
                 detail = f"{self.candidates} audio files found, all skipped ({reasons})"
             raise DatasetError(f"no readable audio file in {self._folders()}: {detail}")
         return files
@@ -195,7 +191,7 @@ class AudioDirDataset(torch.utils.data.Dataset):
 
     def _random_index(self) -> int:
         if len(self._bad) >= len(self.files):
-            last = "; ".join(f"{p}: {r}" for p, r in list(self.skipped.items())[-3:])
+            last = "; ".join(f"{printable_path(p)}: {r}" for p, r in list(self.skipped.items())[-3:])
             raise DatasetError(f"every audio file in {self._folders()} failed to load (last: {last})")
         while True:
             idx = random.randrange(len(self.files))
@@ -232,6 +228,8 @@ class AudioDirDataset(torch.utils.data.Dataset):
         audio, plan, mask = read_padded_crop(
             entry.path, self.sample_size, self.sample_rate, self.random_crop, info=entry.info
         )
+        if not torch.isfinite(audio).all():  # the scan reads float files through; this catches later changes
+            raise ValueError("non-finite samples: NaN or Inf in the crop")
         if is_silence(audio, self.silence_threshold_db):
             self.silent_draws += 1
             return None

@@ -12,6 +12,7 @@ soundfile and soxr work with ``[frames, channels]``, so conversions happen only 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,19 @@ def is_audio_file(path: str | os.PathLike[str]) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
 
 
+def soundfile_path(path: str | os.PathLike[str]) -> str | bytes:
+    """``path`` as soundfile should get it: the file system's bytes on POSIX.
+
+    Why: a file name that is not valid UTF-8 (``b"caf\\xe9.wav"`` from a Latin-1 machine or a zip) reaches Python
+    as a str holding a surrogate escape (``"caf\\udce9.wav"``); soundfile encodes str paths strictly and raises
+    ``UnicodeEncodeError`` for it, so a valid file looked unreadable. ``os.fsencode`` gives back the original
+    bytes. Windows file names are UTF-16 and soundfile opens str paths there with the wide-char API.
+    """
+    if sys.platform == "win32":
+        return os.fspath(path)
+    return os.fsencode(path)
+
+
 @dataclass(frozen=True)
 class AudioInfo:
     """What the header says about an audio file (no samples decoded)."""
@@ -42,11 +56,12 @@ class AudioInfo:
     channels: int
     duration: float
     format: str
+    subtype: str = ""
 
 
 def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
     """Header probe of ``path``; raises ``soundfile.LibsndfileError`` (a RuntimeError) if unreadable."""
-    info = sf.info(os.fspath(path))
+    info = sf.info(soundfile_path(path))
     frames = int(info.frames)
     rate = int(info.samplerate)
     return AudioInfo(
@@ -55,6 +70,7 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
         channels=int(info.channels),
         duration=frames / rate if rate > 0 else 0.0,
         format=str(info.format),
+        subtype=str(info.subtype),
     )
 
 
@@ -67,7 +83,7 @@ def read_audio_window(path: str | os.PathLike[str], start_frame: int = 0, num_fr
     """
     if start_frame < 0:
         raise ValueError(f"start_frame must be >= 0, got {start_frame}")
-    with sf.SoundFile(os.fspath(path)) as f:
+    with sf.SoundFile(soundfile_path(path)) as f:
         if start_frame >= f.frames > 0:
             return np.zeros((f.channels, 0), dtype=np.float32)
         if start_frame > 0:
@@ -141,5 +157,5 @@ def write_audio(
         elif format == "AIF":
             format = "AIFF"
     with atomic_path(path) as tmp:
-        sf.write(tmp, np.ascontiguousarray(array.T), int(sample_rate), subtype=subtype, format=format)
+        sf.write(soundfile_path(tmp), np.ascontiguousarray(array.T), int(sample_rate), subtype=subtype, format=format)
     return path

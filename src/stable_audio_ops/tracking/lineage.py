@@ -13,11 +13,14 @@ without the data folder still runs, it just carries fewer tags.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
 DEFAULT_DATA_PATHS = ("data/01_raw",)
@@ -46,7 +49,9 @@ def dvc_hash(path: str | Path, root: str | Path = ".") -> str | None:
     """The md5 DVC records for ``path`` (a file, or a directory as ``<md5>.dir``); None if it is missing.
 
     Built with dvc-data into a throw-away object store, so nothing is written to the project's cache.
-    ``.dvcignore`` at ``root`` is honoured like DVC does.
+    ``.dvcignore`` at ``root`` is honoured like DVC does. A folder DVC cannot hash (it raises on a
+    self-looping link, which the data probe reports as a skipped file) also gives None: lineage degrades
+    to "unknown", the run goes on.
     """
     path = Path(root) / path
     if not path.exists():
@@ -63,7 +68,11 @@ def dvc_hash(path: str | Path, root: str | Path = ".") -> str | None:
         ignore = DvcIgnoreFilter(fs, str(Path(root).resolve()))
     with tempfile.TemporaryDirectory(prefix="sao-dvc-hash-") as tmp:
         odb = HashFileDB(fs, tmp)
-        _, _, obj = build(odb, str(path.resolve()), fs, "md5", ignore=ignore, dry_run=True)
+        try:
+            _, _, obj = build(odb, str(path.resolve()), fs, "md5", ignore=ignore, dry_run=True)
+        except OSError as exc:
+            log.warning("no DVC hash for %s: %s", path, exc)
+            return None
     return str(obj.hash_info.value)
 
 

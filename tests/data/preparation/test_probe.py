@@ -111,3 +111,38 @@ def test_summary_of_nothing_is_zero():
     summary = summarize_manifest([])
     assert (summary["files"], summary["readable"], summary["total_hours"]) == (0, 0, 0.0)
     assert "No file was skipped." in format_report(summary)
+
+
+def test_non_utf8_name_is_readable_and_the_report_and_summary_escape_it(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    sf.write(os.fsencode(raw) + b"/caf\xe9.wav", _tone(1.0, 16000), 16000)
+    (raw / os.fsdecode(b"br\xf6ken.wav")).write_bytes(b"RIFF....WAVEfmt garbage")
+    manifest = build_manifest(raw, progress=False)
+    assert [(row["relpath"], row["readable"]) for row in manifest] == [
+        ("br\udcf6ken.wav", False), ("caf\udce9.wav", True)]
+    summary = summarize_manifest(manifest)
+    assert summary["skipped_files"][0]["relpath"] == "br\\xf6ken.wav"
+    json.dumps(summary, ensure_ascii=False).encode("utf-8")  # strict UTF-8 writers take the summary
+    report = format_report(summary)
+    assert "| `br\\xf6ken.wav` | cannot open" in report
+    report.encode("utf-8")
+    # the manifest keeps the real name: the split copies the file by it
+    assert read_manifest(write_manifest(manifest, tmp_path / "m.jsonl")) == manifest
+
+
+def test_float_file_with_nan_or_inf_samples_is_corrupt(tmp_path):
+    wave = _tone(1.0, 16000)
+    wave[9000] = np.inf
+    sf.write(tmp_path / "inf.wav", wave, 16000, subtype="DOUBLE")
+    row = probe_audio_file(tmp_path / "inf.wav", tmp_path)
+    assert (row["readable"], row["reason"]) == (False, "non-finite samples: NaN or Inf from frame 9000")
+    assert summarize_manifest([row])["skipped_reasons"] == {"non-finite samples": 1}
+
+
+def test_self_looping_link_is_reported_not_fatal(tmp_path):
+    sf.write(tmp_path / "good.wav", _tone(1.0, 16000), 16000)
+    (tmp_path / "loop.wav").symlink_to(tmp_path / "loop.wav")
+    manifest = build_manifest(tmp_path, progress=False)
+    assert [(row["relpath"], row["readable"]) for row in manifest] == [("good.wav", True), ("loop.wav", False)]
+    assert "| `loop.wav` | cannot stat: Too many levels of symbolic links |" in format_report(summarize_manifest(manifest))

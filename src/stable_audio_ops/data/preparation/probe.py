@@ -15,16 +15,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import soundfile as sf
 from tqdm.auto import tqdm
 
 from stable_audio_ops.data.audio_io import is_audio_file
-from stable_audio_ops.data.files import scan_audio_folder
+from stable_audio_ops.data.files import check_audio_file, printable_path, scan_audio_folder
 from stable_audio_ops.errors import DatasetError
 from stable_audio_ops.utils.io import write_text_atomic
-
-# Frames decoded at the start and at the end of each file to prove the data (not just the header) is readable.
-PROBE_FRAMES = 2048
 
 Roots = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 
@@ -45,12 +41,18 @@ def _scan_root(root: Path) -> list[Path]:
     return sorted(Path(path) for path in scan_audio_folder(root))
 
 
+def _identity(path: Path) -> str:
+    """What makes two listed paths one file. ``os.path.realpath`` (unlike ``Path.resolve`` before Python 3.13)
+    does not raise on a self-looping link, which must reach the report as a skipped file, not end the scan."""
+    return os.path.realpath(path)
+
+
 def scan_audio_files(roots: Roots) -> list[Path]:
     """All audio files (by extension, case-insensitive) under ``roots``, recursively, sorted, without duplicates."""
     unique: dict[Path, Path] = {}
     for root in _as_root_list(roots):
         for path in _scan_root(root):
-            unique.setdefault(path.resolve(), path)
+            unique.setdefault(_identity(path), path)
     return sorted(unique.values())
 
 
@@ -67,87 +69,29 @@ def probe_audio_file(path: str | os.PathLike[str], root: str | os.PathLike[str])
     """Describe one file; never raises for a bad file, it returns ``readable=False`` and a ``reason`` instead.
 
     Keys: path, relpath, readable, reason (None when readable), duration_s, sample_rate, channels, frames,
-    format, subtype, size_bytes. Files with 0 frames (or 0 bytes) are unreadable with reason "empty".
+    format, subtype, size_bytes. The verdict is :func:`~stable_audio_ops.data.files.check_audio_file`'s, the
+    check the training scan makes too (files with 0 frames or 0 bytes: reason "empty"; NaN/Inf in a float
+    file: "non-finite samples").
     """
     path = Path(path)
-    root = Path(root)
+    check = check_audio_file(path)
+    info = check.info
     row: dict[str, Any] = {
         "path": str(path),
-        "relpath": _relpath(path, root),
-        "readable": False,
-        "reason": None,
+        "relpath": _relpath(path, Path(root)),
+        "readable": check.usable,
+        "reason": check.reason,
         "duration_s": None,
-        "sample_rate": None,
-        "channels": None,
-        "frames": None,
-        "format": None,
-        "subtype": None,
-        "size_bytes": None,
+        "sample_rate": info.sample_rate if info else None,
+        "channels": info.channels if info else None,
+        "frames": info.frames if info else None,
+        "format": info.format if info else None,
+        "subtype": info.subtype if info else None,
+        "size_bytes": check.size_bytes,
     }
-    try:
-        row["size_bytes"] = path.stat().st_size
-    except OSError as exc:
-        row["reason"] = f"cannot stat: {exc.strerror or exc}"
-        return row
-    if row["size_bytes"] == 0:
-        row["reason"] = "empty"
-        return row
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:  # libsndfile raises LibsndfileError / RuntimeError depending on the failure
-        row["reason"] = f"cannot open: {_short_error(exc)}"
-        return row
-    row.update(
-        sample_rate=int(info.samplerate),
-        channels=int(info.channels),
-        frames=int(info.frames),
-        format=str(info.format),
-        subtype=str(info.subtype),
-    )
-    if info.frames <= 0:
-        row["reason"] = "empty"
-        row["duration_s"] = 0.0
-        return row
-    if info.samplerate <= 0 or info.channels <= 0:
-        row["reason"] = f"bad header: sample_rate={info.samplerate}, channels={info.channels}"
-        return row
-    problem = _decode_problem(path, int(info.frames))
-    if problem:
-        row["reason"] = f"cannot decode: {problem}"
-        return row
-    row["duration_s"] = int(info.frames) / int(info.samplerate)
-    row["readable"] = True
+    if info is not None and (check.usable or info.frames <= 0):
+        row["duration_s"] = info.duration
     return row
-
-
-def _decode_problem(path: Path, frames: int) -> str | None:
-    """Decode the first and the last few frames; a truncated or garbled file fails one of the two reads.
-
-    The tail read matters: a file cut short (an interrupted copy) has a valid header and a valid start, and
-    only breaks when a training crop lands near its end.
-    """
-    n = min(PROBE_FRAMES, frames)
-    try:
-        with sf.SoundFile(str(path)) as fh:
-            head = fh.read(n, dtype="float32", always_2d=True)
-            if head.shape[0] < n:
-                return f"only {head.shape[0]} of the first {n} frames could be read"
-            if frames > n:
-                fh.seek(frames - n)
-                tail = fh.read(n, dtype="float32", always_2d=True)
-                if tail.shape[0] < n:
-                    return f"the file ends early: {tail.shape[0]} of the last {n} frames could be read"
-    except Exception as exc:
-        return _short_error(exc)
-    return None
-
-
-def _short_error(exc: BaseException) -> str:
-    """libsndfile messages repeat the full path; keep the part that says what is wrong."""
-    text = str(exc).strip() or type(exc).__name__
-    if ": " in text and text.startswith("Error opening"):
-        text = text.rsplit(": ", 1)[-1]
-    return text
 
 
 def build_manifest(roots: Roots, *, progress: bool = True) -> list[dict[str, Any]]:
@@ -156,7 +100,7 @@ def build_manifest(roots: Roots, *, progress: bool = True) -> list[dict[str, Any
     seen: set[Path] = set()
     for root in _as_root_list(roots):
         for path in _scan_root(root):
-            key = path.resolve()
+            key = _identity(path)
             if key not in seen:
                 seen.add(key)
                 jobs.append((path, root))
@@ -173,6 +117,8 @@ def summarize_manifest(manifest: list[dict[str, Any]]) -> dict[str, Any]:
     Keys: files, readable, skipped (count), total_seconds, total_hours (readable files only),
     sample_rates / channels / formats (readable files, value -> count; keys are strings so the dict is
     JSON-stable), skipped_files (list of {relpath, path, reason}), skipped_reasons (reason kind -> count).
+    Names in skipped_files are :func:`~stable_audio_ops.data.files.printable_path`-escaped: a summary is read
+    by people and strict JSON parsers, which both choke on a surrogate-escaped name.
     """
     readable = [row for row in manifest if row.get("readable")]
     skipped = [row for row in manifest if not row.get("readable")]
@@ -193,7 +139,8 @@ def summarize_manifest(manifest: list[dict[str, Any]]) -> dict[str, Any]:
         "channels": count("channels"),
         "formats": count("format"),
         "skipped_files": [
-            {"relpath": row.get("relpath"), "path": row.get("path"), "reason": row.get("reason")}
+            {"relpath": printable_path(row["relpath"]), "path": printable_path(row["path"]),
+             "reason": printable_path(str(row.get("reason")))}
             for row in skipped
         ],
         "skipped_reasons": dict(sorted(reasons.items())),
@@ -244,7 +191,7 @@ def format_report(summary: dict[str, Any], *, max_skipped: int = 50) -> str:
         lines += ["## Skipped files", "", "| file | reason |", "|---|---|"]
         for row in skipped[:max_skipped]:
             reason = str(row["reason"]).replace("|", "\\|")
-            lines.append(f"| `{row['relpath']}` | {reason} |")
+            lines.append(f"| `{printable_path(row['relpath'])}` | {printable_path(reason)} |")
         if len(skipped) > max_skipped:
             lines.append(f"| ... | {len(skipped) - max_skipped} more (see the manifest) |")
         lines.append("")

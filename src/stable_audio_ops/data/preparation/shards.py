@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from stable_audio_ops.data.audio_io import resample
+from stable_audio_ops.data.audio_io import resample, soundfile_path
 from stable_audio_ops.data.files import scan_audio_folder, walk_files
 from stable_audio_ops.data.s3 import (
     S3NotFoundError,
@@ -87,7 +87,7 @@ def sample_key(index: int, relpath: str) -> str:
 
 def _encode(path: str, audio_format: str, sample_rate: int | None) -> tuple[bytes, str, dict[str, Any]]:
     """(encoded bytes, extension, facts) for one file; raises on unreadable audio."""
-    info = sf.info(path)
+    info = sf.info(soundfile_path(path))
     if info.frames <= 0:
         raise ValueError("no audio frames")
     ext = os.path.splitext(path)[1].lower()
@@ -98,7 +98,7 @@ def _encode(path: str, audio_format: str, sample_rate: int | None) -> tuple[byte
             data = f.read()
         facts["duration"] = info.frames / info.samplerate
         return data, ext.lstrip("."), facts
-    audio, in_sr = sf.read(path, dtype="float32", always_2d=True)
+    audio, in_sr = sf.read(soundfile_path(path), dtype="float32", always_2d=True)
     audio = np.ascontiguousarray(audio.T)
     if out_sr != in_sr:
         audio = resample(audio, in_sr, out_sr)
