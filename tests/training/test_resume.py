@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 import torch
 
 from stable_audio_ops.training.checkpointing import AtomicCheckpointIO, resolve_resume_path
-from tests.training.train_fixtures import QUIET_ENV, tiny_model_config, train_cli, write_tone_dataset
+from tests.training.train_fixtures import start_train_cli, tiny_train_args, train_cli
 
 pytestmark = pytest.mark.slow
 
@@ -26,21 +24,11 @@ MAX_STEPS = 40
 EVERY = 4
 
 
-def _start(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = dict(os.environ, **QUIET_ENV)
-    return subprocess.Popen([sys.executable, "-m", "stable_audio_ops.cli.train", *args], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-
 def test_sigkill_between_checkpoints_then_resume(tmp_path: Path) -> None:
-    dataset = write_tone_dataset(tmp_path / "data", files=4)
-    model_config = tiny_model_config(tmp_path, scheduler=True)
     save_dir = tmp_path / "ckpt"
-    args = ["--model-config", str(model_config), "--dataset-config", str(dataset), "--save-dir", str(save_dir),
-            "--batch-size", "2", "--num-workers", "0", "--max-steps", str(MAX_STEPS), "--checkpoint-every",
-            str(EVERY), "--precision", "32", "--logger", "none", "--accelerator", "cpu"]
+    args = tiny_train_args(tmp_path, MAX_STEPS, EVERY)
 
-    process = _start(args, tmp_path)
+    process = start_train_cli(args, tmp_path)
     try:
         deadline = time.monotonic() + 180
         while not list(save_dir.glob(f"*step={EVERY}.ckpt")):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +43,49 @@ def tiny_model_config(folder: Path, scheduler: bool = False) -> Path:
     return path
 
 
-def train_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python -m stable_audio_ops.cli.train ARGS`` in ``cwd`` (1 torch thread per process)."""
+def train_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a training process: quiet, 1 torch thread, no inherited ranks."""
     env = dict(os.environ, **QUIET_ENV)
     for var in ("MLFLOW_TRACKING_URI", "RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "SLURM_PROCID"):
         env.pop(var, None)
-    return subprocess.run([sys.executable, "-m", "stable_audio_ops.cli.train", *args], cwd=cwd, env=env,
+    return {**env, **extra}
+
+
+def train_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m stable_audio_ops.cli.train ARGS`` in ``cwd`` (1 torch thread per process)."""
+    return subprocess.run([sys.executable, "-m", "stable_audio_ops.cli.train", *args], cwd=cwd, env=train_env(),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def start_train_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None,
+                    capture: bool = False) -> subprocess.Popen:
+    """Start the train CLI in its own session (signals sent to it reach nothing else); with ``capture`` its
+    output is kept (read it after the process ended), else discarded."""
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, "-m", "stable_audio_ops.cli.train", *args], cwd=cwd,
+                            env=env or train_env(), stdout=out, stderr=out, text=True, start_new_session=True)
+
+
+def tiny_train_args(tmp_path: Path, max_steps: int, every: int) -> list[str]:
+    """Flags for a tiny autoencoder run on tones in ``tmp_path`` (checkpoints in ``tmp_path/ckpt``)."""
+    dataset = write_tone_dataset(tmp_path / "data", files=4)
+    model_config = tiny_model_config(tmp_path, scheduler=True)
+    return ["--model-config", str(model_config), "--dataset-config", str(dataset), "--save-dir",
+            str(tmp_path / "ckpt"), "--batch-size", "2", "--num-workers", "0", "--max-steps", str(max_steps),
+            "--checkpoint-every", str(every), "--precision", "32", "--logger", "none", "--accelerator", "cpu"]
+
+
+def wait_for_checkpoint(process: subprocess.Popen, save_dir: Path, step: int, timeout: float = 180) -> None:
+    """Block until ``last.ckpt`` holds at least ``step`` (the periodic checkpoint of that step is complete)."""
+    import torch
+
+    deadline = time.monotonic() + timeout
+    last = save_dir / "last.ckpt"
+    while True:
+        assert process.poll() is None, f"training ended (exit {process.returncode}) before step {step}"
+        assert time.monotonic() < deadline, f"no checkpoint of step {step} after {timeout} s"
+        if list(save_dir.glob(f"*step={step}.ckpt")) and last.is_file():
+            with contextlib.suppress(Exception):  # replaced while being read: try again
+                if torch.load(last, map_location="cpu", weights_only=True)["global_step"] >= step:
+                    return
+        time.sleep(0.02)

@@ -3,6 +3,11 @@
 Flags come from defaults.ini (see :mod:`stable_audio_ops.cli.args`), e.g.
 ``python train.py --model-config conf/base/model_configs/autoencoder_demo.json
 --dataset-config conf/base/dataset_configs/demo_notes.json --max-steps 600``.
+
+Exit codes: 0 = trained to ``--max-steps``; 2 = bad input (configs, data, checkpoint); 143 = stopped by
+SIGTERM (preemption, ``docker stop``, ``timeout``) and 130 = stopped by Ctrl-C / SIGINT, both after saving
+``last.ckpt`` at the current step (resume with ``--ckpt-path last``); 3 = ended before ``--max-steps``
+for another reason. Under SLURM, SIGUSR1 saves ``hpc_ckpt_<n>.ckpt`` and requeues the job (Lightning).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The command's implementation loads torch and Lightning: imported after argument parsing so --help and flag
     # errors answer at once (entry points are the one place project imports wait inside a function).
     from stable_audio_ops.training.run import TrainOptions, run_training
+    from stable_audio_ops.training.stopping import TrainingStoppedEarly
 
     configure_logging()
     options, unused = TrainOptions.from_mapping(vars(args))
@@ -29,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"checkpoints: {save_dir}")
     try:
         result = run_training(options)
+    except TrainingStoppedEarly as exc:  # preempted or ended before max_steps: never exit 0 (see module doc)
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except StableAudioOpsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -9,16 +9,22 @@ or the new one, never half of one.
 ``--ckpt-path`` must be a *wrapped* (training) checkpoint; users often pass a released model file
 instead (upstream issue #163: ``KeyError: 'pytorch-lightning_version'``). :func:`check_resume_checkpoint`
 says which flag they wanted.
+
+:class:`SaveOnStop` writes ``last.ckpt`` at the current step when SIGTERM (preemption) or Ctrl-C ends
+``fit`` (see :mod:`stable_audio_ops.training.stopping` for what the run does next).
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from stable_audio_ops.errors import CheckpointError
 from stable_audio_ops.utils.io import atomic_write
@@ -41,6 +47,37 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
         atomic_write(Path(str(path).removeprefix("file://")), lambda f: torch.save(checkpoint, f), fsync=True)
+
+
+class SaveOnStop(pl.Callback):
+    """Save ``last`` when ``fit`` is interrupted by SIGTERM or SIGINT; remember the signal and the step saved.
+
+    Single process only: under DDP saving is collective and a rank that is already gone would hang it,
+    so there the last periodic checkpoint is what resumes (logged).
+    """
+
+    def __init__(self, last: Path):
+        self.last = Path(last)
+        self.signum: int | None = None
+        self.saved_step: int | None = None
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            self.signum = signal.SIGTERM
+        elif isinstance(exception, KeyboardInterrupt):
+            self.signum = signal.SIGINT
+        else:
+            return
+        name = signal.Signals(self.signum).name
+        if trainer.global_step == 0:
+            log.warning("%s before the first step: nothing to save", name)
+        elif trainer.world_size == 1:
+            trainer.save_checkpoint(self.last, weights_only=False)
+            self.saved_step = int(trainer.global_step)
+            log.warning("%s: saved %s (step %d); resume with --ckpt-path last", name, self.last, self.saved_step)
+        elif trainer.is_global_zero:
+            log.warning("%s at step %d; resume from the last periodic checkpoint with --ckpt-path last",
+                        name, trainer.global_step)
 
 
 def resolve_resume_path(ckpt_path: str, save_dir: str | Path) -> str | None:

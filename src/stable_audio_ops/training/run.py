@@ -16,6 +16,9 @@ deliberate differences:
 - ``--num-gpus``/``--num-nodes``/``--strategy`` work on CPU too (several processes, gloo); only
   rank 0 logs to MLflow; each rank writes ``save_dir/ranks/rank-<r>.json`` (see training.distributed);
 - ``max_steps`` bounds a run (upstream trains until killed; -1 keeps that).
+- SIGTERM / Ctrl-C save ``last.ckpt`` at the current step and end with
+  :class:`~stable_audio_ops.training.stopping.TrainingStoppedEarly` (exit 143 / 130); so does a run that
+  ends before ``max_steps`` for any other reason (exit 3), so an orchestrator never takes it for success.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from stable_audio_ops.models.checkpoints import copy_state_dict, load_ckpt_state
 from stable_audio_ops.models.factory import create_model_from_config
 from stable_audio_ops.training.checkpointing import (
     AtomicCheckpointIO,
+    SaveOnStop,
     check_resume_checkpoint,
     resolve_resume_path,
 )
@@ -48,6 +52,7 @@ from stable_audio_ops.training.demos import AutoencoderDemoCallback
 from stable_audio_ops.training.diffusion_demos import build_diffusion_cond_demo_callback
 from stable_audio_ops.training.distributed import RankReport, plan_distribution, rank_seed
 from stable_audio_ops.training.factory import create_training_module_from_config
+from stable_audio_ops.training.stopping import stopped_early
 from stable_audio_ops.utils.ranks import process_rank
 
 log = logging.getLogger(__name__)
@@ -443,22 +448,13 @@ def run_training(options: TrainOptions) -> TrainResult:
     last = save_dir / "last.ckpt"
 
     class EmbedModelConfig(pl.Callback):
-        """Model config in every checkpoint (upstream's ModelConfigEmbedderCallback); last.ckpt on Ctrl-C."""
+        """Model config in every checkpoint (upstream's ModelConfigEmbedderCallback)."""
 
         def on_save_checkpoint(self, trainer, pl_module, checkpoint):
             checkpoint["model_config"] = model_config
 
-        def on_exception(self, trainer, pl_module, exception):
-            if not isinstance(exception, KeyboardInterrupt) or trainer.global_step == 0:
-                return
-            if trainer.world_size == 1:  # saving is collective under DDP; a dying peer would hang it
-                trainer.save_checkpoint(last, weights_only=False)
-                log.warning("interrupted: saved %s (step %d); resume with --ckpt-path %s", last, trainer.global_step, last)
-            elif trainer.is_global_zero:
-                log.warning("interrupted at step %d; resume from the last periodic checkpoint with --ckpt-path %s",
-                            trainer.global_step, last)
-
-    callbacks: list[pl.Callback] = [make_checkpoint_callback(options, save_dir), EmbedModelConfig(),
+    stop = SaveOnStop(last)  # last.ckpt at the current step on SIGTERM / Ctrl-C
+    callbacks: list[pl.Callback] = [make_checkpoint_callback(options, save_dir), EmbedModelConfig(), stop,
                                     RankReport(save_dir / "ranks", seed=seed, batch_size=options.batch_size)]
     demo_source = val_config if val_config is not None else dataset_config
     demo_name = options.val_dataset_config or options.dataset_config
@@ -472,12 +468,23 @@ def run_training(options: TrainOptions) -> TrainResult:
     if logger is not None and trainer.is_global_zero:
         log_run_inputs(logger, options, model_config, dataset_config)
 
-    with warnings.catch_warnings():
-        # Lightning warns that manual-optimization checkpoints hold post-step weights: that is what we want.
-        warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-        trainer.fit(module, train_dataloaders=train_dl, val_dataloaders=val_dl, ckpt_path=ckpt_path)
+    try:
+        with warnings.catch_warnings():
+            # Lightning warns that manual-optimization checkpoints hold post-step weights: that is what we want.
+            warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+            trainer.fit(module, train_dataloaders=train_dl, val_dataloaders=val_dl, ckpt_path=ckpt_path)
+    except SystemExit:
+        # Lightning ends fit with SystemExit on SIGTERM (no exit code: it would read as success) and after
+        # Ctrl-C (code 1); SaveOnStop has saved last.ckpt. Raise what says so, with the documented exit code.
+        if stop.signum is None:
+            raise
+        raise stopped_early(int(trainer.global_step), options.max_steps, last, stop.signum,
+                            stop.saved_step) from None
 
     trainer.save_checkpoint(last, weights_only=False)
+    early = stopped_early(int(trainer.global_step), options.max_steps, last)
+    if early is not None:  # fit returned before max_steps (a callback stopped it, the data ran out, ...)
+        raise early
     metrics = {}
     for key, value in trainer.callback_metrics.items():
         try:
