@@ -20,10 +20,38 @@ def test_defaults_follow_upstream():
     assert wds["epoch_steps"] == 2000 and wds["random_crop"] is True
 
 
-def test_unknown_keys_are_kept():
-    cfg = validate_dataset_config({"dataset_type": "audio_dir", "datasets": [{"id": "a", "path": "/x", "w": 2}],
-                                   "extra": 1})
-    assert cfg["extra"] == 1 and cfg["datasets"][0]["w"] == 2
+@pytest.mark.parametrize(
+    ("cfg", "where"),
+    [
+        ({"dataset_type": "audio_dir", "datasets": [{"id": "a", "path": "/x"}], "radnom_crop": False}, "radnom_crop"),
+        ({"dataset_type": "audio_dir", "datasets": [{"id": "a", "path": "/x", "custom_metadata": "m.py"}]},
+         r"datasets\[0\]\.custom_metadata"),
+        ({"dataset_type": "s3", "datasets": [{"id": "a", "s3_path": "s3://b/p", "endpoint": "http://x"}]},
+         r"datasets\[0\]\.endpoint"),
+    ],
+)
+def test_unknown_keys_are_errors_naming_file_and_key_path(cfg, where):
+    with pytest.raises(ConfigError, match=rf"^dataset\.json: {where}: unknown key; known keys: "):
+        validate_dataset_config(cfg, "dataset.json")
+
+
+def test_keys_upstream_reads_but_this_package_ignores_are_a_warning_naming_file_and_key(caplog):
+    cfg = {
+        "dataset_type": "pre_encoded",
+        # as upstream's docs/datasets.md writes it (upstream itself reads it only at the top level)
+        "datasets": [{"id": "a", "path": "/x", "latent_crop_length": 512, "weight": 2.0}],
+        "strip_silence": True,  # 0.0.20 audio_dir option
+        "epoch_steps": 100,  # a wds option left in a config switched to pre_encoded
+    }
+    with caplog.at_level("WARNING", logger="stable_audio_ops.config.schema"):
+        out = validate_dataset_config(cfg, "dataset.json")
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m.split(" (")[0] for m in messages] == [
+        "dataset.json: strip_silence: ignored", "dataset.json: epoch_steps: ignored",
+        "dataset.json: datasets[0].latent_crop_length: ignored", "dataset.json: datasets[0].weight: ignored"]
+    assert "top level" in messages[2]
+    assert "strip_silence" not in out and "latent_crop_length" not in out["datasets"][0]
+    assert out["latent_crop_length"] is None  # not taken from the source entry
 
 
 @pytest.mark.parametrize(

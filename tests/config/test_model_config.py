@@ -46,6 +46,9 @@ def test_missing_file_and_bad_json_name_the_file(tmp_path: Path) -> None:
         ({"sample_size": None}, "sample_size: missing required key (expected a positive int)"),
         ({"audio_channels": 3}, "audio_channels: expected 1 or 2, got 3"),
         ({"model": []}, "model: expected an object, got []"),
+        # unknown top-level keys are errors, like unknown keys inside model (a typo must not fall back to stereo)
+        ({"audio_channel": 1}, "audio_channel: unknown key; known keys: model_type, sample_size, sample_rate, "
+                               "audio_channels, model, training"),
     ],
 )
 def test_top_level_errors(tmp_path: Path, edit: dict, message: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -141,3 +143,91 @@ def test_t5_without_local_weights_explains_how_to_provide_them(monkeypatch, tmp_
     cfg = {"cond_dim": 768, "configs": [{"id": "prompt", "type": "t5", "config": {"t5_model_name": "t5-tiny"}}]}
     with pytest.raises(ConfigError, match=r"m\.json: model\.conditioning\.configs\[0\]\.config\.t5_model_name"):
         create_multi_conditioner_from_conditioning_config(cfg, ConfigNode(cfg, "m.json", "model.conditioning"))
+
+
+# --- keys stable-audio-tools 0.0.20 added (t5: model_path, padding_mode; number: fourier_features_type) ---
+
+@pytest.fixture(scope="module")
+def tiny_t5_folder(tmp_path_factory):
+    """A random 16-wide T5 encoder saved like a local model copy (MiniLM's tokenizer: no download)."""
+    from transformers import AutoTokenizer, T5Config, T5EncoderModel
+
+    from stable_audio_ops.models.conditioners import default_text_encoder_path
+
+    folder = tmp_path_factory.mktemp("t5-local")
+    tokenizer = AutoTokenizer.from_pretrained(default_text_encoder_path())
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=tokenizer.vocab_size, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+    T5EncoderModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _t5(config: dict, monkeypatch, tmp_path) -> MultiConditioner:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))  # t5-base itself is not there
+    cfg = {"cond_dim": 8, "configs": [{"id": "prompt", "type": "t5", "config": config}]}
+    return create_multi_conditioner_from_conditioning_config(cfg, ConfigNode(cfg, "m.json", "model.conditioning"))
+
+
+def test_t5_model_path_wins_over_t5_model_name(tiny_t5_folder, monkeypatch, tmp_path) -> None:
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    # t5_model_name defaults to t5-base, which is not in this HF cache: the weights come from model_path
+    multi = _t5({"model_path": str(tiny_t5_folder), "max_length": 12}, monkeypatch, tmp_path)
+    conditioner = multi.conditioners["prompt"]
+    assert conditioner.dim == 16  # the model in model_path, not t5-base's 768
+    emb, mask = multi([{"prompt": "a warm cello"}], "cpu")["prompt"]
+    tokens = AutoTokenizer.from_pretrained(tiny_t5_folder)(["a warm cello"], max_length=12, padding="max_length",
+                                                           truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = T5EncoderModel.from_pretrained(tiny_t5_folder)(**tokens)["last_hidden_state"]
+    expected = conditioner.proj_out(hidden) * tokens["attention_mask"][..., None]
+    torch.testing.assert_close(emb, expected)
+    assert mask.tolist() == tokens["attention_mask"].bool().tolist()
+
+
+def test_t5_model_path_that_contradicts_t5_model_name_or_is_missing_is_a_config_error(
+        tiny_t5_folder, monkeypatch, tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"configs\[0\]\.config\.model_path: .* 16 wide, but t5_model_name "
+                                          r"'t5-small' is 512 wide"):
+        _t5({"t5_model_name": "t5-small", "model_path": str(tiny_t5_folder)}, monkeypatch, tmp_path)
+    with pytest.raises(TextEncoderUnavailableError, match=r"configs\[0\]\.config\.model_path: .*not a folder"):
+        _t5({"model_path": str(tmp_path / "nowhere")}, monkeypatch, tmp_path)
+    with pytest.raises(ConfigError, match=r"configs\[0\]\.config\.model_name: unknown key"):
+        _t5({"model_name": "t5-base"}, monkeypatch, tmp_path)  # unknown keys are still errors
+
+
+def test_t5_padding_modes(tiny_t5_folder, monkeypatch, tmp_path) -> None:
+    outputs = {}
+    for mode in ("zero", "none", "learned"):
+        torch.manual_seed(0)  # the same proj_out for each mode
+        multi = _t5({"model_path": str(tiny_t5_folder), "max_length": 12, "padding_mode": mode},
+                    monkeypatch, tmp_path)
+        outputs[mode] = multi([{"prompt": "a harp"}], "cpu")["prompt"]
+        keys = set(multi.state_dict())
+        assert ("conditioners.prompt.padding_embedding" in keys) == (mode == "learned")  # upstream's key
+    (zero, mask), (none, _), (learned, _) = outputs["zero"], outputs["none"], outputs["learned"]
+    pad = ~mask[0]
+    assert pad.any() and zero[0, pad].abs().max() == 0 and none[0, pad].abs().max() > 0
+    torch.testing.assert_close(none[0, ~pad], zero[0, ~pad])
+    assert torch.equal(learned[0, pad], learned[0, pad][:1].expand(int(pad.sum()), -1))  # one learned vector
+    with pytest.raises(UnknownTypeError, match=r"config\.padding_mode: unknown value 'mean'; known: zero, none"):
+        _t5({"model_path": str(tiny_t5_folder), "padding_mode": "mean"}, monkeypatch, tmp_path)
+
+
+def test_number_conditioner_expo_fourier_features_like_upstream() -> None:
+    cfg = {"cond_dim": 8, "configs": [{"id": "s", "type": "number",
+                                       "config": {"min_val": 0, "max_val": 10, "fourier_features_type": "expo"}}]}
+    multi = create_multi_conditioner_from_conditioning_config(cfg)
+    # no learned frequencies: only the Linear over the 256 fixed features (upstream's state-dict keys)
+    assert set(multi.state_dict()) == {"conditioners.s.embedder.embedding.1.weight",
+                                       "conditioners.s.embedder.embedding.1.bias"}
+    linear = multi.conditioners["s"].embedder.embedding[1]
+    emb, _ = multi([{"s": 2.5}], "cpu")["s"]
+    freqs = torch.exp(torch.linspace(0, 1, 128) * (math.log(10000.0) - math.log(0.5)) + math.log(0.5))
+    args = 0.25 * freqs * 2 * math.pi
+    torch.testing.assert_close(emb[0, 0], linear(torch.cat([args.cos(), args.sin()])))
+    bad = {"cond_dim": 8, "configs": [{"id": "s", "type": "number", "config": {"fourier_features_type": "sine"}}]}
+    with pytest.raises(UnknownTypeError, match=r"fourier_features_type: unknown value 'sine'; known: learned, expo"):
+        create_multi_conditioner_from_conditioning_config(bad)

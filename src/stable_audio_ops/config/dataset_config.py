@@ -4,8 +4,13 @@ Upstream asserts a few keys inside ``create_dataloader_from_config`` and otherwi
 KeyErrors mid-setup. :func:`validate_dataset_config` checks every key upstream's
 ``create_dataloader_from_config`` (``stable_audio_tools/data/dataset.py``) reads for the ``audio_dir``,
 ``pre_encoded``, ``wds`` and ``s3`` dataset types, fills upstream's defaults and returns a normalised
-copy; unknown keys are kept untouched
-so configs written for newer upstream versions still load.
+copy.
+
+Unknown keys, at the top level and inside ``datasets[i]``: a key that stable-audio-tools (0.0.20 or its
+docs) reads but this package does not use for that dataset type is logged as a warning naming the file
+and the key path and ignored (configs in the wild carry them: ``weight``/``keywords`` per source,
+``latent_crop_length`` per source as upstream's docs show it, ``strip_silence`` ...); any other key is a
+:class:`~stable_audio_ops.errors.ConfigError` (a typo must not silently fall back to a default).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import json
 import os
 from typing import Any
 
-from stable_audio_ops.config.schema import ConfigNode
+from stable_audio_ops.config.schema import ConfigNode, check_keys_ignoring
 from stable_audio_ops.errors import ConfigError
 
 # Every dataset_type upstream knows ("s3" is upstream's alias of "wds"). Which of them can be
@@ -23,10 +28,51 @@ from stable_audio_ops.errors import ConfigError
 KNOWN_DATASET_TYPES: tuple[str, ...] = ("audio_dir", "pre_encoded", "wds", "s3")
 
 
+_NOT_HERE = "read by stable-audio-tools 0.0.20, not supported by stable-audio-ops"
+_OTHER_TYPES = "not used by this dataset_type"
+
+# Keys of one ``datasets[i]`` entry used here, per dataset_type.
+SOURCE_KEYS: dict[str, tuple[str, ...]] = {
+    "audio_dir": ("id", "path", "custom_metadata_module"),
+    "pre_encoded": ("id", "path", "custom_metadata_module"),
+    "wds": ("id", "path", "s3_path", "profile", "endpoint_url", "region", "custom_metadata_module"),
+}
+# Keys of a ``datasets[i]`` entry that upstream reads or documents and this package ignores (key -> why).
+IGNORED_SOURCE_KEYS: dict[str, str] = {
+    "weight": _NOT_HERE + ": sources are drawn in proportion to their files",
+    "keywords": _NOT_HERE,
+    "filelist_path": _NOT_HERE,
+    "latent_extension": "set latent_extension at the top level",
+    "latent_crop_length": "stable-audio-tools reads latent_crop_length from the top level, not per source "
+                          "(its docs show it per source); set it there",
+    "profile": _OTHER_TYPES,
+    "s3_path": _OTHER_TYPES,
+}
+# Top-level keys used here, per dataset_type (``s3`` is read as ``wds``).
+TOP_KEYS: dict[str, tuple[str, ...]] = {
+    "audio_dir": ("dataset_type", "datasets", "random_crop", "drop_last", "min_length_sec"),
+    "pre_encoded": ("dataset_type", "datasets", "random_crop", "drop_last", "latent_crop_length", "min_length_sec",
+                    "max_length_sec", "latent_extension"),
+    "wds": ("dataset_type", "datasets", "random_crop", "remove_silence", "silence_threshold", "max_silence_duration",
+            "volume_norm", "volume_norm_param", "epoch_steps", "pre_encoded", "latent_crop_length",
+            "resampled_shards", "endpoint_url", "region", "s3_retry"),
+}
+# Every top-level key stable-audio-tools 0.0.20 reads for some dataset_type: ignored with a warning elsewhere.
+UPSTREAM_TOP_KEYS = ("dataset_type", "datasets", "random_crop", "drop_last", "volume_norm", "volume_norm_param",
+                     "strip_silence", "latent_crop_length", "min_length_sec", "max_length_sec", "remove_silence",
+                     "silence_threshold", "max_silence_duration", "epoch_steps", "pre_encoded", "resampled_shards",
+                     "latent_extension")
+
+
+def _ignored_top_keys(kind: str) -> dict[str, str]:
+    return {k: (_NOT_HERE if k == "strip_silence" else _OTHER_TYPES) for k in UPSTREAM_TOP_KEYS
+            if k not in TOP_KEYS[kind]}
+
+
 def _validate_source(node: ConfigNode, dataset_type: str) -> dict[str, Any]:
-    if not isinstance(node.data, dict):
-        raise node.error(f"expected an object, got {node.data!r}")
-    out = dict(node.data)
+    kind = "wds" if dataset_type == "s3" else dataset_type
+    ignored = check_keys_ignoring(node, SOURCE_KEYS[kind], IGNORED_SOURCE_KEYS)
+    out = {k: v for k, v in node.data.items() if k not in ignored}
     out["id"] = node.get("id", "a string")
     if dataset_type in ("wds", "s3"):
         if not node.has("path") and not node.has("s3_path"):
@@ -55,7 +101,9 @@ def validate_dataset_config(cfg: Any, source: str = "<dataset config>") -> dict[
     if not isinstance(cfg, dict):
         raise root.error(f"expected a JSON object at the top level, got {type(cfg).__name__}")
     dataset_type = root.choice("dataset_type", KNOWN_DATASET_TYPES)
-    out: dict[str, Any] = copy.deepcopy(cfg)
+    kind = "wds" if dataset_type == "s3" else dataset_type
+    ignored = check_keys_ignoring(root, TOP_KEYS[kind], _ignored_top_keys(kind))
+    out: dict[str, Any] = {k: v for k, v in copy.deepcopy(cfg).items() if k not in ignored}
 
     sources = root.children("datasets")
     if not sources:

@@ -1,7 +1,10 @@
 """Reading a stable-audio-tools model config (JSON) with errors that name the file and the key.
 
 Only the top level is checked here (type, rates, channels); the model factory validates the
-``model`` section in depth when it builds the network.
+``model`` section in depth when it builds the network. An unknown top-level key is an error like an
+unknown key anywhere inside ``model``: every upstream config (bundled ones and the published
+``model_config.json`` files) carries only :data:`TOP_LEVEL_KEYS`, so an extra one is a typo
+(``"audio_channel": 1`` would otherwise train stereo without a word).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stable_audio_ops.config.schema import ConfigNode
+from stable_audio_ops.config.schema import ConfigNode, check_known_keys
 from stable_audio_ops.errors import ConfigError
 
 # Every model_type stable-audio-tools knows; which of them this package can build is decided by
@@ -24,6 +27,9 @@ KNOWN_MODEL_TYPES = (
     "lm",
 )
 
+# The top-level keys stable-audio-tools 0.0.20 reads (models/factory.py, train.py).
+TOP_LEVEL_KEYS = ("model_type", "sample_size", "sample_rate", "audio_channels", "model", "training")
+
 # model types that can be built without a training crop length
 _SAMPLE_SIZE_OPTIONAL = ("autoencoder",)
 
@@ -33,6 +39,7 @@ def validate_model_config(config: Any, source: str = "<model config>") -> dict:
     if not isinstance(config, dict):
         raise ConfigError(source, "", f"expected a JSON object at the top level, got {type(config).__name__}")
     root = ConfigNode(config, source)
+    check_known_keys(root, TOP_LEVEL_KEYS)
     model_type = root.choice("model_type", KNOWN_MODEL_TYPES)
     root.get("sample_rate", "a positive int")
     if model_type in _SAMPLE_SIZE_OPTIONAL:

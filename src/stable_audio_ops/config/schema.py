@@ -8,11 +8,14 @@ both plus what was expected.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from stable_audio_ops.errors import ConfigError, UnknownTypeError
+
+log = logging.getLogger(__name__)
 
 _MISSING: Any = object()
 
@@ -130,3 +133,25 @@ def check_known_keys(node: ConfigNode, known: tuple[str, ...]) -> None:
     for key in node.data:
         if key not in known:
             raise node.error(f"unknown key; known keys: {', '.join(known)}", key)
+
+
+def check_keys_ignoring(node: ConfigNode, known: Iterable[str], ignored: Mapping[str, str]) -> list[str]:
+    """Like :func:`check_known_keys`, but keys in ``ignored`` (key -> why) only log a warning naming file and
+    key path; returns the ignored keys found.
+
+    Why both: a typo must fail loudly, yet configs in the wild carry keys that upstream reads (or once
+    documented) and this package does not use; refusing them would make those configs unusable for no gain.
+    """
+    if not isinstance(node.data, dict):
+        raise node.error(f"expected an object, got {node.data!r}")
+    known = tuple(known)
+    found = []
+    for key in node.data:
+        if key in known:
+            continue
+        if key in ignored:
+            log.warning("%s: %s: ignored (%s)", node.source or "<config>", node._key_path(key), ignored[key])
+            found.append(key)
+            continue
+        raise node.error(f"unknown key; known keys: {', '.join(known)}", key)
+    return found

@@ -42,17 +42,42 @@ def _ones_mask(batch: int, device: torch.device | str | None) -> torch.Tensor:
 
 
 class NumberEmbedder(nn.Module):
-    """Learned Fourier features of a scalar (``embedding.0.weights``) concatenated with the scalar,
-    then a Linear (``embedding.1``): 1 + ``dim`` inputs."""
+    """Fourier features of a scalar, then a Linear (``embedding.1``).
 
-    def __init__(self, features: int, dim: int = 256):
+    ``fourier_features_type`` (upstream 0.0.20): ``"learned"`` (default) = learned frequencies
+    (``embedding.0.weights``) concatenated with the scalar, 1 + ``dim`` inputs; ``"expo"`` = fixed
+    exponentially spaced frequencies (0.5 to 10000), ``dim`` inputs, no parameters before the Linear.
+    """
+
+    def __init__(self, features: int, dim: int = 256, fourier_features_type: str = "learned"):
         super().__init__()
         self.features = features
-        self.embedding = nn.Sequential(_LearnedFourier(dim), nn.Linear(dim + 1, features))
+        if fourier_features_type == "expo":
+            self.embedding = nn.Sequential(_ExpoFourier(dim), nn.Linear(dim, features))
+        elif fourier_features_type == "learned":
+            self.embedding = nn.Sequential(_LearnedFourier(dim), nn.Linear(dim + 1, features))
+        else:
+            raise ValueError(f"fourier_features_type must be 'learned' or 'expo', got {fourier_features_type!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         return self.embedding(x.reshape(-1)).view(*shape, self.features)
+
+
+class _ExpoFourier(nn.Module):
+    """cos/sin of ``2 pi t f`` for ``dim // 2`` frequencies spaced exponentially from 0.5 to 10000 (fp32)."""
+
+    def __init__(self, dim: int, min_freq: float = 0.5, max_freq: float = 10000.0):
+        super().__init__()
+        self.dim, self.min_freq, self.max_freq = dim, min_freq, max_freq
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        in_dtype = t.dtype
+        t = t.float()[:, None]
+        ramp = torch.linspace(0, 1, self.dim // 2, device=t.device, dtype=torch.float32)
+        freqs = torch.exp(ramp * (math.log(self.max_freq) - math.log(self.min_freq)) + math.log(self.min_freq))
+        args = t * freqs * 2 * math.pi
+        return torch.cat([args.cos(), args.sin()], dim=-1).to(in_dtype)
 
 
 class _LearnedFourier(nn.Module):
@@ -71,13 +96,14 @@ class _LearnedFourier(nn.Module):
 class NumberConditioner(Conditioner):
     """Clamp to ``[min_val, max_val]``, normalise to [0, 1], embed -> ``[B, 1, dim]``."""
 
-    def __init__(self, output_dim: int, min_val: float = 0, max_val: float = 1):
+    def __init__(self, output_dim: int, min_val: float = 0, max_val: float = 1,
+                 fourier_features_type: str = "learned"):
         super().__init__(output_dim, output_dim)
         if max_val <= min_val:
             raise ValueError(f"max_val ({max_val}) must be greater than min_val ({min_val})")
         self.min_val = min_val
         self.max_val = max_val
-        self.embedder = NumberEmbedder(features=output_dim)
+        self.embedder = NumberEmbedder(features=output_dim, fourier_features_type=fourier_features_type)
 
     def forward(self, values: Sequence[Any], device: torch.device | str | None = None) -> Cond:
         floats = torch.tensor([float(v) for v in values], device=device)
@@ -146,17 +172,29 @@ def _check_texts(values: Sequence[Any], what: str) -> list[str]:
     return texts
 
 
+# How a text conditioner fills padded token positions (upstream 0.0.20's PaddingMode values).
+PADDING_MODES = ("zero", "none", "learned")
+
+
 class _FrozenTextEncoder(Conditioner):
     """Shared logic for Hugging Face encoders: tokenize to ``max_length`` (padded), take
-    ``last_hidden_state``, apply ``proj_out``, zero padded positions, return a bool mask.
+    ``last_hidden_state``, apply ``proj_out``, handle padded positions (``padding_mode``, upstream 0.0.20:
+    ``"zero"`` (default) zeroes them, ``"none"`` keeps the encoder's output, ``"learned"`` puts a learned
+    ``padding_embedding`` there), return a bool mask.
 
     Frozen encoders are stored outside the module tree (no state-dict keys, not moved by ``.to``)
     and their per-caption outputs are cached (captions repeat across epochs).
     """
 
     def __init__(self, model: nn.Module, tokenizer: Any, dim: int, output_dim: int, max_length: int,
-                 enable_grad: bool, project_out: bool, cache_size: int, half_on_cuda: bool = False):
+                 enable_grad: bool, project_out: bool, cache_size: int, half_on_cuda: bool = False,
+                 padding_mode: str = "zero"):
         super().__init__(dim, output_dim, project_out=project_out)
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {', '.join(PADDING_MODES)}, got {padding_mode!r}")
+        self.padding_mode = padding_mode
+        if padding_mode == "learned":
+            self.padding_embedding = nn.Parameter(torch.randn(output_dim) * 0.02)
         self.max_length = max_length
         self.enable_grad = enable_grad
         self.tokenizer = tokenizer
@@ -207,7 +245,12 @@ class _FrozenTextEncoder(Conditioner):
         self.proj_out.to(device)
         if not isinstance(self.proj_out, nn.Identity):
             hidden = hidden.to(next(self.proj_out.parameters()).dtype)
-        embeddings = self.proj_out(hidden) * mask.unsqueeze(-1).to(hidden.dtype)
+        embeddings = self.proj_out(hidden)
+        if self.padding_mode == "zero":
+            embeddings = embeddings * mask.unsqueeze(-1).to(embeddings.dtype)
+        elif self.padding_mode == "learned":
+            fill = self.padding_embedding.to(embeddings.dtype).expand_as(embeddings)
+            embeddings = torch.where(mask.unsqueeze(-1), embeddings, fill)
         return [embeddings, mask]
 
 
@@ -251,22 +294,34 @@ def _load_hf_encoder(name_or_path: str, model_cls_name: str, what: str, node: Co
 class T5Conditioner(_FrozenTextEncoder):
     """T5 encoder tokens (``t5_model_name`` is a known T5 name in the local HF cache, or a local folder).
 
+    ``model_path`` (upstream 0.0.20) is where the weights are loaded from when given: it wins over
+    ``t5_model_name`` (a local copy of, say, t5-base). The width comes from the loaded model; a
+    ``t5_model_name`` that says otherwise is a config error rather than upstream's shape error later.
     Upstream casts T5 to fp16 everywhere; here fp16 is used on CUDA only (CPU fp16 is slow and less
     exact), which changes embeddings by fp16 rounding at most.
     """
 
     def __init__(self, output_dim: int, t5_model_name: str = "t5-base", max_length: int = 128,
                  enable_grad: bool = False, project_out: bool = False, cache_size: int = 4096,
-                 node: ConfigNode | None = None):
+                 node: ConfigNode | None = None, model_path: str | None = None, padding_mode: str = "zero"):
+        def where(key: str) -> tuple[str, str]:
+            return (node.source if node else "", node._key_path(key) if node else key)
+
         is_folder = Path(t5_model_name).is_dir()
         if not is_folder and t5_model_name not in T5_MODEL_DIMS:
-            raise ConfigError(node.source if node else "", node._key_path("t5_model_name") if node else "t5_model_name",
+            raise ConfigError(*where("t5_model_name"),
                               f"unknown T5 model {t5_model_name!r}; known: {', '.join(T5_MODEL_DIMS)}, "
                               "or a local model folder")
-        tokenizer, model = _load_hf_encoder(t5_model_name, "T5EncoderModel", "T5 encoder", node, "t5_model_name")
-        dim = T5_MODEL_DIMS.get(t5_model_name, getattr(model.config, "d_model", None))
+        load_from, key = (model_path, "model_path") if model_path else (t5_model_name, "t5_model_name")
+        tokenizer, model = _load_hf_encoder(load_from, "T5EncoderModel", "T5 encoder", node, key)
+        dim = getattr(model.config, "d_model", None) or T5_MODEL_DIMS[t5_model_name]
+        named_dim = T5_MODEL_DIMS.get(t5_model_name)
+        if model_path and named_dim is not None and node is not None and node.has("t5_model_name") \
+                and named_dim != dim:
+            raise ConfigError(*where("model_path"), f"the T5 encoder in {model_path!r} is {dim} wide, but "
+                              f"t5_model_name {t5_model_name!r} is {named_dim} wide: name the model it holds")
         super().__init__(model, tokenizer, int(dim), output_dim, max_length, enable_grad, project_out, cache_size,
-                         half_on_cuda=True)
+                         half_on_cuda=True, padding_mode=padding_mode)
 
 
 def default_text_encoder_path() -> str:
@@ -287,11 +342,11 @@ class HFTextConditioner(_FrozenTextEncoder):
 
     def __init__(self, output_dim: int, model_path: str | None = None, max_length: int = 64,
                  enable_grad: bool = False, project_out: bool = False, cache_size: int = 4096,
-                 node: ConfigNode | None = None):
+                 node: ConfigNode | None = None, padding_mode: str = "zero"):
         path = model_path if model_path is not None else default_text_encoder_path()
         tokenizer, model = _load_hf_encoder(path, "AutoModel", "text encoder", node, "model_path")
         super().__init__(model, tokenizer, int(model.config.hidden_size), output_dim, max_length, enable_grad,
-                         project_out, cache_size)
+                         project_out, cache_size, padding_mode=padding_mode)
         self.model_path = path
 
 
@@ -349,12 +404,13 @@ def _check_keys(node: ConfigNode, known: Sequence[str]) -> None:
 
 
 def _build_number(node: ConfigNode, output_dim: int) -> Conditioner:
-    _check_keys(node, ("output_dim", "min_val", "max_val"))
+    _check_keys(node, ("output_dim", "min_val", "max_val", "fourier_features_type"))
     min_val = node.get("min_val", "a number", 0)
     max_val = node.get("max_val", "a number", 1)
     if max_val <= min_val:
         raise node.error(f"must be greater than min_val ({min_val}), got {max_val}", "max_val")
-    return NumberConditioner(output_dim, min_val=min_val, max_val=max_val)
+    features = node.choice("fourier_features_type", ("learned", "expo"), "learned")
+    return NumberConditioner(output_dim, min_val=min_val, max_val=max_val, fourier_features_type=features)
 
 
 def _build_int(node: ConfigNode, output_dim: int) -> Conditioner:
@@ -375,16 +431,24 @@ def _build_list(node: ConfigNode, output_dim: int) -> Conditioner:
 
 
 def _build_t5(node: ConfigNode, output_dim: int) -> Conditioner:
-    _check_keys(node, ("output_dim", "t5_model_name", "max_length", "enable_grad", "project_out", "cache_size"))
+    _check_keys(node, ("output_dim", "t5_model_name", "model_path", "max_length", "enable_grad", "project_out",
+                       "padding_mode", "cache_size"))
+    model_path = node.get("model_path", "a string", None)
+    if model_path and not Path(model_path).is_dir():
+        raise TextEncoderUnavailableError(node.source, node._key_path("model_path"),
+                                          f"{model_path!r} is not a folder (expected a local T5 encoder folder "
+                                          "with config.json, weights and tokenizer files)")
     return T5Conditioner(
         output_dim, t5_model_name=node.get("t5_model_name", "a string", "t5-base"),
         max_length=node.get("max_length", "a positive int", 128), enable_grad=node.get("enable_grad", "a bool", False),
         project_out=node.get("project_out", "a bool", False),
-        cache_size=node.get("cache_size", "a non-negative int", 4096), node=node)
+        cache_size=node.get("cache_size", "a non-negative int", 4096), node=node, model_path=model_path,
+        padding_mode=node.choice("padding_mode", PADDING_MODES, "zero"))
 
 
 def _build_hf_text(node: ConfigNode, output_dim: int) -> Conditioner:
-    _check_keys(node, ("output_dim", "model_path", "max_length", "enable_grad", "project_out", "cache_size"))
+    _check_keys(node, ("output_dim", "model_path", "max_length", "enable_grad", "project_out", "padding_mode",
+                       "cache_size"))
     model_path = node.get("model_path", "a string", None)
     if model_path is not None and not Path(model_path).is_dir():
         raise TextEncoderUnavailableError(node.source, node._key_path("model_path"),
@@ -393,7 +457,8 @@ def _build_hf_text(node: ConfigNode, output_dim: int) -> Conditioner:
     return HFTextConditioner(
         output_dim, model_path=model_path, max_length=node.get("max_length", "a positive int", 64),
         enable_grad=node.get("enable_grad", "a bool", False), project_out=node.get("project_out", "a bool", False),
-        cache_size=node.get("cache_size", "a non-negative int", 4096), node=node)
+        cache_size=node.get("cache_size", "a non-negative int", 4096), node=node,
+        padding_mode=node.choice("padding_mode", PADDING_MODES, "zero"))
 
 
 # type name -> builder(node of the conditioner's ``config`` object, output_dim)
