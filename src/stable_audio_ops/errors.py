@@ -41,3 +41,11 @@ class NonFiniteOutputError(StableAudioOpsError, ValueError):
     Why an error and not a warning: written as PCM, NaN turns into full-scale noise (or silence) that looks like
     a result; every front end (CLI, HTTP API, pyfunc, evaluation) must fail instead of writing or returning it.
     """
+
+
+class GenerationCancelled(StableAudioOpsError):
+    """A generation was stopped between two sampler steps because its ``should_stop`` said so.
+
+    Why: the server runs one model call at a time; a batch whose clients have all disconnected would
+    otherwise keep the worker busy to the last step while new requests wait behind it.
+    """

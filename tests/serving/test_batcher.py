@@ -1,13 +1,15 @@
 """DynamicBatcher on its own: grouping, limits, failures and shutdown as a server operator sees them.
 
-``run_batch`` is the batcher's one collaborator: any callable from a list of payloads to a list of
-results. These tests give it a plain recording function (the HTTP tests in test_app.py run it with the
+``run_batch`` is the batcher's one collaborator: any callable from a list of payloads (and a
+``should_stop`` to ask between steps) to a list of results. These tests give it a plain recording function (the HTTP tests in test_app.py run it with the
 real model); each test runs its own event loop through ``asyncio.run``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -21,7 +23,7 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[list] = []
 
-    def __call__(self, payloads: Sequence) -> list:
+    def __call__(self, payloads: Sequence, should_stop=None) -> list:
         self.calls.append(list(payloads))
         if "bad" in payloads:
             raise ValueError("the model failed on 'bad'")
@@ -110,32 +112,70 @@ def test_a_full_queue_raises_queue_full_error_with_retry_after_and_recovers():
     assert result == 30 and batcher.stats.rejected == 1
 
 
-def test_a_failing_call_fails_every_request_in_it_and_the_next_call_still_runs():
+def test_a_failing_shared_call_is_retried_alone_so_only_the_faulty_request_fails():
     recorder = Recorder()
 
     async def scenario():
         batcher = DynamicBatcher(recorder, max_batch=4, window_s=0.0, queue_size=8)
         await batcher.start()
-        failed = await _settle(batcher.submit("k", "bad"), batcher.submit("k", "ok"))
+        outcome = await _settle(batcher.submit("k", "bad"), batcher.submit("k", "ok"))
         after = await batcher.submit("k", 5).future
         await batcher.stop()
-        return batcher, failed, after
+        return batcher, outcome, after
 
-    batcher, failed, after = asyncio.run(scenario())
-    assert all(isinstance(e, ValueError) and "failed on 'bad'" in str(e) for e in failed)
-    assert after == 50 and batcher.stats.failed_calls == 1 and batcher.stats.calls == 2
+    batcher, (bad, ok), after = asyncio.run(scenario())
+    assert isinstance(bad, ValueError) and "failed on 'bad'" in str(bad)
+    assert ok == "okokokokokokokokokok"  # "ok" * 10: served by its own call
+    assert recorder.calls == [["bad", "ok"], ["bad"], ["ok"], [5]] and after == 50
+    assert batcher.stats.retried_alone == 2 and batcher.stats.failed_calls == 2 and batcher.stats.calls == 4
 
 
-def test_run_batch_returning_the_wrong_number_of_results_fails_the_whole_call():
+def test_a_running_call_whose_requests_are_all_cancelled_is_told_to_stop():
+    started = threading.Event()
+    stops: list[float] = []
+
+    def slow(payloads: Sequence, should_stop) -> list:
+        """Stands in for a sampler: 'steps' of 10 ms, asking should_stop after each (the first call 30 s)."""
+        steps = 1 if started.is_set() else 3000
+        started.set()
+        for _ in range(steps):
+            if should_stop():
+                stops.append(time.perf_counter())
+                raise RuntimeError("stopped between steps")
+            time.sleep(0.01)
+        return [p * 10 for p in payloads]
+
     async def scenario():
-        batcher = DynamicBatcher(lambda payloads: ["only one"], max_batch=4, window_s=0.0, queue_size=8)
+        batcher = DynamicBatcher(slow, max_batch=4, window_s=0.05, queue_size=8)
+        await batcher.start()
+        gone = [batcher.submit("k", n) for n in (1, 2)]
+        while not started.is_set():
+            await asyncio.sleep(0.005)
+        gone[0].future.cancel()  # one client left: the call goes on for the other
+        await asyncio.sleep(0.1)
+        assert not stops and batcher.running_items == 2
+        gone[1].future.cancel()  # the last one left: nobody waits, the call stops
+        cancelled_at = time.perf_counter()
+        later = await asyncio.wait_for(batcher.submit("k", 3).future, 60)
+        await batcher.stop()
+        return batcher, gone, later, cancelled_at
+
+    batcher, gone, later, cancelled_at = asyncio.run(scenario())
+    assert stops and stops[0] - cancelled_at < 1.0  # within a few 'steps', not the 30 s of the whole call
+    assert later == 30 and [r.state for r in gone] == ["cancelled", "cancelled"]
+    assert batcher.stats.abandoned_calls == 1 and batcher.stats.failed_calls == 0 and batcher.stats.retried_alone == 0
+
+
+def test_run_batch_returning_the_wrong_number_of_results_fails_the_call():
+    async def scenario():
+        batcher = DynamicBatcher(lambda payloads, should_stop: [], max_batch=4, window_s=0.0, queue_size=8)
         await batcher.start()
         outcome = await _settle(batcher.submit("k", 1), batcher.submit("k", 2))
         await batcher.stop()
         return outcome
 
     outcome = asyncio.run(scenario())
-    assert [str(e) for e in outcome] == ["run_batch returned 1 results for 2 requests"] * 2
+    assert [str(e) for e in outcome] == ["run_batch returned 0 results for 1 requests"] * 2  # alone, after 0 for 2
 
 
 def test_a_request_cancelled_while_waiting_never_reaches_the_model():

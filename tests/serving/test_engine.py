@@ -19,6 +19,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from stable_audio_ops.errors import GenerationCancelled
 from stable_audio_ops.models.factory import create_model_from_config
 from stable_audio_ops.models.loading import LoadedModel
 from stable_audio_ops.serving.engine import SEED_LIMIT, Engine, GenerationSpec, encode_audio
@@ -150,3 +151,24 @@ def test_every_variation_of_every_request_runs_in_one_model_call(engine, monkeyp
     specs = [make_spec(engine, batch_size=2), dataclasses.replace(make_spec(engine, seed=3), prompt="piano")]
     results = engine.run_batch(specs)
     assert calls == [3] and [len(r.audio) for r in results] == [2, 1]
+
+
+def test_should_stop_ends_a_call_between_sampler_steps_and_changes_nothing_when_it_says_go_on(engine):
+    spec = make_spec(engine, steps=6)
+    (plain,) = engine.run_batch([spec])
+    asked: list[int] = []
+
+    def go_on() -> bool:
+        asked.append(1)
+        return False
+
+    (watched,) = engine.run_batch([spec], should_stop=go_on)
+    assert watched.audio == plain.audio  # byte-identical: the check does not touch the numbers
+    assert len(asked) == 1 + 6  # before the first step and after each step
+
+    def after_two_steps() -> bool:
+        asked.append(1)
+        return len(asked) > 7 + 2
+
+    with pytest.raises(GenerationCancelled, match="generation cancelled after step 2"):
+        engine.run_batch([spec], should_stop=after_two_steps)

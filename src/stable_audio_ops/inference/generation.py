@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from stable_audio_ops.errors import GenerationCancelled
 from stable_audio_ops.inference.audio_utils import as_batched_audio, prepare_audio
 from stable_audio_ops.inference.defaults import DEFAULT_CFG_SCALE
 from stable_audio_ops.sampling.samplers import SamplerSpec, get_sampler, v_denoiser, with_classifier_guidance
@@ -47,16 +48,26 @@ K_SIGMA_MAX = 100.0
 K_RHO = 1.0
 
 
-def _progress_callback(user_callback: Callable | None, total: int | None, enabled: bool):
-    """A callback that advances a tqdm bar once per sampler step and then calls the user's callback."""
+def _progress_callback(user_callback: Callable | None, total: int | None, enabled: bool,
+                       should_stop: Callable[[], bool] | None = None):
+    """A callback that advances a tqdm bar once per sampler step, calls the user's callback, then asks
+    ``should_stop`` and raises :class:`GenerationCancelled` when it says yes (every sampler calls its callback
+    after each step, so this stops between steps and changes nothing in the numbers of a run that goes on)."""
     bar = tqdm(total=total, disable=not enabled, desc="sampling", leave=False)
 
     def callback(info: dict) -> None:
         bar.update(1)
         if user_callback is not None:
             user_callback(info)
+        _check_stop(should_stop, info.get("i"))
 
     return callback, bar
+
+
+def _check_stop(should_stop: Callable[[], bool] | None, step: Any = None) -> None:
+    if should_stop is not None and should_stop():
+        after = f" after step {int(step) + 1}" if step is not None else " before the first step"
+        raise GenerationCancelled(f"generation cancelled{after}: should_stop() returned True")
 
 
 def _t_space_level(value: float) -> float:
@@ -92,6 +103,7 @@ def sample_diffusion(
     sampler_options: dict[str, Any] | None = None,
     decode: bool = True,
     progress: bool = False,
+    should_stop: Callable[[], bool] | None = None,
     **model_kwargs: Any,
 ) -> torch.Tensor:
     """Run one sampler from ``noise`` (``[B, C, T]``) and return latents, or audio when ``decode``.
@@ -110,7 +122,9 @@ def sample_diffusion(
       flow: ``(1 - t) init + t noise``).
 
     ``sampler_options`` go to the sampler function (e.g. ``eta``, ``s_noise``, ``order``);
-    ``generator`` feeds stochastic samplers.
+    ``generator`` feeds stochastic samplers. ``should_stop`` (no arguments) is asked before the first step
+    and after every step; when it returns True, :class:`~stable_audio_ops.errors.GenerationCancelled` is
+    raised (the server stops a batch nobody waits for any more).
     """
     spec: SamplerSpec = get_sampler(diffusion_objective, sampler_type)
     if steps < 1:
@@ -125,7 +139,8 @@ def sample_diffusion(
         raise ValueError(f"cond_fn (classifier guidance) needs a k-diffusion sampler; {spec.name!r} is not one")
 
     total = steps if spec.family not in ("k-fast", "k-adaptive") else None
-    step_callback, bar = _progress_callback(callback, total, progress)
+    _check_stop(should_stop)
+    step_callback, bar = _progress_callback(callback, total, progress, should_stop)
     try:
         if spec.family.startswith("k"):
             level = float(init_noise_level) if init_data is not None else float(sigma_max or K_SIGMA_MAX)
@@ -334,7 +349,7 @@ def generate_diffusion_cond(
     ``noise`` replaces the seeded initial noise (shape ``[B, io_channels, latent_length]``).
     ``trim_to_seconds_total`` cuts decoded audio to the longest ``seconds_total`` of the batch.
 
-    Other keywords: ``sampler_type``, ``sigma_min``/``sigma_max``/``rho``, ``callback``, ``cond_fn``,
+    Other keywords: ``sampler_type``, ``sigma_min``/``sigma_max``/``rho``, ``callback``, ``should_stop``, ``cond_fn``,
     ``sampler_options``, and model options such as ``cfg_interval`` or ``scale_phi``.
     """
     latent_length = _latent_length(model, sample_size)

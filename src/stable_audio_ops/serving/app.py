@@ -31,6 +31,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from stable_audio_ops.errors import NonFiniteOutputError
 from stable_audio_ops.inference.entry import GENERATION_DEFAULTS as DEFAULTS
 from stable_audio_ops.serving.batcher import BatcherStats, DynamicBatcher, QueueFullError
+from stable_audio_ops.serving.disconnect import (
+    CLIENT_CLOSED_REQUEST,
+    ClientDisconnected,
+    result_unless_disconnected,
+)
 from stable_audio_ops.serving.engine import SEED_LIMIT, Engine, GenerationResult, GenerationSpec
 from stable_audio_ops.serving.jobs import Job, JobStore
 from stable_audio_ops.serving.model_loader import LoadedModel, load_model
@@ -325,13 +330,23 @@ def create_app(settings: ServeSettings | None = None, *, loaded: LoadedModel | N
         200: {"content": {"audio/wav": {}, "audio/flac": {}, "application/zip": {}},
               "description": "the audio file (a zip of files when batch_size > 1)"},
         503: {"description": "model not ready or queue full (see Retry-After)"}})
-    async def generate(body: GenerateRequest) -> Response:
-        """Generate and return the audio in the response (use /v1/jobs for long generations)."""
+    async def generate(body: GenerateRequest, request: Request) -> Response:
+        """Generate and return the audio in the response (use /v1/jobs for long generations).
+
+        A client that disconnects before its audio is ready cancels its work (see serving.disconnect)."""
         submitted = submit(body)
         if isinstance(submitted, JSONResponse):
             return submitted
         spec, work = submitted
-        result: GenerationResult = await work.future
+        try:
+            result: GenerationResult = await result_unless_disconnected(request.receive, work.future)
+        except ClientDisconnected:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+        except NonFiniteOutputError:
+            raise
+        except Exception as exc:  # this request's own failure (a shared call that failed was retried alone)
+            log.error("generation failed: %s: %s", type(exc).__name__, exc)
+            return JSONResponse({"detail": f"generation failed: {type(exc).__name__}: {exc}"}, status_code=500)
         headers = _result_headers(result, {"X-Batch-Items": work.batch_items})
         if len(result.audio) == 1:
             headers["Content-Disposition"] = f'attachment; filename="sao_{result.seeds[0]}.{result.format}"'

@@ -9,12 +9,21 @@ the model never runs two calls at once. Requests are never split across calls.
 
 Memory is bounded: at most ``queue_size`` items may wait; past that :meth:`DynamicBatcher.submit`
 raises :class:`QueueFullError` carrying a ``Retry-After`` estimate (the HTTP layer turns it into 503).
+
+Isolation: when a shared call fails, each of its requests is retried in a call of its own, so one
+request the model cannot handle fails alone instead of taking its batch-mates down with it.
+
+Abandoned work is not done: a request whose future is cancelled (client gone, job deleted) is dropped
+while it waits, and a running call whose requests are all cancelled is told to stop through the
+``should_stop`` it was given (the sampler asks it between steps), so the worker is free for live requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
@@ -50,6 +59,8 @@ class BatcherStats:
     items: int = 0
     requests: int = 0
     failed_calls: int = 0
+    retried_alone: int = 0  # requests re-run in a call of their own after their shared call failed
+    abandoned_calls: int = 0  # calls that ended early because every request in them was cancelled
     rejected: int = 0
     batch_sizes: Counter = field(default_factory=Counter)  # items per call -> how many calls
     last_call_s: float = 0.0
@@ -57,7 +68,8 @@ class BatcherStats:
 
     def as_dict(self) -> dict[str, Any]:
         return {"calls": self.calls, "items": self.items, "requests": self.requests,
-                "failed_calls": self.failed_calls, "rejected": self.rejected,
+                "failed_calls": self.failed_calls, "retried_alone": self.retried_alone,
+                "abandoned_calls": self.abandoned_calls, "rejected": self.rejected,
                 "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
                 "mean_items_per_call": (self.items / self.calls) if self.calls else 0.0,
                 "mean_call_s": self.mean_call_s, "last_call_s": self.last_call_s}
@@ -66,11 +78,14 @@ class BatcherStats:
 class DynamicBatcher:
     """Group requests by key within a time window; run each group with ``run_batch`` in one thread.
 
-    ``run_batch(payloads)`` gets the payloads of one group (same key, total size <= ``max_batch``)
-    and must return one result per payload, in order. An exception fails every request of the group.
+    ``run_batch(payloads, should_stop=...)`` gets the payloads of one group (same key, total size <=
+    ``max_batch``) and must return one result per payload, in order. It should call ``should_stop()``
+    now and then (between sampler steps) and give up when it returns True: nobody waits for the result.
+    When it raises for a group of several requests, each is run again alone; an exception of a call of
+    one request fails that request.
     """
 
-    def __init__(self, run_batch: Callable[[Sequence[Any]], Sequence[Any]], *, max_batch: int,
+    def __init__(self, run_batch: Callable[..., Sequence[Any]], *, max_batch: int,
                  window_s: float, queue_size: int):
         if max_batch < 1 or queue_size < 1 or window_s < 0:
             raise ValueError("max_batch and queue_size must be >= 1 and window_s >= 0")
@@ -200,28 +215,74 @@ class DynamicBatcher:
             await self._run_group(loop, group)
 
     async def _run_group(self, loop: asyncio.AbstractEventLoop, group: list[WorkRequest]) -> None:
+        """Run ``group`` in one call; if that fails, run each of its requests still waited for alone."""
+        try:
+            results = await self._call(loop, group)
+        except Exception as exc:
+            live = [r for r in group if not r.future.done()]
+            if len(group) == 1 or not live:
+                self._settle(group, error=exc)
+                return
+            for request in live:
+                self.stats.retried_alone += 1
+                try:
+                    (result,) = await self._call(loop, [request])
+                except Exception as alone_exc:  # this request is the one the model cannot take
+                    self._settle([request], error=alone_exc)
+                else:
+                    self._settle([request], results=[result])
+        else:
+            self._settle(group, results=results)
+
+    @staticmethod
+    def _settle(group: list[WorkRequest], results: Sequence[Any] | None = None,
+                error: BaseException | None = None) -> None:
+        for i, request in enumerate(group):
+            request.state = "failed" if error is not None else "done"
+            if request.future.done():
+                request.state = "cancelled" if request.future.cancelled() else request.state
+                continue
+            if error is not None:
+                request.future.set_exception(error)
+            else:
+                request.future.set_result(results[i])
+
+    async def _call(self, loop: asyncio.AbstractEventLoop, group: list[WorkRequest]) -> Sequence[Any]:
+        """One ``run_batch`` call in the worker thread, with its ``should_stop`` and the counters."""
         items = sum(r.size for r in group)
         for request in group:
             request.state = "running"
             request.batch_items = items
+        abandoned = threading.Event()  # set on the event loop, read by the worker thread
+
+        def on_done(_future: asyncio.Future) -> None:
+            if all(r.future.done() for r in group):
+                abandoned.set()
+
+        for request in group:
+            request.future.add_done_callback(on_done)
+
+        def should_stop() -> bool:
+            """True once every request of the call is cancelled, or the batcher is stopping."""
+            return abandoned.is_set() or self._task is None
+
         self._running = group
         started = time.perf_counter()
         try:
-            results = await loop.run_in_executor(self._executor, self.run_batch, [r.payload for r in group])
+            results = await loop.run_in_executor(self._executor, functools.partial(
+                self.run_batch, [r.payload for r in group], should_stop=should_stop))
             if len(results) != len(group):
                 raise RuntimeError(f"run_batch returned {len(results)} results for {len(group)} requests")
-        except Exception as exc:  # the whole call failed: every request in it learns why
-            self.stats.failed_calls += 1
-            for request in group:
-                request.state = "failed"
-                if not request.future.done():
-                    request.future.set_exception(exc)
-        else:
-            for request, result in zip(group, results, strict=True):
-                request.state = "done"
-                if not request.future.done():
-                    request.future.set_result(result)
+            return results
+        except Exception:
+            if abandoned.is_set():
+                self.stats.abandoned_calls += 1
+            else:
+                self.stats.failed_calls += 1
+            raise
         finally:
+            for request in group:
+                request.future.remove_done_callback(on_done)
             self._running = []
             elapsed = time.perf_counter() - started
             self.stats.calls += 1

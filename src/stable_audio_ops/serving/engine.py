@@ -17,7 +17,7 @@ import io
 import math
 import secrets
 import zipfile
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,8 +180,12 @@ class Engine:
         pretransform = getattr(self.model, "pretransform", None)
         return sample_size // pretransform.downsampling_ratio if pretransform is not None else sample_size
 
-    def run_batch(self, specs: Sequence[GenerationSpec]) -> list[GenerationResult]:
-        """Generate every variation of every spec in ONE model call (specs share a batch key)."""
+    def run_batch(self, specs: Sequence[GenerationSpec],
+                  should_stop: Callable[[], bool] | None = None) -> list[GenerationResult]:
+        """Generate every variation of every spec in ONE model call (specs share a batch key).
+
+        ``should_stop`` is asked between sampler steps; when it returns True the call ends with
+        :class:`~stable_audio_ops.errors.GenerationCancelled` (the batcher: every client of the call is gone)."""
         first = specs[0]
         conditioning, negative, seeds = [], [], []
         for spec in specs:
@@ -194,7 +198,7 @@ class Engine:
             audio = generate(self.model, self.loaded.model_type, steps=first.steps, cfg_scale=first.cfg_scale,
                              conditioning=conditioning, negative_conditioning=negative if use_negative else None,
                              batch_size=len(seeds), sample_size=first.sample_size, seed=seeds[0], device=self.device,
-                             noise=noise, sampler_type=first.sampler, progress=False)
+                             noise=noise, sampler_type=first.sampler, progress=False, should_stop=should_stop)
         audio = audio.float().cpu().numpy()
         results, start = [], 0
         for spec in specs:
