@@ -26,6 +26,7 @@ BIN = Path(sys.executable).parent
 DVC = str(BIN / "dvc")
 FIXTURES = REPO / "tests" / "fixtures" / "configs"
 STAGES = ("data_preparation", "autoencoder", "latent_diffusion", "evaluation")
+SNAPSHOT = "parameters"  # always_changed: writes the merged Kedro parameters the stages depend on
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "credentials*")
 
 
@@ -113,9 +114,9 @@ def test_dvc_repro_full_then_noop_then_downstream_only(tmp_path):
     started = time.perf_counter()
     first = run(project, DVC, "repro")
     timings["full"] = time.perf_counter() - started
-    assert ran(first) == set(STAGES), first[-3000:]
+    assert ran(first) == {SNAPSHOT, *STAGES}, first[-3000:]
     lock = yaml.safe_load((project / "dvc.lock").read_text())
-    assert set(lock["stages"]) == set(STAGES)
+    assert set(lock["stages"]) == {SNAPSHOT, *STAGES}
     metrics = json.loads((project / "data" / "08_reporting" / "metrics.json").read_text())
     assert {"autoencoder", "generation", "promoted", "split"} <= set(metrics)
     assert metrics["split"] == {"train": 8, "test": 8}
@@ -151,9 +152,9 @@ def test_dvc_repro_full_then_noop_then_downstream_only(tmp_path):
     ld = client.get_model_version_by_alias("stable-audio-ops-latent-diffusion", "challenger")
     assert ld.tags["autoencoder_version"] == "1" and ld.tags["autoencoder_lineage"].startswith("verified")
 
-    # nothing changed: nothing runs
+    # nothing changed: nothing runs but the parameters snapshot (always, it is how conf/local reaches DVC)
     second = run(project, DVC, "repro")
-    assert ran(second) == set(), second
+    assert ran(second) == {SNAPSHOT}, second
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-q", "-m", "dvc.lock after the first run")
 
@@ -167,7 +168,7 @@ def test_dvc_repro_full_then_noop_then_downstream_only(tmp_path):
     started = time.perf_counter()
     third = run(project, DVC, "repro")
     timings["after_param_change"] = time.perf_counter() - started
-    assert ran(third) == {"autoencoder", "latent_diffusion", "evaluation"}, third[-3000:]
+    assert ran(third) == {SNAPSHOT, "autoencoder", "latent_diffusion", "evaluation"}, third[-3000:]
     assert "Stage 'data_preparation' didn't change, skipping" in third
     metrics_diff = run(project, DVC, "metrics", "diff", "--all")
     assert "data/08_reporting/metrics.json" in metrics_diff and "autoencoder.mrstft" in metrics_diff, metrics_diff
