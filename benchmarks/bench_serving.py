@@ -8,6 +8,11 @@ p50/p99 latency and the mean items per model call from ``/v1/stats``. Both serve
 and the modes alternate round by round (median of ``--rounds``), so a busy machine skews both alike.
 The issue's target: batched >= 3x unbatched throughput at concurrency 16.
 
+Abandoned burst (issue 9): on the batched server, ``--abandon-clients`` clients each send a long request
+and disconnect after ``--abandon-after-s``; then a normal request is timed and compared with its latency
+before the burst, and ``/v1/stats`` says how many calls were stopped early and how many items ran.
+``--only-abandon`` runs just this scenario (its result replaces the ``abandoned_burst`` entry).
+
 Run: ``.venv/bin/python benchmarks/bench_serving.py [--seconds 0.032] [--steps 8] [--requests 64]``.
 Writes benchmarks/results/serving.json. The client runs on the same machine as the server.
 """
@@ -100,6 +105,66 @@ async def load(base: str, body: dict, concurrency: int, total: int) -> dict:
             "mean_items_per_call": round(items / calls, 2) if calls else 0.0}
 
 
+async def _give_up(base: str, body: dict, after_s: float) -> bool:
+    """Send ``body`` and close the connection after ``after_s``; True when the client did give up."""
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=after_s) as client:
+            await client.post("/v1/generate", json=body)
+    except httpx.TimeoutException:
+        return True
+    return False
+
+
+async def _normal_latency_ms(base: str, body: dict, repeats: int) -> list[float]:
+    out = []
+    async with httpx.AsyncClient(base_url=base, timeout=600) as client:
+        for i in range(repeats):
+            started = time.perf_counter()
+            res = await client.post("/v1/generate", json={**body, "seed": i})
+            res.raise_for_status()
+            out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+async def abandoned_burst(base: str, normal: dict, long: dict, clients: int, after_s: float) -> dict:
+    """Latency of a normal request before and right after ``clients`` clients abandoned long requests."""
+    before = await _normal_latency_ms(base, normal, 5)
+    async with httpx.AsyncClient(base_url=base) as client:
+        stats_before = (await client.get("/v1/stats")).json()["batcher"]
+    gave_up = await asyncio.gather(*(_give_up(base, {**long, "seed": i}, after_s) for i in range(clients)))
+    after = await _normal_latency_ms(base, normal, 1)
+    async with httpx.AsyncClient(base_url=base) as client:
+        stats = (await client.get("/v1/stats")).json()
+    b = stats["batcher"]
+    return {"clients": clients, "gave_up": sum(gave_up), "give_up_after_s": after_s, "abandoned_request": long,
+            "normal_request": normal, "normal_p50_ms_before": round(float(np.median(before)), 1),
+            "normal_ms_right_after": round(after[0], 1),
+            "abandoned_calls": b.get("abandoned_calls", 0) - stats_before.get("abandoned_calls", 0),
+            "items_that_ran": b["items"] - stats_before["items"] - 1,
+            "queued_items_after": stats["queued_items"], "running_items_after": stats["running_items"]}
+
+
+def run_abandoned_burst(args: argparse.Namespace, normal: dict) -> dict:
+    long = {"seconds_total": args.abandon_seconds, "steps": args.abandon_steps, "cfg_scale": args.cfg_scale}
+    extra = [a.format(window=args.window_ms) for a in MODES["batched"]]
+    with server(args.model, extra, args.torch_threads) as base:
+        asyncio.run(load(base, normal, 4, 8))  # warm
+        row = asyncio.run(abandoned_burst(base, normal, long, args.abandon_clients, args.abandon_after_s))
+    print(f"abandoned burst: {row['gave_up']}/{row['clients']} clients gave up after {row['give_up_after_s']} s; "
+          f"next normal request {row['normal_ms_right_after']} ms (p50 before {row['normal_p50_ms_before']} ms); "
+          f"{row['abandoned_calls']} calls stopped early, {row['items_that_ran']} burst items reached the model",
+          flush=True)
+    return row
+
+
+def write_report(out: Path, report: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+
+
 def summarize(rows: list[dict]) -> dict:
     """Median requests/s over rounds; p50/p99 over rounds' medians / worst p99; total failures."""
     return {"concurrency": rows[0]["concurrency"], "rounds": len(rows),
@@ -123,9 +188,20 @@ def main() -> int:
     parser.add_argument("--window-ms", type=float, default=20.0, help="batch window of the batched server")
     parser.add_argument("--torch-threads", type=int, default=None)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "serving.json"))
+    parser.add_argument("--abandon-clients", type=int, default=64, help="clients of the abandoned burst")
+    parser.add_argument("--abandon-after-s", type=float, default=3.0, help="when those clients disconnect")
+    parser.add_argument("--abandon-seconds", type=float, default=0.5, help="duration of their requests")
+    parser.add_argument("--abandon-steps", type=int, default=100, help="steps of their requests")
+    parser.add_argument("--only-abandon", action="store_true", help="run only the abandoned-burst scenario")
     args = parser.parse_args()
 
     body = {"seconds_total": args.seconds, "steps": args.steps, "cfg_scale": args.cfg_scale}
+    out = Path(args.out)
+    if args.only_abandon:
+        report = json.loads(out.read_text()) if out.exists() else {"benchmark": "serving"}
+        report["abandoned_burst"] = run_abandoned_burst(args, body)
+        write_report(out, report)
+        return 0
     rounds: dict[str, dict[int, list[dict]]] = {mode: {c: [] for c in args.concurrency} for mode in MODES}
     with contextlib.ExitStack() as stack:
         bases = {mode: stack.enter_context(server(args.model, [a.format(window=args.window_ms) for a in extra],
@@ -160,14 +236,10 @@ def main() -> int:
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
                     "cuda": torch.cuda.is_available(), "client": "same machine (asyncio + httpx)"},
         "results": results,
+        "abandoned_burst": run_abandoned_burst(args, body),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out)
     print(f"speedup batched/unbatched by concurrency: {speedup}  (target at {top}: >= 3x)")
-    print(f"wrote {out}")
+    write_report(out, report)
     return 0
 
 
