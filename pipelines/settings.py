@@ -10,6 +10,9 @@ CONFIG_LOADER_ARGS = {
     "config_patterns": {
         "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
     },
+    # conf/local overrides only the keys it names (Kedro's default, "destructive", would replace a whole
+    # top-level section: `data_preparation: {raw_dirs: [...]}` in conf/local would drop split, demo, ...).
+    "merge_strategy": {"parameters": "soft"},
 }
 
 from pipelines.hooks import LineageTagsHook  # noqa: E402

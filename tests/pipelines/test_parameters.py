@@ -47,3 +47,22 @@ def test_render_demo_dataset_does_nothing_when_disabled(tmp_path: Path) -> None:
     prep["demo"].update(enabled=False, output_dir=str(tmp_path / "notes"))
     assert render_demo_dataset(prep) == {"enabled": False}
     assert not (tmp_path / "notes").exists()
+
+
+def test_a_conf_local_override_keeps_the_keys_it_does_not_name(tmp_path: Path) -> None:
+    """The README's own-folder override names raw_dirs only; the split, demo and shard settings must survive."""
+    import shutil
+
+    from pipelines.merged_parameters import merged_parameters
+
+    shutil.copytree(Path("conf/base"), tmp_path / "conf" / "base")
+    (tmp_path / "conf" / "local").mkdir()
+    (tmp_path / "conf" / "local" / "parameters_data_preparation.yml").write_text(
+        "data_preparation:\n  raw_dirs: [/my/audio]\n  split: {seed: 7}\n")
+    base = yaml.safe_load(Path("conf/base/parameters_data_preparation.yml").read_text())["data_preparation"]
+    merged = merged_parameters(tmp_path, env="local")["data_preparation"]
+    assert merged["raw_dirs"] == ["/my/audio"]
+    assert merged["split"]["seed"] == 7
+    assert {k: v for k, v in merged["split"].items() if k != "seed"} == {
+        k: v for k, v in base["split"].items() if k != "seed"}
+    assert set(merged) == set(base)
