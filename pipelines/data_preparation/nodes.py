@@ -10,7 +10,6 @@ from typing import Any
 from pipelines.parameters import Parameters
 from stable_audio_ops.data.preparation.demo_notes import render_demo_notes
 from stable_audio_ops.data.preparation.probe import build_manifest, format_report, summarize_manifest
-from stable_audio_ops.data.preparation.shards import upload_folder_to_s3, write_webdataset_shards
 from stable_audio_ops.data.preparation.split import (
     TEST,
     TRAIN,
@@ -19,6 +18,7 @@ from stable_audio_ops.data.preparation.split import (
     split_dataset_config,
     split_manifest_rows,
 )
+from stable_audio_ops.data.preparation.training_shards import shard_training_set
 
 log = logging.getLogger(__name__)
 
@@ -86,54 +86,16 @@ def shard_dataset(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Optionally pack the train split's files into WebDataset shards (and upload them to S3).
 
-    Disabled (the default): the ``audio_dir`` config passes through unchanged. Enabled: shards go to
-    ``shards.output_dir``; with ``shards.s3_url`` they are uploaded there and the emitted config is an
-    ``s3`` one (``s3_path``, ``endpoint_url``, ``profile``), else a local ``wds`` one. The shard json
-    already holds each file's sidecar metadata (caption as ``prompt``), so no metadata module is needed.
-    A parameters file without a ``shards`` block (older projects) means shards disabled.
+    Disabled (the default): the ``audio_dir`` config passes through unchanged. Enabled: the ``wds`` or ``s3``
+    config of :func:`shard_training_set`. A parameters file without a ``shards`` block (older projects) means
+    shards disabled.
     """
     p = Parameters(params, "data_preparation")
     if "shards" not in p or not p["shards.enabled"]:
         return dataset_config, {"enabled": False}
     shards = p.sub("shards")
-    summary = write_webdataset_shards(
-        split_manifest_rows(dataset_split, TRAIN),
-        shards["output_dir"],
-        samples_per_shard=int(shards["samples_per_shard"]),
-        audio_format=shards["audio_format"],
-    )
-    dataset = p.sub("dataset")
-    source: dict[str, Any] = {"id": dataset["id"]}
-    upload = None
-    s3_url = shards["s3_url"]
-    if s3_url:
-        upload = upload_folder_to_s3(
-            shards["output_dir"], s3_url, endpoint_url=shards["endpoint_url"], profile=shards["profile"],
-            create_bucket=bool(shards["create_bucket"]),
-        )
-        source["s3_path"] = s3_url.rstrip("/") + "/"
-        for key in ("endpoint_url", "profile"):
-            if shards[key]:
-                source[key] = shards[key]
-    else:
-        source["path"] = str(shards["output_dir"])
-    config: dict[str, Any] = {
-        "dataset_type": "s3" if s3_url else "wds",
-        "datasets": [source],
-        "random_crop": bool(dataset["random_crop"]),
-    }
-    if shards["epoch_steps"]:
-        config["epoch_steps"] = int(shards["epoch_steps"])
-    log.info("data_preparation: %d samples in %d shards%s", summary["samples"], len(summary["shards"]),
-             f", uploaded to {s3_url}" if s3_url else "")
-    report = {
-        "enabled": True,
-        "output_dir": summary["output_dir"],
-        "samples": summary["samples"],
-        "shards": summary["shards"],
-        "skipped": summary["skipped"],
-        "s3_url": s3_url,
-        "uploaded": len(upload["uploaded"]) if upload else 0,
-        "unchanged": len(upload["unchanged"]) if upload else 0,
-    }
-    return config, report
+    return shard_training_set(
+        split_manifest_rows(dataset_split, TRAIN), shards["output_dir"], dataset_id=p["dataset.id"],
+        random_crop=p["dataset.random_crop"], samples_per_shard=shards["samples_per_shard"],
+        audio_format=shards["audio_format"], s3_url=shards["s3_url"], endpoint_url=shards["endpoint_url"],
+        profile=shards["profile"], create_bucket=shards["create_bucket"], epoch_steps=shards["epoch_steps"])

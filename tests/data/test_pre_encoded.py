@@ -115,3 +115,11 @@ def test_dataloader_builds_pre_encoded_batches(tmp_path: Path) -> None:
     latents, metadata = next(iter(loader))
     assert latents.shape == (2, 3, 16) and len(metadata) == 2
     assert loader.dataset.random_crop is False  # pre_encoded default
+
+
+def test_summary_of_an_empty_folder_is_an_error(tmp_path: Path) -> None:
+    from stable_audio_ops.data.pre_encoded import summarize_latents
+
+    (tmp_path / "latents").mkdir()
+    with pytest.raises(DatasetError, match="no latent files"):
+        summarize_latents(tmp_path / "latents")

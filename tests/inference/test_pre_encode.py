@@ -11,7 +11,12 @@ import soundfile as sf
 import torch
 
 from stable_audio_ops.errors import CheckpointError
-from stable_audio_ops.inference.pre_encode import encode_batch, load_autoencoder, pre_encode_dataset
+from stable_audio_ops.inference.pre_encode import (
+    encode_batch,
+    load_autoencoder,
+    pre_encode_dataset,
+    pre_encode_training_set,
+)
 from stable_audio_ops.models.checkpoints import save_model_checkpoint
 from stable_audio_ops.models.factory import create_model_from_config
 
@@ -81,3 +86,24 @@ def test_checkpoint_must_fit_the_config(tmp_path: Path) -> None:
     torch.save({"state_dict": create_model_from_config(other).state_dict()}, tmp_path / "other.ckpt")
     with pytest.raises(CheckpointError, match="shape mismatch"):
         load_autoencoder(AE_CONFIG, tmp_path / "other.ckpt")
+
+
+def test_training_set_covers_every_clip_and_is_summarized_from_the_folder(tmp_path: Path) -> None:
+    """The training config's drop_last is overridden (every clip is encoded); the summary and the
+    pre_encoded config are read back from what was written."""
+    from stable_audio_ops.data.pre_encoded import pre_encoded_dataset_config, summarize_latents
+
+    audio = make_audio_folder(tmp_path / "audio")
+    ae = make_ae_checkpoint(tmp_path / "ae.safetensors")
+    training = {**dataset_config(audio), "drop_last": True, "random_crop": True}
+    result = pre_encode_training_set(ae, training, tmp_path / "latents", sample_size=1024, batch_size=2,
+                                     num_workers=0, random_crop=False, latent_mode="mean", seed=0, progress=False)
+    assert result.count == 5 and training["drop_last"] is True  # the caller's config is not modified
+    summary = summarize_latents(tmp_path / "latents")
+    stack = np.stack([np.load(f) for f in sorted((tmp_path / "latents").glob("*/*.npy"))])
+    assert summary == {"count": 5, "latent_shape": [4, 128], "latent_std": pytest.approx(float(stack.std())),
+                       "latent_mean": pytest.approx(float(stack.mean())), "downsampling_ratio": 8,
+                       "latents_dir": str(tmp_path / "latents"), "autoencoder": str(ae)}
+    config = pre_encoded_dataset_config(tmp_path / "latents", "notes_latents")
+    assert config["dataset_type"] == "pre_encoded" and config["datasets"] == [
+        {"id": "notes_latents", "path": str(tmp_path / "latents")}]

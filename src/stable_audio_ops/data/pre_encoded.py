@@ -239,3 +239,31 @@ def pre_encoded_dataset_from_config(dataset_config: dict[str, Any], source: str 
         source=source,
         **kwargs,
     )
+
+
+def pre_encoded_dataset_config(folder: str | os.PathLike[str], dataset_id: str) -> dict[str, Any]:
+    """The ``pre_encoded`` dataset config that trains on one folder of latents: whole latents in a fixed order
+    (``random_crop`` false: the pre-encoder already chose the crops) and full batches only."""
+    return {"dataset_type": "pre_encoded", "random_crop": False, "drop_last": True,
+            "datasets": [{"id": dataset_id, "path": str(folder)}]}
+
+
+def summarize_latents(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """What a folder of latents holds, read back from the files (every rank's): ``count``, ``latent_shape`` (of
+    the first), ``latent_mean`` / ``latent_std`` over all values (``latent_scale: auto`` uses the std),
+    ``downsampling_ratio`` and ``autoencoder`` (the model that encoded them) from ``details.json``, ``latents_dir``.
+
+    Read from the folder rather than returned by the encoder so the summary describes what training will read.
+    """
+    root = Path(folder)
+    files = find_latent_files(root)
+    if not files:
+        raise DatasetError(f"{root}: no latent files to summarize (pre-encoding wrote nothing)")
+    stack = np.stack([np.load(f) for f in files])
+    try:
+        details = json.loads((root / DETAILS_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        details = {}
+    return {"count": len(files), "latent_shape": list(stack.shape[1:]), "latent_std": float(stack.std()),
+            "latent_mean": float(stack.mean()), "downsampling_ratio": _details_ratio(str(root)),
+            "latents_dir": str(root), "autoencoder": details.get("model_config")}

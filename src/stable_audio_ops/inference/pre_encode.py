@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
 from stable_audio_ops.data.dataloader import create_dataloader_from_config
+from stable_audio_ops.data.pre_encoded import DETAILS_NAME
 from stable_audio_ops.errors import ConfigError
 from stable_audio_ops.models.bottlenecks import VAEBottleneck
 from stable_audio_ops.models.loading import load_local_model
@@ -45,7 +46,6 @@ from stable_audio_ops.utils.ranks import world_size as env_world_size
 
 LATENT_MODES = ("sample", "mean")
 AUTOENCODER_TYPES = ("autoencoder",)
-DETAILS_NAME = "details.json"
 
 
 @dataclass
@@ -207,3 +207,22 @@ def pre_encode_dataset(
         })
     return PreEncodeResult(output_path=output_path, rank_dir=rank_dir, count=count, latent_shape=latent_shape,
                            details_path=details_path)
+
+
+def pre_encode_training_set(autoencoder_path: str | Path, dataset_config: Mapping[str, Any], output_path: str | Path,
+                            *, sample_size: int, batch_size: int, num_workers: int, random_crop: bool,
+                            latent_mode: str, seed: int | None, args: Mapping[str, Any] | None = None,
+                            progress: bool = True) -> PreEncodeResult:
+    """Encode every clip of a training dataset config with an unwrapped autoencoder file into ``output_path``.
+
+    The training config's ``drop_last`` (true for training) is turned off here: pre-encoding must cover every
+    clip, or the last partial batch of train clips silently never reaches the diffusion model. ``random_crop``
+    replaces the config's (false: whole clips from their start). The config's path is recorded in
+    ``details.json`` as ``model_config``, so the latents name the autoencoder that made them.
+    """
+    loaded = load_local_model(autoencoder_path, None, "cpu", model_types=AUTOENCODER_TYPES, purpose="pre-encoded")
+    source = {**dict(dataset_config), "random_crop": bool(random_crop), "drop_last": False}
+    return pre_encode_dataset(loaded.model, loaded.config, source, output_path, batch_size=batch_size, sample_size=sample_size,
+                              num_workers=num_workers, latent_mode=latent_mode, seed=seed,
+                              model_config_path=str(autoencoder_path), dataset_config_path="training dataset config",
+                              args=args, progress=progress)
