@@ -18,7 +18,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 unwrap_autoencoder,
-                inputs=["autoencoder_training_result", "autoencoder_model_config", "params:autoencoder"],
+                inputs=["autoencoder_training_result", "autoencoder_model_config"],
                 outputs=["autoencoder_model", "autoencoder_metrics"],
                 name="unwrap_autoencoder",
             ),

@@ -6,7 +6,9 @@ from kedro.pipeline import Pipeline, node, pipeline
 
 from pipelines.latent_diffusion.nodes import (
     build_model_config,
+    latent_dataset_config,
     pre_encode_latents,
+    summarize_latent_folder,
     train_latent_diffusion,
     unwrap_latent_diffusion,
 )
@@ -18,8 +20,15 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 pre_encode_latents,
                 inputs=["autoencoder_model", "prepared_dataset_config", "params:latent_diffusion"],
-                outputs=["latent_dataset_config", "latents_summary"],
+                outputs="latents",
                 name="pre_encode_latents",
+            ),
+            node(summarize_latent_folder, inputs="latents", outputs="latents_summary", name="summarize_latents"),
+            node(
+                latent_dataset_config,
+                inputs=["latents", "prepared_dataset_config"],
+                outputs="latent_dataset_config",
+                name="latent_dataset_config",
             ),
             node(
                 build_model_config,
@@ -36,8 +45,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 unwrap_latent_diffusion,
-                inputs=["latent_diffusion_training_result", "latent_diffusion_model_config",
-                        "params:latent_diffusion"],
+                inputs=["latent_diffusion_training_result", "latent_diffusion_model_config"],
                 outputs=["latent_diffusion_model", "latent_diffusion_metrics"],
                 name="unwrap_latent_diffusion",
             ),

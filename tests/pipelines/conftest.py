@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 import yaml
-from kedro.io import DataCatalog, MemoryDataset
+from kedro.io import AbstractDataset, DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
+
+from pipelines.datasets import TrainingRunDataset, UnwrappedModelDataset
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_AE = REPO / "tests" / "fixtures" / "configs" / "autoencoder_tiny.json"
@@ -103,14 +105,26 @@ class KeptDataset(MemoryDataset):
         pass
 
 
-def run_pipeline(pipeline: Pipeline, inputs: Mapping[str, Any]) -> dict[str, Any]:
+def run_pipeline(pipeline: Pipeline, inputs: Mapping[str, Any],
+                 datasets: Mapping[str, AbstractDataset] | None = None) -> dict[str, Any]:
     """Run ``pipeline`` with Kedro's SequentialRunner over a DataCatalog holding ``inputs`` (dataset name ->
-    data, ``params:...`` included); returns every dataset's data after the run."""
-    names = pipeline.datasets() | set(inputs)
-    catalog = DataCatalog({name: KeptDataset(inputs[name], copy_mode="assign") if name in inputs
-                           else KeptDataset(copy_mode="assign") for name in names})
+    data, ``params:...`` included) and ``datasets`` (the file datasets of ``pipelines.datasets``, at test
+    paths); every other dataset is in memory. Returns every dataset's data after the run."""
+    datasets = dict(datasets or {})
+    names = pipeline.datasets() | set(inputs) | set(datasets)
+    catalog = DataCatalog({name: datasets.get(name) or (KeptDataset(inputs[name], copy_mode="assign")
+                                                        if name in inputs else KeptDataset(copy_mode="assign"))
+                           for name in names})
     SequentialRunner().run(pipeline, catalog)
     return {name: catalog.load(name) for name in names}
+
+
+def autoencoder_datasets(root: Path) -> dict[str, AbstractDataset]:
+    """The autoencoder pipeline's file datasets (as in conf/base/catalog.yml) under ``root``."""
+    return {"autoencoder_training_result": TrainingRunDataset(str(root / "autoencoder_training.json"),
+                                                              run_dir=str(root / "autoencoder")),
+            "autoencoder_model": UnwrappedModelDataset(str(root / "autoencoder_model.json"),
+                                                       model_filepath=str(root / "autoencoder.safetensors"))}
 
 
 @pytest.fixture(scope="session")
@@ -132,9 +146,9 @@ def autoencoder_run(tmp_path_factory) -> dict[str, Any]:
     prepared = run_pipeline(data_preparation_pipeline(), {"params:data_preparation": prep})
 
     autoencoder = yaml.safe_load((conf / "parameters_autoencoder.yml").read_text())["autoencoder"]
-    autoencoder.update(run_dir=str(root / "autoencoder"), unwrapped_path=str(root / "autoencoder.safetensors"))
     autoencoder["train"].update(max_steps=6, batch_size=2, checkpoint_every=3, threads=1)
     trained = run_pipeline(autoencoder_pipeline(), {
         "autoencoder_model_config": json.loads(TINY_AE.read_text()),
-        "prepared_dataset_config": prepared["prepared_dataset_config"], "params:autoencoder": autoencoder})
+        "prepared_dataset_config": prepared["prepared_dataset_config"], "params:autoencoder": autoencoder},
+        datasets=autoencoder_datasets(root))
     return {**prepared, **trained, "root": root}

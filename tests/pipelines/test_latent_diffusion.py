@@ -12,6 +12,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
+from pipelines.datasets import FolderDataset, TrainingRunDataset, UnwrappedModelDataset
 from stable_audio_ops.inference.generation import generate_diffusion_cond
 from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, read_embedded_model_config
 from stable_audio_ops.serving.model_loader import load_model
@@ -73,18 +74,25 @@ def test_latent_diffusion_pipeline_over_a_data_catalog(autoencoder_run, tmp_path
     from tests.pipelines.conftest import REPO, run_pipeline
 
     params = yaml.safe_load((REPO / "conf/base/parameters_latent_diffusion.yml").read_text())["latent_diffusion"]
-    params.update(latents_dir=str(tmp_path / "latents"), run_dir=str(tmp_path / "dit"),
-                  unwrapped_path=str(tmp_path / "dit.safetensors"))
     params["pre_encode"].update(sample_size=1024, batch_size=4)
     params["train"].update(max_steps=4, batch_size=2, checkpoint_every=2, threads=1)
     dit = json.loads((REPO / "tests/fixtures/configs/dit_tiny.json").read_text())
     dit["training"]["demo"].update(demo_every=100, demo_steps=2, num_demos=1, demo_cfg_scales=[1])
     out = run_pipeline(create_pipeline(), {
         "autoencoder_model": autoencoder_run["autoencoder_model"], "dit_model_config": dit,
-        "prepared_dataset_config": autoencoder_run["prepared_dataset_config"], "params:latent_diffusion": params})
+        "prepared_dataset_config": autoencoder_run["prepared_dataset_config"], "params:latent_diffusion": params},
+        datasets={
+            "latents": FolderDataset(str(tmp_path / "latents")),
+            "latent_diffusion_training_result": TrainingRunDataset(str(tmp_path / "dit_training.json"),
+                                                                   run_dir=str(tmp_path / "dit")),
+            "latent_diffusion_model": UnwrappedModelDataset(str(tmp_path / "dit_model.json"),
+                                                            model_filepath=str(tmp_path / "dit.safetensors"))})
 
     summary = out["latents_summary"]
     assert summary["count"] == autoencoder_run["dataset_split"]["counts"]["train"] == 6
+    assert summary["latents_dir"] == str(tmp_path / "latents") and len(list((tmp_path / "latents").glob("*/*.npy"))) == 6
+    assert summary["autoencoder"] == autoencoder_run["autoencoder_model"]["path"]
+    assert Path(out["latent_diffusion_training_result"]["checkpoint_path"]).parent.parent == tmp_path / "dit"
     assert out["latent_dataset_config"]["datasets"][0]["path"] == str(tmp_path / "latents")
     config = out["latent_diffusion_model_config"]
     ae = read_embedded_model_config(autoencoder_run["autoencoder_model"]["path"])

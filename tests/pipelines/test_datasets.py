@@ -1,0 +1,83 @@
+"""The catalog datasets of pipelines/datasets.py, through a DataCatalog as the runner uses them: artifacts land
+at the catalog's paths, a failed step leaves the previous artifact, and what loads is what later nodes read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from kedro.io import DataCatalog, DatasetError
+
+from pipelines.datasets import FolderDataset, TrainingRunDataset, UnwrappedModelDataset, staged_file
+from tests.pipelines.conftest import REPO
+
+
+def catalog_entry(name: str, entry: dict, tmp_path: Path) -> DataCatalog:
+    """A catalog built from config as ``conf/base/catalog*.yml`` declares it (the paths moved under tmp_path)."""
+    moved = {key: str(tmp_path / value) if key.endswith(("path", "run_dir")) else value for key, value in entry.items()}
+    return DataCatalog.from_config({name: moved})
+
+
+def test_the_shipped_catalog_declares_every_artifact_with_these_datasets() -> None:
+    import yaml
+
+    entries = {}
+    for path in sorted((REPO / "conf" / "base").glob("catalog*.yml")):
+        entries.update(yaml.safe_load(path.read_text()))
+    assert entries["latents"] == {"type": "pipelines.datasets.FolderDataset", "path": "data/04_feature/latents"}
+    for model in ("autoencoder", "latent_diffusion"):
+        assert entries[f"{model}_training_result"]["run_dir"] == f"data/06_models/{model}"
+        assert entries[f"{model}_model"]["model_filepath"] == f"data/06_models/{model}.safetensors"
+
+
+def test_folder_dataset_swaps_in_a_whole_new_folder_and_keeps_the_old_one_on_failure(tmp_path: Path) -> None:
+    catalog = catalog_entry("latents", {"type": "pipelines.datasets.FolderDataset", "path": "latents"}, tmp_path)
+    assert not catalog.exists("latents")
+    catalog.save("latents", lambda folder: (folder / "a.npy").write_text("first"))
+    catalog.save("latents", lambda folder: (folder / "b.npy").write_text("second"))
+    folder = catalog.load("latents")
+    assert folder == tmp_path / "latents" and sorted(p.name for p in folder.iterdir()) == ["b.npy"]
+
+    def fail(folder: Path) -> None:
+        (folder / "c.npy").write_text("half")
+        raise RuntimeError("encoder broke")
+
+    with pytest.raises(DatasetError, match="encoder broke"):
+        catalog.save("latents", fail)
+    assert sorted(p.name for p in folder.iterdir()) == ["b.npy"]
+    assert [p.name for p in tmp_path.iterdir()] == ["latents"]  # no temp folder left behind
+    with pytest.raises(DatasetError, match="writer"):
+        FolderDataset(str(tmp_path / "x")).save({"not": "a writer"})
+
+
+def test_training_run_dataset_trains_into_its_folder_and_keeps_the_record(tmp_path: Path) -> None:
+    entry = {"type": "pipelines.datasets.TrainingRunDataset", "filepath": "run.json", "run_dir": "run"}
+    catalog = catalog_entry("training_result", entry, tmp_path)
+
+    def train(run_dir: Path) -> dict:
+        (run_dir / "checkpoints").mkdir(parents=True)
+        (run_dir / "checkpoints" / "last.ckpt").write_text("weights")
+        return {"checkpoint_path": str(run_dir / "checkpoints" / "last.ckpt"), "mlflow_run_id": None}
+
+    catalog.save("training_result", train)
+    record = catalog.load("training_result")
+    assert record == json.loads((tmp_path / "run.json").read_text())
+    assert Path(record["checkpoint_path"]).read_text() == "weights"
+    assert isinstance(TrainingRunDataset(str(tmp_path / "run.json"), str(tmp_path / "run")).load(), dict)
+
+
+def test_unwrapped_model_dataset_moves_the_staged_file_into_place(tmp_path: Path) -> None:
+    entry = {"type": "pipelines.datasets.UnwrappedModelDataset", "filepath": "model.json",
+             "model_filepath": "models/model.safetensors"}
+    catalog = catalog_entry("model", entry, tmp_path)
+    staged = staged_file("model.safetensors")
+    staged.write_bytes(b"12345")
+    catalog.save("model", {"path": str(staged), "size_bytes": 0, "mlflow_run_id": "abc"})
+    record = catalog.load("model")
+    assert record == {"path": str(tmp_path / "models" / "model.safetensors"), "size_bytes": 5, "mlflow_run_id": "abc"}
+    assert Path(record["path"]).read_bytes() == b"12345"
+    assert not staged.parent.exists()  # the staging folder is gone with its file
+    catalog.save("model", record)  # saving a record of the file in place only rewrites the record
+    assert catalog.load("model") == record and catalog.exists("model")
+    assert UnwrappedModelDataset(str(tmp_path / "none.json"), str(tmp_path / "none.safetensors"))._exists() is False
