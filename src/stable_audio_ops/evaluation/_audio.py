@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from stable_audio_ops.data.audio_io import resample
+
 
 def to_mono(audio: Any) -> np.ndarray:
     """``[n]``, ``[C, n]`` or ``[1, C, n]`` (numpy or torch) -> float32 ``[n]`` (channel mean).
@@ -26,8 +28,6 @@ def to_mono(audio: Any) -> np.ndarray:
 
 def resample_mono(audio: Any, sr: int, target_sr: int) -> np.ndarray:
     """Mono float32 at ``target_sr`` (soxr through the data layer's resampler)."""
-    from stable_audio_ops.data.audio_io import resample
-
     mono = to_mono(audio)
     if int(sr) == int(target_sr):
         return mono

@@ -23,6 +23,8 @@ import torch
 
 from stable_audio_ops.data.audio_io import resampled_length
 from stable_audio_ops.evaluation.mel import mel_power_spectrogram, power_to_db
+from stable_audio_ops.losses.spectral import MultiResolutionSTFTLoss
+from stable_audio_ops.models.bottlenecks import VAEBottleneck
 
 # stable-audio-tools' autoencoder configs train on these resolutions (hop = fft / 4, win = fft).
 DEFAULT_FFT_SIZES: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64, 32)
@@ -81,8 +83,6 @@ def log_mel_distance(estimate: Any, reference: Any, sample_rate: int, n_fft: int
 
 def make_stft_distance(fft_sizes: Sequence[int] = DEFAULT_FFT_SIZES) -> torch.nn.Module:
     """The training code's ``MultiResolutionSTFTLoss`` (hop = fft / 4) used as a distance."""
-    from stable_audio_ops.training.losses.spectral import MultiResolutionSTFTLoss
-
     sizes = [int(s) for s in fft_sizes]
     return MultiResolutionSTFTLoss(fft_sizes=sizes, hop_sizes=[s // 4 for s in sizes], win_lengths=sizes)
 
@@ -111,8 +111,6 @@ def reconstruction_metrics(estimate: Any, reference: Any, sample_rate: int,
 
 def deterministic_latents(model: torch.nn.Module, audio: torch.Tensor) -> torch.Tensor:
     """Encode with the bottleneck's deterministic path: a VAE gets zero noise (its posterior mean)."""
-    from stable_audio_ops.models.bottlenecks import VAEBottleneck
-
     bottleneck = getattr(model, "bottleneck", None)
     if isinstance(bottleneck, VAEBottleneck):
         pre = model.encode(audio, skip_bottleneck=True)

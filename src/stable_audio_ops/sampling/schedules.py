@@ -70,7 +70,7 @@ class IdentityDistributionShift:
 
 
 class DistributionShift:
-    """The training-time shift of upstream (§2.8): ``t' = 1 - e^mu / (e^mu + (1/(1-t) - 1))``.
+    """The training-time timestep shift of upstream's rectified-flow objective: ``t' = 1 - e^mu / (e^mu + (1/(1-t) - 1))``.
 
     ``mu = -(base_shift + (max_shift - base_shift) * (L - min_length) / (max_length - min_length))``
     with ``L`` the latent length clamped to ``[min_length, max_length]``: longer sequences get more
