@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stable_audio_ops.config.schema import ConfigNode, lookup
+from stable_audio_ops.config.schema import ConfigNode, check_known_keys, lookup
 from stable_audio_ops.errors import ConfigError
 
 Cond = list  # [embeddings, mask]: a list so callers may replace items, as upstream code does
@@ -397,14 +397,8 @@ class MultiConditioner(nn.Module):
 
 # --- factory -----------------------------------------------------------------------------------------
 
-def _check_keys(node: ConfigNode, known: Sequence[str]) -> None:
-    for key in node.data:
-        if key not in known:
-            raise node.error(f"unknown key; known keys: {', '.join(known)}", key)
-
-
 def _build_number(node: ConfigNode, output_dim: int) -> Conditioner:
-    _check_keys(node, ("output_dim", "min_val", "max_val", "fourier_features_type"))
+    check_known_keys(node, ("output_dim", "min_val", "max_val", "fourier_features_type"))
     min_val = node.get("min_val", "a number", 0)
     max_val = node.get("max_val", "a number", 1)
     if max_val <= min_val:
@@ -414,7 +408,7 @@ def _build_number(node: ConfigNode, output_dim: int) -> Conditioner:
 
 
 def _build_int(node: ConfigNode, output_dim: int) -> Conditioner:
-    _check_keys(node, ("output_dim", "min_val", "max_val"))
+    check_known_keys(node, ("output_dim", "min_val", "max_val"))
     min_val = node.get("min_val", "an int", 0)
     max_val = node.get("max_val", "an int", 512)
     if max_val < min_val:
@@ -423,7 +417,7 @@ def _build_int(node: ConfigNode, output_dim: int) -> Conditioner:
 
 
 def _build_list(node: ConfigNode, output_dim: int) -> Conditioner:
-    _check_keys(node, ("output_dim", "options"))
+    check_known_keys(node, ("output_dim", "options"))
     options = node.get("options", "a list of strings")
     if not options:
         raise node.error("expected a non-empty list of strings", "options")
@@ -431,7 +425,7 @@ def _build_list(node: ConfigNode, output_dim: int) -> Conditioner:
 
 
 def _build_t5(node: ConfigNode, output_dim: int) -> Conditioner:
-    _check_keys(node, ("output_dim", "t5_model_name", "model_path", "max_length", "enable_grad", "project_out",
+    check_known_keys(node, ("output_dim", "t5_model_name", "model_path", "max_length", "enable_grad", "project_out",
                        "padding_mode", "cache_size"))
     model_path = node.get("model_path", "a string", None)
     if model_path and not Path(model_path).is_dir():
@@ -447,7 +441,7 @@ def _build_t5(node: ConfigNode, output_dim: int) -> Conditioner:
 
 
 def _build_hf_text(node: ConfigNode, output_dim: int) -> Conditioner:
-    _check_keys(node, ("output_dim", "model_path", "max_length", "enable_grad", "project_out", "padding_mode",
+    check_known_keys(node, ("output_dim", "model_path", "max_length", "enable_grad", "project_out", "padding_mode",
                        "cache_size"))
     model_path = node.get("model_path", "a string", None)
     if model_path is not None and not Path(model_path).is_dir():
@@ -480,7 +474,7 @@ def create_multi_conditioner_from_conditioning_config(config: Mapping[str, Any],
     """
     if node is None:
         node = ConfigNode(dict(config), "<conditioning config>", "conditioning")
-    _check_keys(node, ("configs", "cond_dim", "default_keys", "pre_encoded_keys"))
+    check_known_keys(node, ("configs", "cond_dim", "default_keys", "pre_encoded_keys"))
     cond_dim = node.get("cond_dim", "a positive int")
     default_keys = node.get("default_keys", "an object", {})
     for cond_id, key in default_keys.items():
@@ -490,7 +484,7 @@ def create_multi_conditioner_from_conditioning_config(config: Mapping[str, Any],
 
     conditioners: dict[str, Conditioner] = {}
     for entry in node.children("configs"):
-        _check_keys(entry, ("id", "type", "config"))
+        check_known_keys(entry, ("id", "type", "config"))
         cond_id = entry.get("id", "a string")
         if cond_id in conditioners:
             raise entry.error(f"duplicate conditioner id {cond_id!r}", "id")
