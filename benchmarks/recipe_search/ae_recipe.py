@@ -150,12 +150,17 @@ def main() -> None:
         model.eval()
         with torch.no_grad():
             recon = model.decode(model.encode(test_audio))[..., :length]
+            # the posterior mean (what the DiT is trained on, latent_mode: mean) without the VAE's sampling noise
+            recon_mean = (model.decode(model.encode(test_audio, skip_bottleneck=True).chunk(2, dim=1)[0])[..., :length]
+                          if a.bottleneck == "vae" else None)
         model.train()
         recon_corr, in_out_corr = spectral_correlations(recon, test_audio)
         f0s = [acf_f0(r[0, :SAMPLE_RATE].numpy(), SAMPLE_RATE) for r in recon]
         rms_recon = recon.pow(2).mean(-1).sqrt().flatten().numpy()
         rms_real = test_audio.pow(2).mean(-1).sqrt().flatten().numpy()
         extra = judge(recon) if judge is not None else {}
+        if judge is not None and recon_mean is not None:
+            extra.update({f"{k}_mean": v for k, v in judge(recon_mean).items()})
         return {**extra, "pitch_acc_acf": pitch_accuracy(f0s, [meta[i]["midi"] for i in test_ids])["accuracy"],
                 "recon_corr": recon_corr, "in_out_corr": in_out_corr,
                 "rms_corr": float(np.corrcoef(rms_recon, rms_real)[0, 1]), "rms_recon": float(rms_recon.mean()),
