@@ -7,6 +7,7 @@ import torch
 
 from stable_audio_ops.models.transformer import (
     Attention,
+    ConformerModule,
     ContinuousTransformer,
     LayerNorm,
     RotaryEmbedding,
@@ -125,3 +126,18 @@ def test_gradient_checkpointing_gives_the_same_gradients() -> None:
         model(x).pow(2).sum().backward()
         grads.append(model.layers[0].self_attn.to_qkv.weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_conformer_module_mixes_only_neighbouring_frames() -> None:
+    """The conformer branch is a k17 depthwise conv: a change at frame 0 reaches frames 0..8 only, so it
+    adds local context without leaking across the sequence (and without bias terms, as upstream)."""
+    module = _randomize(ConformerModule(32)).eval()
+    x = torch.randn(1, 40, 32)
+    y = x.clone()
+    y[:, 0] += 1.0
+    with torch.no_grad():
+        changed = (module(x) - module(y)).abs().amax(dim=-1)[0]
+    assert (changed[:9] > 0).all() and (changed[9:] == 0).all()
+    assert module.depthwise_conv.bias is None and module.pointwise_conv_2.bias is None
+    block = ContinuousTransformer(32, 1, dim_heads=32, conformer=True)
+    assert "layers.0.conformer.mid_norm.beta" in block.state_dict()

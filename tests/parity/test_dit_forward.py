@@ -2,6 +2,9 @@
 
 - ``dit_cond``, ``dit_cond_inpaint``: every recorded output (conditioner outputs, conditioning inputs,
   guided and unguided forward passes incl. APG).
+- ``dit_adaln_variants``, ``dit_adaln_conformer``: the same for the DiT options adaLN, memory tokens,
+  ``qk_norm: ln``, non-GLU feed-forward, layer_scale, prepend conditioning, ``timestep_cond_type:
+  input_concat`` and the conformer module (with the rectified-flow objective's CFG).
 - ``dit_latent_v``, ``dit_latent_rf``: the conditioning outputs, plus every backbone call of each
   generation run replayed from its recorded ``trace.x`` / ``trace.t`` (the generation outputs themselves
   are checked by the sampling tests). This covers grouped key/value heads and the RF objective's CFG.
@@ -19,7 +22,7 @@ import torch
 from stable_audio_ops.models.diffusion import ConditionedDiffusionModelWrapper
 from tests.parity.harness import load_case, load_model
 
-FORWARD_CASES = ("dit_cond", "dit_cond_inpaint")
+FORWARD_CASES = ("dit_cond", "dit_cond_inpaint", "dit_adaln_variants", "dit_adaln_conformer")
 LATENT_CASES = ("dit_latent_v", "dit_latent_rf")
 
 

@@ -30,7 +30,6 @@ _DEFAULT_ONLY = {
     "transformer_type": "continuous_transformer",
     "timestep_features_type": "learned",
     "norm_type": "layer_norm",
-    "conformer": False,
     "sliding_window": None,
     "remove_norms": False,
     "add_rope": False,
@@ -43,7 +42,7 @@ _DIT_KEYS = ("io_channels", "patch_size", "embed_dim", "depth", "num_heads", "co
              "timestep_cond_type", "timestep_embed_dim", "timestep_features_dim", "timestep_features_logsnr")
 _TRANSFORMER_KEYS = ("rotary_pos_emb", "cross_attn_rotary_pos_emb", "use_sinusoidal_emb", "use_abs_pos_emb",
                      "abs_pos_emb_max_length", "num_memory_tokens", "final_cross_attn_ix", "zero_init_branch_outputs",
-                     "layer_scale", "attn_kwargs", "ff_kwargs", "norm_kwargs", "use_checkpointing")
+                     "layer_scale", "conformer", "attn_kwargs", "ff_kwargs", "norm_kwargs", "use_checkpointing")
 _UNSUPPORTED_BACKBONES = {
     "adp_cfg_1d": "the audio-diffusion-pytorch U-Net with cross-attention",
     "adp_1d": "the audio-diffusion-pytorch U-Net",
@@ -113,7 +112,7 @@ def dit_kwargs_from_config(cfg: ConfigNode) -> dict[str, Any]:
                       ("use_sinusoidal_emb", "a bool"), ("use_abs_pos_emb", "a bool"),
                       ("abs_pos_emb_max_length", "a positive int"), ("num_memory_tokens", "a non-negative int"),
                       ("final_cross_attn_ix", "an int"), ("zero_init_branch_outputs", "a bool"),
-                      ("layer_scale", "a bool"), ("use_checkpointing", "a bool")):
+                      ("layer_scale", "a bool"), ("conformer", "a bool"), ("use_checkpointing", "a bool")):
         if cfg.has(key) and cfg.data[key] is not None:
             kw[key] = cfg.get(key, kind)
     if kw.get("use_sinusoidal_emb") and kw.get("use_abs_pos_emb"):

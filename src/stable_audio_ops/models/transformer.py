@@ -192,6 +192,32 @@ class FeedForward(nn.Module):
         return self.ff(x)
 
 
+class ConformerModule(nn.Module):
+    """Conformer convolution branch (``conformer: true``): local mixing along time that attention lacks.
+
+    norm -> 1x1 conv -> SiLU-GLU -> depthwise conv (k17) -> norm -> SiLU -> 1x1 conv, all convs without
+    bias. Upstream uses its bias-free LayerNorm where the paper has batch norm; kept for checkpoints.
+    """
+
+    def __init__(self, dim: int, norm_kwargs: Mapping[str, Any] | None = None, kernel_size: int = 17):
+        super().__init__()
+        norm_kwargs = dict(norm_kwargs or {})
+        self.in_norm = LayerNorm(dim, **norm_kwargs)
+        self.pointwise_conv = nn.Conv1d(dim, dim, kernel_size=1, bias=False)
+        self.glu = GLU(dim, dim, nn.SiLU())
+        self.depthwise_conv = nn.Conv1d(dim, dim, kernel_size=kernel_size, groups=dim, padding=kernel_size // 2,
+                                        bias=False)
+        self.mid_norm = LayerNorm(dim, **norm_kwargs)
+        self.pointwise_conv_2 = nn.Conv1d(dim, dim, kernel_size=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` is ``[b, n, d]``; the convolutions run on ``[b, d, n]``."""
+        h = self.pointwise_conv(self.in_norm(x).transpose(1, 2)).transpose(1, 2)
+        h = self.depthwise_conv(self.glu(h).transpose(1, 2)).transpose(1, 2)
+        h = F.silu(self.mid_norm(h))
+        return self.pointwise_conv_2(h.transpose(1, 2)).transpose(1, 2)
+
+
 # --- attention ---------------------------------------------------------------------------------------
 
 class Attention(nn.Module):
@@ -280,7 +306,7 @@ class Attention(nn.Module):
 # --- blocks ------------------------------------------------------------------------------------------
 
 class TransformerBlock(nn.Module):
-    """Pre-norm block: self-attention, optional cross-attention, GLU feed-forward.
+    """Pre-norm block: self-attention, optional cross-attention, optional conformer conv, feed-forward.
 
     With ``global_cond_dim`` the block is adaLN-modulated: the (already embedded, 6*dim wide) global
     vector plus the learned ``to_scale_shift_gate`` give scale/shift/gate for the self-attention and
@@ -289,7 +315,7 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, dim: int, dim_heads: int = 64, cross_attend: bool = False, dim_context: int | None = None,
                  global_cond_dim: int | None = None, causal: bool = False, zero_init_branch_outputs: bool = True,
-                 layer_scale: bool = False, attn_kwargs: Mapping[str, Any] | None = None,
+                 layer_scale: bool = False, conformer: bool = False, attn_kwargs: Mapping[str, Any] | None = None,
                  ff_kwargs: Mapping[str, Any] | None = None, norm_kwargs: Mapping[str, Any] | None = None):
         super().__init__()
         attn_kwargs, ff_kwargs, norm_kwargs = dict(attn_kwargs or {}), dict(ff_kwargs or {}), dict(norm_kwargs or {})
@@ -307,6 +333,8 @@ class TransformerBlock(nn.Module):
             self.cross_attn = Attention(dim, dim_heads=self.dim_heads, dim_context=dim_context, causal=causal,
                                         zero_init_output=zero_init_branch_outputs, **attn_kwargs)
             self.cross_attn_scale = LayerScale(dim) if layer_scale else nn.Identity()
+        # unmodulated and unscaled even under adaLN / layer_scale, as upstream
+        self.conformer = ConformerModule(dim, norm_kwargs=norm_kwargs) if conformer else None
         self.ff_norm = LayerNorm(dim, **norm_kwargs)
         self.ff = FeedForward(dim, zero_init_output=zero_init_branch_outputs, **ff_kwargs)
         self.ff_scale = LayerScale(dim) if layer_scale else nn.Identity()
@@ -325,6 +353,9 @@ class TransformerBlock(nn.Module):
             out = self.cross_attn(self.cross_attend_norm(x), context=context)
         return x + self.cross_attn_scale(out)
 
+    def _conformer(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.conformer is None else x + self.conformer(x)
+
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, global_cond: torch.Tensor | None = None,
                 rotary_pos_emb: torch.Tensor | None = None,
                 cross_attn_rotary_pos_emb: torch.Tensor | None = None) -> torch.Tensor:
@@ -334,13 +365,13 @@ class TransformerBlock(nn.Module):
             h = self.pre_norm(x) * (1 + scale_self) + shift_self
             h = self.self_attn(h, rotary_pos_emb=rotary_pos_emb) * torch.sigmoid(1 - gate_self)
             x = x + self.self_attn_scale(h)
-            x = self._cross(x, context, rotary_pos_emb, cross_attn_rotary_pos_emb)
+            x = self._conformer(self._cross(x, context, rotary_pos_emb, cross_attn_rotary_pos_emb))
             h = self.ff_norm(x) * (1 + scale_ff) + shift_ff
             h = self.ff(h) * torch.sigmoid(1 - gate_ff)
             return x + self.ff_scale(h)
 
         x = x + self.self_attn_scale(self.self_attn(self.pre_norm(x), rotary_pos_emb=rotary_pos_emb))
-        x = self._cross(x, context, rotary_pos_emb, cross_attn_rotary_pos_emb)
+        x = self._conformer(self._cross(x, context, rotary_pos_emb, cross_attn_rotary_pos_emb))
         return x + self.ff_scale(self.ff(self.ff_norm(x)))
 
 
@@ -435,7 +466,7 @@ class ContinuousTransformer(nn.Module):
 
 
 __all__ = [
-    "QK_NORMS", "AbsolutePositionalEmbedding", "Attention", "ContinuousTransformer", "FeedForward", "GLU",
+    "QK_NORMS", "AbsolutePositionalEmbedding", "Attention", "ConformerModule", "ContinuousTransformer", "FeedForward", "GLU",
     "LayerNorm", "LayerScale", "RMSNorm", "RotaryEmbedding", "ScaledSinusoidalEmbedding", "TransformerBlock",
     "apply_rotary_pos_emb", "rotate_half",
 ]
