@@ -263,3 +263,26 @@ def test_custom_metadata_errors_name_key_and_module(tmp_path):
     src = [AudioSource("a", str(tmp_path), str(tmp_path / "gone.py"), key_path="datasets[0]")]
     with pytest.raises(ConfigError, match="file not found"):
         AudioDirDataset(src, source="ds.json")
+
+
+def test_seeded_items_depend_on_seed_and_index_only(tmp_path):
+    """Pre-encoding relies on this: the same files and seed give bitwise-same items, whatever the global
+    random state or the order items are read in; the seed still changes the random choices."""
+    for i in range(8):
+        _sine(tmp_path / f"n{i}.wav", 1.0, hz=220.0 + 50 * i)
+
+    def items(seed, order):
+        ds = _dataset([tmp_path], seed=seed)
+        order = list(order)
+        random.seed(order[0])  # the global state differs between calls: it must not matter
+        return {i: ds[i] for i in order}
+
+    forward, backward = items(7, range(8)), items(7, reversed(range(8)))
+    for i in range(8):
+        assert torch.equal(forward[i][0], backward[i][0])
+        assert forward[i][1]["timestamps"] == backward[i][1]["timestamps"]
+    # the crop offset and the phase flip are drawn: another seed flips / crops some item differently
+    other = items(8, range(8))
+    assert any(not torch.equal(forward[i][0], other[i][0]) for i in range(8))
+    flipped = [torch.equal(forward[i][0], -_dataset([tmp_path], seed=7, phase_flip=False)[i][0]) for i in range(8)]
+    assert 0 < sum(flipped) < 8  # p = 0.5 per item: some flipped, some not

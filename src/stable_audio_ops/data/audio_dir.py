@@ -2,7 +2,8 @@
 
 Same items as upstream: ``(audio [C, sample_size] float32, metadata)`` where metadata has ``path``,
 ``relpath``, ``timestamps``, ``seconds_start``, ``seconds_total``, ``padding_mask``, ``sample_rate``,
-``load_time`` plus whatever the source's ``custom_metadata_module`` returns. Per item: crop planned
+``load_time`` (wall-clock seconds: for logs, never for files meant to be reproducible) plus whatever the
+source's ``custom_metadata_module`` returns. Per item: crop planned
 at the model rate (random or start-aligned), silence (< -60 dBFS) → another random item, phase flip
 (p=0.5, on by default like upstream), clamp to [-1, 1], channel conversion, custom metadata
 (``__reject__`` → another item; ``__audio__`` → extra pad/cropped audio entries).
@@ -26,6 +27,11 @@ What differs from upstream, and why:
 * **No silent failure.** A dataset with no readable file raises :class:`DatasetError` naming the
   folders; a missing folder raises too; upstream's unbounded retry recursion becomes a bounded
   loop (``max_draws``) ending in a DatasetError that says why no item could be produced.
+* **Reproducible items.** With ``seed`` set, every random choice of item ``idx`` (crop offset, phase
+  flip, replacement draws) comes from a generator seeded with ``(seed, idx)``, so an item depends on its
+  index only: the same files, settings and seed give bitwise-same items in any order, with any number of
+  DataLoader workers. Meant for one-pass jobs (pre-encoding); training leaves it unset (``None``: Python's
+  global ``random``, which Lightning's ``seed_everything`` seeds per worker, so epochs differ).
 * Folders are scanned by :func:`~stable_audio_ops.data.files.scan_audio_folder`, the scanner the
   data-preparation probe uses too: hidden folders (``.git``, ``.ipynb_checkpoints``, ...) are not scanned
   (upstream skips only hidden files), files are sorted for a reproducible order, symlinked folder loops
@@ -106,6 +112,7 @@ class AudioDirDataset(torch.utils.data.Dataset):
         silence_threshold_db: float = -60.0,
         max_draws: int = 100,
         source: str = "<dataset config>",
+        seed: int | None = None,
     ):
         super().__init__()
         if sample_size <= 0 or sample_rate <= 0:
@@ -125,6 +132,7 @@ class AudioDirDataset(torch.utils.data.Dataset):
         self.silence_threshold_db = silence_threshold_db
         self.max_draws = max_draws
         self.config_source = source
+        self.seed = None if seed is None else int(seed)
 
         self.hooks: list[CustomMetadataHook | None] = hooks_for_sources(self.sources, source)
         self.skipped: dict[str, str] = {}
@@ -189,30 +197,35 @@ class AudioDirDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def _random_index(self) -> int:
+    def _item_rng(self, idx: int) -> random.Random | None:
+        """The generator of item ``idx``'s random choices: seeded by ``(seed, idx)``; None = the global one."""
+        return random.Random(f"{self.seed}:{idx}") if self.seed is not None else None
+
+    def _random_index(self, rng: random.Random | None) -> int:
         if len(self._bad) >= len(self.files):
             last = "; ".join(f"{printable_path(p)}: {r}" for p, r in list(self.skipped.items())[-3:])
             raise DatasetError(f"every audio file in {self._folders()} failed to load (last: {last})")
         while True:
-            idx = random.randrange(len(self.files))
+            idx = (rng or random).randrange(len(self.files))
             if idx not in self._bad:
                 return idx
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        rng = self._item_rng(idx)
         for _ in range(self.max_draws):
             if idx in self._bad:
-                idx = self._random_index()
+                idx = self._random_index(rng)
             entry = self.files[idx]
             try:
-                item = self._load(entry)
+                item = self._load(entry, rng)
             except Exception as exc:
                 self._bad.add(idx)
                 self._skip(entry.path, f"failed to load ({type(exc).__name__}: {exc})")
-                idx = self._random_index()
+                idx = self._random_index(rng)
                 continue
             if item is not None:
                 return item
-            idx = self._random_index()
+            idx = self._random_index(rng)
         raise DatasetError(
             f"could not draw a usable item from {self._folders()} in {self.max_draws} tries: "
             f"{self.silent_draws} silent crops, {self.rejected_draws} rejected by custom metadata, "
@@ -222,11 +235,11 @@ class AudioDirDataset(torch.utils.data.Dataset):
     def _finish(self, audio: torch.Tensor) -> torch.Tensor:
         return set_audio_channels(audio.clamp(-1, 1), self.force_channels)
 
-    def _load(self, entry: AudioFile) -> tuple[torch.Tensor, dict[str, Any]] | None:
+    def _load(self, entry: AudioFile, rng: random.Random | None) -> tuple[torch.Tensor, dict[str, Any]] | None:
         """One item from ``entry``, or None when the crop is silent or rejected (caller draws again)."""
         start = time.time()
         audio, plan, mask = read_padded_crop(
-            entry.path, self.sample_size, self.sample_rate, self.random_crop, info=entry.info
+            entry.path, self.sample_size, self.sample_rate, self.random_crop, info=entry.info, rng=rng
         )
         if not torch.isfinite(audio).all():  # the scan reads float files through; this catches later changes
             raise ValueError("non-finite samples: NaN or Inf in the crop")
@@ -234,7 +247,7 @@ class AudioDirDataset(torch.utils.data.Dataset):
             self.silent_draws += 1
             return None
         if self.phase_flip:
-            audio = phase_flip(audio, self.phase_flip_p)
+            audio = phase_flip(audio, self.phase_flip_p, rng=rng)
         audio = self._finish(audio)
 
         src = self.sources[entry.source]
@@ -258,8 +271,8 @@ class AudioDirDataset(torch.utils.data.Dataset):
             extra = info.pop("__audio__", None)
             if extra:
                 info.update(crop_extra_audio(
-                    extra, self.sample_size, self.sample_rate, self.force_channels, self.random_crop, clamp=True
-                ))
+                    extra, self.sample_size, self.sample_rate, self.force_channels, self.random_crop, clamp=True,
+                    rng=rng))
         return audio, info
 
 

@@ -40,7 +40,7 @@ def torch_loader(dataset: Dataset, options: LoaderOptions, drop_last: bool) -> D
 
 def _build_audio_dir(cfg: dict[str, Any], options: LoaderOptions) -> DataLoader:
     dataset = audio_dir_dataset_from_config(
-        cfg, options.sample_size, options.sample_rate, options.audio_channels, source=options.source
+        cfg, options.sample_size, options.sample_rate, options.audio_channels, source=options.source, seed=options.seed
     )
     return torch_loader(dataset, options, drop_last=cfg.get("drop_last", True))
 
@@ -75,13 +75,15 @@ def create_dataloader_from_config(
     num_workers: int = 4,
     shuffle: bool = True,
     source: str = "<dataset config>",
+    seed: int | None = None,
 ) -> DataLoader:
     """Validate ``dataset_config`` and build its DataLoader.
 
     Batches are ``[audio [B, C, sample_size] float32, (metadata dict, ...)]`` (upstream's collation).
-    ``audio_channels`` 1 makes items mono (channel mean), otherwise stereo.
+    ``audio_channels`` 1 makes items mono (channel mean), otherwise stereo. ``seed`` makes ``audio_dir`` items
+    reproducible (each a function of its index; see :class:`~stable_audio_ops.data.audio_dir.AudioDirDataset`).
     """
     cfg = validate_dataset_config(dataset_config, source)
-    options = LoaderOptions(batch_size, sample_size, sample_rate, audio_channels, num_workers, shuffle, source)
+    options = LoaderOptions(batch_size, sample_size, sample_rate, audio_channels, num_workers, shuffle, source, seed)
     builder = lookup(DATASET_TYPES, cfg["dataset_type"], "dataset type", ConfigNode(cfg, source), key="dataset_type")
     return builder(cfg, options)

@@ -20,6 +20,8 @@ class LoaderOptions:
     num_workers: int = 4
     shuffle: bool = True
     source: str = "<dataset config>"
+    # audio_dir only: items seeded by (seed, index), bitwise-reproducible (pre-encoding); None = global random
+    seed: int | None = None
 
     @property
     def force_channels(self) -> str:

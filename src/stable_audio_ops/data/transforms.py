@@ -171,6 +171,7 @@ def crop_extra_audio(
     channels: str | int,
     randomize: bool = True,
     clamp: bool = False,
+    rng: random.Random | None = None,
 ) -> dict[str, torch.Tensor]:
     """The ``__audio__`` entries a custom metadata module returned, made to match the main audio.
 
@@ -179,7 +180,7 @@ def crop_extra_audio(
     """
     out: dict[str, torch.Tensor] = {}
     for key, value in extra.items():
-        chunk = pad_crop(torch.as_tensor(value, dtype=torch.float32), n_samples, sample_rate, randomize)[0]
+        chunk = pad_crop(torch.as_tensor(value, dtype=torch.float32), n_samples, sample_rate, randomize, rng)[0]
         out[key] = set_audio_channels(chunk.clamp(-1, 1) if clamp else chunk, channels)
     return out
 

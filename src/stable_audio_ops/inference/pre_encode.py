@@ -13,6 +13,10 @@ Decisions:
   even in eval mode), so every epoch trains on the same noise draw. ``latent_mode="sample"`` keeps
   that (default: the DiT then sees latents distributed like on-the-fly encoding); ``"mean"`` stores
   the posterior mean (deterministic, reproducible encodes). A ``seed`` makes the draw reproducible.
+- **Reproducible files**: with a ``seed`` the dataset's own random choices (phase flip, crop) are seeded per
+  item too, and the sidecars hold no wall-clock value (the dataset's ``load_time`` is left out), so the same
+  audio, autoencoder, settings and seed give bitwise-same files and ``dvc repro`` sees nothing changed
+  downstream of a re-run.
 - the checkpoint loads STRICTLY (upstream's ``copy_state_dict`` silently keeps random weights for
   anything that does not match, which then encodes garbage);
 - ``drop_last`` defaults to false here (upstream's recommendation for pre-encoding; the training
@@ -45,6 +49,8 @@ from stable_audio_ops.utils.ranks import process_rank
 from stable_audio_ops.utils.ranks import world_size as env_world_size
 
 LATENT_MODES = ("sample", "mean")
+# item metadata that measures time, not data: left out of the sidecars so re-runs write the same bytes
+WALL_CLOCK_KEYS = frozenset({"load_time"})
 AUTOENCODER_TYPES = ("autoencoder",)
 
 
@@ -149,7 +155,7 @@ def pre_encode_dataset(
     loader = create_dataloader_from_config(
         dataset_config, batch_size=batch_size, sample_size=sample_size, sample_rate=int(model_config["sample_rate"]),
         audio_channels=int(model_config.get("audio_channels", 2)), num_workers=num_workers, shuffle=shuffle,
-        source=dataset_source)
+        source=dataset_source, seed=seed)
     loader = _loader_for_rank(loader, rank, world_size)
 
     output_path = Path(output_path)
@@ -179,7 +185,7 @@ def pre_encode_dataset(
             latents = latents.float().cpu().numpy() if not is_discrete else latents.cpu().numpy()
             for i, latent in enumerate(latents):
                 latent_id = f"{rank:03d}{batch_idx:06d}{i:04d}"
-                md = dict(metadata[i])
+                md = {k: v for k, v in metadata[i].items() if k not in WALL_CLOCK_KEYS}
                 md["padding_mask"] = latent_padding_mask(md.get("padding_mask"), latent.shape[-1])
                 md["downsampling_ratio"] = ratio
                 md = to_jsonable(md)
