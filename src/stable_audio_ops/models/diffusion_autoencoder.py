@@ -20,10 +20,10 @@ from torch import nn
 from stable_audio_ops.config.schema import ConfigNode, check_known_keys, lookup
 from stable_audio_ops.errors import UnknownTypeError
 from stable_audio_ops.models.adp import UNet1d
+from stable_audio_ops.models.adp_factory import build_unet1d, halve_parameters
 from stable_audio_ops.models.autoencoder import AudioAutoencoder
 from stable_audio_ops.models.autoencoder_factory import ENCODERS
 from stable_audio_ops.models.bottlenecks import BOTTLENECKS, VAEBottleneck
-from stable_audio_ops.models.diffusion_uncond import build_unet1d, halve_parameters
 from stable_audio_ops.sampling.samplers import sample_v_ddim
 from stable_audio_ops.sampling.schedules import build_schedule
 

@@ -63,14 +63,20 @@ def _sub_kwargs(node: ConfigNode, key: str, spec: dict[str, str], default_only: 
     return {k: sub.get(k, kind) for k, kind in spec.items() if sub.has(k) and sub.data[k] is not None}
 
 
-def dit_kwargs_from_config(cfg: ConfigNode) -> dict[str, Any]:
-    """Validated ``DiffusionTransformer`` keyword arguments from ``model.diffusion.config``."""
-    check_known_keys(cfg, _DIT_KEYS + _TRANSFORMER_KEYS + tuple(_DEFAULT_ONLY))
+def dit_kwargs_from_config(cfg: ConfigNode, channels_key: str = "io_channels") -> dict[str, Any]:
+    """Validated ``DiffusionTransformer`` keyword arguments from a DiT ``config`` node.
+
+    ``channels_key`` is the config key of the DiT's input/output channels: ``io_channels`` in
+    ``diffusion_cond`` configs, ``in_channels`` in ``diffusion_uncond`` ones (upstream's uncond wrapper
+    renames it); errors name the key the user wrote.
+    """
+    keys = tuple(channels_key if k == "io_channels" else k for k in _DIT_KEYS)
+    check_known_keys(cfg, keys + _TRANSFORMER_KEYS + tuple(_DEFAULT_ONLY))
     for key, default in _DEFAULT_ONLY.items():
         _default_only(cfg, key, default)
 
     kw: dict[str, Any] = {
-        "io_channels": cfg.get("io_channels", "a positive int", 32),
+        "io_channels": cfg.get(channels_key, "a positive int", 32),
         "patch_size": cfg.get("patch_size", "a positive int", 1),
         "embed_dim": cfg.get("embed_dim", "a positive int", 768),
         "depth": cfg.get("depth", "a positive int", 12),

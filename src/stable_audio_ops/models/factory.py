@@ -50,7 +50,7 @@ MODEL_TYPES: dict[str, Callable[[ConfigNode], nn.Module]] = {
     "diffusion_cond": build_diffusion_cond,
     # Same wrapper: inpainting inputs are ordinary input-concat conditioning (inpaint_mask, inpaint_masked_input).
     "diffusion_cond_inpaint": build_diffusion_cond,
-    "diffusion_uncond": build_diffusion_uncond,  # ADP U-Net (adp_uncond_1d); model + parity only, no training yet
+    "diffusion_uncond": build_diffusion_uncond,  # adp_uncond_1d U-Net or dit; model + parity only, no training yet
     "diffusion_autoencoder": build_diffusion_autoencoder,  # Oobleck encoder + ADP U-Net decoder; model only
 }
 
