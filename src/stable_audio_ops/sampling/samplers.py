@@ -17,9 +17,9 @@ Three families, each with its own ``model_fn`` contract:
   ``model_fn(x, t[B]) -> v = eps - x0`` on a t schedule ending at 0.
 
 Stochastic samplers draw their noise from the ``generator`` argument (a ``torch.Generator`` the caller
-controls). The SDE samplers use independent Gaussian increments instead of k-diffusion's
-``BrownianTreeNoiseSampler``: for the non-overlapping intervals a sampler visits the two have the same
-distribution, but the draws do not bit-match k-diffusion (no parity fixture records an SDE sampler).
+controls). The SDE samplers (``dpmpp-2m-sde``, ``dpmpp-3m-sde``) take it, as k-diffusion does, from one
+Brownian path over the schedule (:mod:`stable_audio_ops.sampling.brownian`) whose seed is drawn from that
+generator, so a seed gives the same audio as stable-audio-tools; ``noise_sampler`` replaces the path.
 
 ``callback`` receives one dict per step: ``i``, ``x`` (the current state), ``sigma`` or ``t`` and
 ``denoised`` (the current clean estimate).
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from stable_audio_ops.config.schema import lookup
+from stable_audio_ops.sampling.brownian import NoiseSampler, brownian_tree_noise
 from stable_audio_ops.sampling.schedules import sigma_to_t, t_to_alpha_sigma
 
 ModelFn = Callable[..., Any]
@@ -260,13 +261,23 @@ def sample_dpmpp_2m(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *,
     return x
 
 
+def _sde_noise(x: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generator | None) -> NoiseSampler:
+    """k-diffusion's default for its SDE samplers: a Brownian tree from the smallest positive sigma to the
+    largest, its seed drawn from ``generator`` when the sampler starts."""
+    return brownian_tree_noise(x, sigmas[sigmas > 0].min(), sigmas.max(), generator=generator)
+
+
 @torch.no_grad()
 def sample_dpmpp_2m_sde(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, callback: Callback = None,
                         eta: float = 1.0, s_noise: float = 1.0, solver_type: str = "midpoint",
-                        generator: torch.Generator | None = None) -> torch.Tensor:
-    """DPM-Solver++(2M) SDE (``solver_type`` midpoint or heun); the last step returns the denoised x0."""
+                        generator: torch.Generator | None = None,
+                        noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+    """DPM-Solver++(2M) SDE (``solver_type`` midpoint or heun); the last step returns the denoised x0.
+
+    Noise: ``noise_sampler`` or a Brownian tree seeded from ``generator`` (see :func:`_sde_noise`)."""
     if solver_type not in {"heun", "midpoint"}:
         raise ValueError(f"solver_type must be 'heun' or 'midpoint', got {solver_type!r}")
+    noise_sampler = noise_sampler or _sde_noise(x, sigmas, generator)
     s_in = x.new_ones([x.shape[0]])
     old_denoised = None
     h_last = None
@@ -287,7 +298,8 @@ def sample_dpmpp_2m_sde(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor
                 else:
                     x = x + 0.5 * (-h - eta_h).expm1().neg() * (1 / r) * (denoised - old_denoised)
             if eta:
-                x = x + _randn_like(x, generator) * sigmas[i + 1] * (-2 * eta_h).expm1().neg().sqrt() * s_noise
+                x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-2 * eta_h).expm1().neg().sqrt() \
+                    * s_noise
             h_last = h
         old_denoised = denoised
     return x
@@ -296,8 +308,11 @@ def sample_dpmpp_2m_sde(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor
 @torch.no_grad()
 def sample_dpmpp_3m_sde(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, callback: Callback = None,
                         eta: float = 1.0, s_noise: float = 1.0,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
-    """DPM-Solver++(3M) SDE: third-order multistep with fresh noise; the last step returns x0."""
+                        generator: torch.Generator | None = None,
+                        noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+    """DPM-Solver++(3M) SDE: third-order multistep with Brownian noise (as :func:`sample_dpmpp_2m_sde`);
+    the last step returns x0."""
+    noise_sampler = noise_sampler or _sde_noise(x, sigmas, generator)
     s_in = x.new_ones([x.shape[0]])
     denoised_1 = denoised_2 = None
     h_1 = h_2 = None
@@ -325,7 +340,8 @@ def sample_dpmpp_3m_sde(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor
                 d = (denoised - denoised_1) / (h_1 / h)
                 x = x + (h_eta.neg().expm1() / h_eta + 1) * d
             if eta:
-                x = x + _randn_like(x, generator) * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt() * s_noise
+                x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt() \
+                    * s_noise
         denoised_1, denoised_2 = denoised, denoised_1
         h_1, h_2 = h, h_1
     return x
