@@ -2,11 +2,13 @@
 MLflow, and a Markdown report that starts with the test split the numbers come from.
 
 Why one builder: the three views must hold the same numbers; built from one nested dict they cannot drift.
+``metrics.json`` keeps only the headline numbers (:func:`headline_metrics`: what `dvc metrics diff` and
+`dvc exp show` should compare between runs); timings, medians and the judges' diagnostics go to MLflow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stable_audio_ops.data.preparation.split import format_split
@@ -14,6 +16,27 @@ from stable_audio_ops.evaluation.judge import format_report
 from stable_audio_ops.utils.jsonable import finite_or_null
 
 MODELS = ("autoencoder", "latent_diffusion")
+# Headline numbers per section of the nested metrics, in the judges' own names (the MLflow keys, prefixed
+# ``evaluation.``, are the same paths): quality and caption adherence, never wall-clock timings.
+JUDGE_HEADLINE = ("pitch_acc_crepe", "pitch_acc_acf", "inst_acc", "dyn_acc", "kid", "pitch_x_inst")
+AUTOENCODER_HEADLINE = ("n_clips", "mrstft", "mel_distance_db", "si_sdr_db", "match_accuracy", "collapsed",
+                        *JUDGE_HEADLINE)
+GENERATION_HEADLINE = ("n", *JUDGE_HEADLINE)
+
+
+def headline_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The DVC view of the nested evaluation metrics: split counts, promotion flags and the headline keys of
+    the autoencoder and of every judged generation set (model and its calibration sets); keys a run did not
+    compute (e.g. CREPE when only ``acf`` judges) are left out rather than written as null."""
+    def pick(values: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+        return {key: values[key] for key in keys if values.get(key) is not None}
+
+    return {
+        "split": dict(metrics["split"]),
+        "autoencoder": pick(metrics["autoencoder"], AUTOENCODER_HEADLINE),
+        "generation": {name: pick(values, GENERATION_HEADLINE) for name, values in metrics["generation"].items()},
+        "promoted": dict(metrics["promoted"]),
+    }
 
 
 def flatten_metrics(metrics: Mapping[str, Any]) -> dict[str, dict[str, float]]:
@@ -44,7 +67,7 @@ def promotion_line(decision: Mapping[str, Any]) -> str:
 def build_metrics(autoencoder_metrics: Mapping[str, float], generation_results: Mapping[str, Mapping[str, float]],
                   promotion: Mapping[str, Any],
                   dataset_split: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, float]], str]:
-    """(metrics.json content, the same numbers flattened for MLflow, the Markdown report).
+    """(metrics.json content: the headline numbers, every number flattened for MLflow, the Markdown report).
 
     ``promotion`` is the promotion decision (per model: ``promoted``, ``reason``, ``champion``, ...; plus
     ``latent_diffusion_lineage``); ``dataset_split`` is data_preparation's split manifest.
@@ -63,7 +86,7 @@ def build_metrics(autoencoder_metrics: Mapping[str, float], generation_results: 
     lineage = promotion.get("latent_diffusion_lineage", {})
     lines.append(f"- diffusion trained on autoencoder v{lineage.get('autoencoder_version')}: "
                  f"{lineage.get('autoencoder_lineage')}")
-    return metrics, flatten_metrics(metrics), "\n".join(lines) + "\n"
+    return headline_metrics(metrics), flatten_metrics(metrics), "\n".join(lines) + "\n"
 
 
-__all__ = ["build_metrics", "flatten_metrics", "promotion_line"]
+__all__ = ["build_metrics", "flatten_metrics", "headline_metrics", "promotion_line"]
