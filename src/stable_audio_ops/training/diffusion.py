@@ -34,6 +34,7 @@ from torch import nn
 from stable_audio_ops.config.schema import ConfigNode
 from stable_audio_ops.losses.core import MSELoss, MultiLoss
 from stable_audio_ops.training.ema import EMA
+from stable_audio_ops.training.fine_tune import apply_fine_tune_settings
 from stable_audio_ops.training.inpainting import random_inpaint_mask
 from stable_audio_ops.training.optim import create_optimizer_from_config, create_scheduler_from_config
 from stable_audio_ops.training.timesteps import TIMESTEP_SAMPLERS, TimestepSampler, noise_and_target
@@ -140,9 +141,17 @@ class DiffusionCondTrainingModule(pl.LightningModule):
                                          mask_key="padding_mask" if self.mask_padding else None, name="mse_loss")])
 
     # --- optimizers ---------------------------------------------------------------------------
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """What the optimizer steps: parameters that require gradients (only the adapters under LoRA, so a
+        frozen base costs no optimizer state)."""
+        params = [p for p in self.diffusion.parameters() if p.requires_grad]
+        if not params:
+            raise self._opt_node.error("the model has no trainable parameters (everything is frozen)")
+        return params
+
     def configure_optimizers(self):
         node = self._opt_node.child("diffusion")
-        optimizer = create_optimizer_from_config(node.child("optimizer"), self.diffusion.parameters())
+        optimizer = create_optimizer_from_config(node.child("optimizer"), self.trainable_parameters())
         if node.has("scheduler"):
             scheduler = create_scheduler_from_config(node.child("scheduler"), optimizer)
             return [optimizer], [{"scheduler": scheduler, "interval": "step"}]
@@ -260,9 +269,12 @@ def create_diffusion_cond_training_module(model_config: dict, model: nn.Module,
 
     ``diffusion_cond_inpaint`` always trains with inpainting masks (``training.inpainting.mask_kwargs``
     or upstream's defaults); ``diffusion_cond`` only when ``training.inpainting`` is present.
+    ``training.lora`` / ``training.gradient_checkpointing`` are applied to ``model`` first
+    (:mod:`stable_audio_ops.training.fine_tune`), so the EMA copy carries the adapters too.
     """
     root = ConfigNode(model_config, source)
     training = root.child("training", {})
+    apply_fine_tune_settings(model, training)
     inpainting = training.get("inpainting", "an object", None)
     if inpainting is None and root.get("model_type", "a string") == "diffusion_cond_inpaint":
         inpainting = {}

@@ -19,6 +19,7 @@ from stable_audio_ops.config.schema import ConfigNode, lookup
 from stable_audio_ops.errors import CheckpointError
 from stable_audio_ops.models.checkpoints import load_state_dict_checked, save_model_checkpoint
 from stable_audio_ops.models.factory import create_model_from_config
+from stable_audio_ops.models.lora import lora_config_from_mapping, merge_lora_state_dict
 
 # model_type -> function(training node) -> the wrapper prefix that holds the weights to export, or a
 # sequence of (wrapper prefix, model prefix) renames applied in order (later ones override earlier ones).
@@ -129,7 +130,8 @@ def unwrap_checkpoint(
 
     ``model_config=None`` uses the config embedded in the checkpoint (train.py embeds it). The result is
     loaded strictly into a model built from the config before it is written (with the config embedded),
-    so the file is known to load. Returns the written path.
+    so the file is known to load. A LoRA fine-tune (``training.lora``) is written merged: every adapter folded
+    into its base weight, so the file is a plain upstream-format model. Returns the written path.
     """
     ckpt_path = Path(ckpt_path)
     ckpt = read_training_checkpoint(ckpt_path)
@@ -139,6 +141,9 @@ def unwrap_checkpoint(
         if not isinstance(model_config, dict):
             raise CheckpointError(f"{ckpt_path}: no embedded model_config; pass the model config")
     state_dict = select_model_state_dict(model_config, ckpt["state_dict"], source, str(ckpt_path))
+    lora = (model_config.get("training") or {}).get("lora")
+    if lora is not None:  # a LoRA fine-tune: the full model has its adapters folded in (upstream keys)
+        state_dict = merge_lora_state_dict(state_dict, lora_config_from_mapping(lora, source, "training.lora"))
 
     model = create_model_from_config(model_config, source=source)
     load_state_dict_checked(model, state_dict, strict=True, what=f"{ckpt_path} -> {model_config['model_type']}")
