@@ -32,6 +32,7 @@ from stable_audio_ops.evaluation.judge import (
 from stable_audio_ops.evaluation.report import build_metrics
 from stable_audio_ops.evaluation.selection import split_evaluation_clips
 from stable_audio_ops.inference.entry import CONDITIONED_MODEL_TYPES
+from stable_audio_ops.models.checkpoints import read_embedded_model_config
 from stable_audio_ops.tracking import promotion, registration
 from stable_audio_ops.tracking.history import loss_history
 from stable_audio_ops.tracking.loading import load_model
@@ -147,5 +148,15 @@ def make_plots(generation_examples: Sequence[Mapping[str, Any]], reconstruction_
     generated per test caption (a collapsed autoencoder shows as one repeated picture in the middle column)."""
     histories = {"autoencoder": loss_history(autoencoder_model.get("mlflow_run_id")),
                  "latent_diffusion": loss_history(latent_diffusion_model.get("mlflow_run_id"))}
+    starts = {"autoencoder": discriminator_start(autoencoder_model["path"])}
     return (plots.spectrogram_grid(generation_examples), plots.metric_bars(generation_results),
-            plots.loss_curves(histories), plots.comparison_grid(reconstruction_examples, generation_examples))
+            plots.loss_curves(histories, starts), plots.comparison_grid(reconstruction_examples, generation_examples))
+
+
+def discriminator_start(model_path: str) -> int | None:
+    """The step the autoencoder's adversarial losses switch on (``training.warmup_steps`` of the config embedded
+    in the unwrapped model), or None when it has no such config or no warm-up."""
+    config = read_embedded_model_config(model_path) or {}
+    training = config.get("training")
+    steps = training.get("warmup_steps") if isinstance(training, Mapping) else None
+    return int(steps) if isinstance(steps, int) and steps > 0 else None

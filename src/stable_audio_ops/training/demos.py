@@ -5,7 +5,8 @@ from a separate loader, so the training iterator is never touched and successive
 comparable) with the EMA model when there is one, and logs under ``demos/step_<global step>/``:
 - ``recon.wav``: real and reconstruction interleaved (real 1, recon 1, real 2, ...), 16-bit PCM,
   clamped to [-1, 1] (not normalised, so level errors stay audible);
-- ``recon_spectrogram.png``: log-magnitude spectrogram of the first channel of that file.
+- ``recon_spectrogram.png``: log-magnitude spectrogram of the first channel of that file, each clip
+  labelled ``real: <prompt>`` / ``reconstruction: <prompt>`` (the file name when there is no prompt).
 
 Timing: like upstream, a demo fires right after the first optimizer step (global step 1) and then
 whenever ``(global_step - 1) % demo_every == 0``; in addition one fires when training ends (unless the
@@ -16,6 +17,7 @@ Rank 0 only; a no-op without an MLflow logger.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from stable_audio_ops.training.autoencoder import trim_to_shortest
+from stable_audio_ops.training.spectrogram import write_spectrogram_png
 
 
 def interleave(reals: torch.Tensor, fakes: torch.Tensor) -> torch.Tensor:
@@ -41,51 +44,21 @@ def write_wav_int16(path: Path, audio: torch.Tensor, sample_rate: int) -> None:
     sf.write(str(path), np.ascontiguousarray(pcm), sample_rate, subtype="PCM_16")
 
 
-def write_spectrogram_png(
-    path: Path,
-    audio: torch.Tensor,
-    sample_rate: int,
-    title: str,
-    n_items: int,
-    *,
-    xlabel: str = "time (s): real, reconstruction, real, reconstruction, ...",
-    line_widths: tuple[float, float] = (0.8, 0.3),
-) -> None:
-    """Log-magnitude STFT of ``audio[0]`` with separators between the ``n_items`` concatenated items.
-
-    ``line_widths`` are the widths of the even and odd separators: the default draws thick lines
-    between real/reconstruction pairs and thin ones inside a pair, so pairs read as units.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    signal = audio[0].detach().float().cpu()
-    n_fft = 512 if signal.numel() >= 512 else max(16, 1 << (signal.numel().bit_length() - 1))
-    spec = torch.stft(signal, n_fft=n_fft, hop_length=n_fft // 4, window=torch.hann_window(n_fft),
-                      return_complex=True).abs()
-    db = 20 * torch.log10(spec.clamp_min(1e-5))
-    db = db.clamp_min(db.max() - 80)
-    duration = signal.numel() / sample_rate
-    fig, ax = plt.subplots(figsize=(max(6, min(24, n_items * 1.5)), 4), dpi=100)
-    ax.imshow(db.numpy(), origin="lower", aspect="auto", cmap="magma",
-              extent=(0, duration, 0, sample_rate / 2))
-    for i in range(1, n_items):
-        ax.axvline(i * duration / n_items, color="white", linewidth=line_widths[i % 2])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("Hz")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+def clip_label(metadata: Mapping[str, Any]) -> str:
+    """What a person calls a clip: its prompt or caption (the demo notes say instrument, note and velocity),
+    else its file name; empty when the metadata holds none of them."""
+    for key in ("prompt", "caption", "relpath", "path"):
+        if metadata.get(key):
+            return str(metadata[key])
+    return ""
 
 
 def write_demo_audio(
     wav_path: Path, png_path: Path, audio: torch.Tensor, sample_rate: int, title: str, n_items: int, **png_style: Any
 ) -> None:
     """One demo as a 16-bit WAV plus the spectrogram PNG of the same audio (``png_style``: see
-    :func:`write_spectrogram_png`), so every demo callback logs the same pair of files."""
+    :func:`~stable_audio_ops.training.spectrogram.write_spectrogram_png`), so every demo callback logs the same
+    pair of files."""
     write_wav_int16(wav_path, audio, sample_rate)
     write_spectrogram_png(png_path, audio, sample_rate, title, n_items, **png_style)
 
@@ -108,11 +81,14 @@ def demo_logger(trainer: pl.Trainer):
 class AutoencoderDemoCallback(pl.Callback):
     """Reconstruct ``demo_audio`` every ``demo_every`` steps and log WAV + PNG to MLflow."""
 
-    def __init__(self, demo_audio: torch.Tensor, demo_every: int = 2000, sample_rate: int = 44100, max_demos: int = 8):
+    def __init__(self, demo_audio: torch.Tensor, demo_every: int = 2000, sample_rate: int = 44100, max_demos: int = 8,
+                 demo_metadata: Sequence[Mapping[str, Any]] | None = None):
         super().__init__()
         if demo_every < 1:
             raise ValueError(f"demo_every must be >= 1, got {demo_every}")
         self.demo_audio = demo_audio[:max_demos].detach().cpu()
+        # which clip each one is (prompt / caption / file), written above its real and reconstruction
+        self.demo_names = [clip_label(md) for md in list(demo_metadata or [])[: self.demo_audio.shape[0]]]
         self.demo_every = int(demo_every)
         self.sample_rate = int(sample_rate)
         self.last_demo_step = -1
@@ -128,6 +104,11 @@ class AutoencoderDemoCallback(pl.Callback):
     def on_train_end(self, trainer, pl_module):
         if trainer.global_step > 0 and trainer.global_step != self.last_demo_step:
             self.run_demo(trainer, pl_module)
+
+    def item_labels(self, n_clips: int) -> list[str]:
+        """``real: <clip>``, ``reconstruction: <clip>`` for each clip, in the order the demo interleaves them."""
+        names = self.demo_names if len(self.demo_names) == n_clips else [""] * n_clips
+        return [f"{kind}{': ' + name if name else ''}" for name in names for kind in ("real", "reconstruction")]
 
     @torch.no_grad()
     def reconstruct(self, pl_module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,6 +137,7 @@ class AutoencoderDemoCallback(pl.Callback):
         with tempfile.TemporaryDirectory(prefix="sao-demo-") as tmp:
             folder = Path(tmp)
             write_demo_audio(folder / "recon.wav", folder / "recon_spectrogram.png", audio, self.sample_rate,
-                             f"reconstructions at step {trainer.global_step}", n_items=2 * reals.shape[0])
+                             f"autoencoder reconstructions at step {trainer.global_step}", n_items=2 * reals.shape[0],
+                             item_labels=self.item_labels(reals.shape[0]))
             logger.experiment.log_artifacts(logger.run_id, str(folder), artifact_dir)
         self.logged.append(artifact_dir)

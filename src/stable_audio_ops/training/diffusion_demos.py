@@ -34,7 +34,8 @@ import torch
 from stable_audio_ops.config.schema import ConfigNode
 from stable_audio_ops.inference.generation import sample_diffusion
 from stable_audio_ops.sampling.samplers import get_sampler
-from stable_audio_ops.training.demos import demo_logger, write_demo_audio, write_spectrogram_png
+from stable_audio_ops.training.demos import clip_label, demo_logger, write_demo_audio
+from stable_audio_ops.training.spectrogram import write_spectrogram_png
 from stable_audio_ops.utils.jsonable import to_jsonable
 
 DEMO_SAMPLERS = {"v": "v-ddim", "rectified_flow": "euler", "rf_denoiser": "pingpong"}
@@ -138,8 +139,9 @@ class DiffusionCondDemoCallback(pl.Callback):
                         audio = audio / peak
                     label = f"{scale:g}"
                     write_demo_audio(folder / f"demo_cfg_{label}.wav", folder / f"demo_melspec_left_cfg_{label}.png",
-                                     audio, self.sample_rate, f"step {trainer.global_step}, cfg {label}",
-                                     n_items=fakes.shape[0], **DEMO_PNG_STYLE)
+                                     audio, self.sample_rate, f"generated at step {trainer.global_step}, cfg {label}",
+                                     n_items=fakes.shape[0], item_labels=[clip_label(md) for md in conditioning],
+                                     **DEMO_PNG_STYLE)
                 logger.experiment.log_artifacts(logger.run_id, str(folder), artifact_dir)
         finally:
             pl_module.train(was_training)

@@ -370,12 +370,12 @@ def _autoencoder_demo_callback(model_config: dict, options: TrainOptions, demo_l
     max_demos = demo.get("max_demos", "a positive int", 8)
     loader = demo_loader_factory(min(options.batch_size, max_demos))
     try:
-        audio = next(iter(loader))[0]
+        batch = next(iter(loader))
     except StopIteration:
         log.warning("the demo dataset yields no complete batch; no demos will be logged")
         return None
-    return AutoencoderDemoCallback(audio, demo_every=demo_every, sample_rate=model_config["sample_rate"],
-                                   max_demos=max_demos)
+    return AutoencoderDemoCallback(batch[0], demo_every=demo_every, sample_rate=model_config["sample_rate"],
+                                   max_demos=max_demos, demo_metadata=list(batch[1]) if len(batch) > 1 else None)
 
 
 # model_type -> builder(model_config, options, demo_loader_factory) -> Callback | None
