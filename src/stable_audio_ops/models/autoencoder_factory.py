@@ -18,7 +18,11 @@ from stable_audio_ops.config.schema import ConfigNode, check_known_keys, lookup
 from stable_audio_ops.models.autoencoder import AudioAutoencoder
 from stable_audio_ops.models.bottlenecks import BOTTLENECKS, VAEBottleneck
 from stable_audio_ops.models.oobleck import build_oobleck_decoder, build_oobleck_encoder
-from stable_audio_ops.models.pretransforms import AutoencoderPretransform
+from stable_audio_ops.models.pretransforms import (
+    AutoencoderPretransform,
+    build_patched_pretransform,
+    build_wavelet_pretransform,
+)
 
 # builder(node of {"type", "config", "requires_grad", ...}) -> module
 ENCODERS: dict[str, Callable[[ConfigNode], nn.Module]] = {"oobleck": build_oobleck_encoder}
@@ -107,7 +111,11 @@ def build_autoencoder_pretransform(node: ConfigNode, sample_rate: int) -> Autoen
 
 
 # builder(node of the ``pretransform`` object, sample_rate) -> module (pretransforms need the rate)
-PRETRANSFORMS: dict[str, Callable[[ConfigNode, int], nn.Module]] = {"autoencoder": build_autoencoder_pretransform}
+PRETRANSFORMS: dict[str, Callable[[ConfigNode, int], nn.Module]] = {
+    "autoencoder": build_autoencoder_pretransform,
+    "wavelet": build_wavelet_pretransform,
+    "patched": build_patched_pretransform,
+}
 
 
 def create_pretransform_from_config(pretransform_config: dict, sample_rate: int,

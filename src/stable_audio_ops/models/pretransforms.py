@@ -1,5 +1,11 @@
 """Pretransforms: fixed (usually frozen) transforms applied before/after a model, e.g. a VAE under a
-latent diffusion model. Keys live under ``pretransform.model.*`` in the parent's state dict.
+latent diffusion model. An autoencoder's keys live under ``pretransform.model.*`` in the parent's state
+dict; the signal pretransforms (``wavelet``, ``patched``) hold only filter buffers and, for ``patched``
+with a postfilter, a small decode-side network.
+
+Every pretransform exposes ``encode``/``decode``, ``io_channels`` (audio channels), ``encoded_channels``,
+``downsampling_ratio`` (audio samples per encoded frame) and ``is_discrete``. Builders from config
+nodes are here too; :mod:`.autoencoder_factory` holds the ``PRETRANSFORMS`` registry.
 """
 
 from __future__ import annotations
@@ -7,9 +13,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
+from stable_audio_ops.config.schema import ConfigNode, check_known_keys
 from stable_audio_ops.models.autoencoder import AudioAutoencoder
+from stable_audio_ops.models.blocks import wn_conv1d
+from stable_audio_ops.models.oobleck import ResidualUnit
+from stable_audio_ops.models.resample import SincResample
+from stable_audio_ops.models.wavelets import WaveletDecode1d, WaveletEncode1d
 
 
 class AutoencoderPretransform(nn.Module):
@@ -67,3 +80,101 @@ class AutoencoderPretransform(nn.Module):
         """Load an *unwrapped autoencoder* checkpoint (keys ``encoder.*``, ``decoder.*``) into the inner
         model, which is what ``--pretransform-ckpt-path`` hands over (upstream behaviour)."""
         return self.model.load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+class WaveletPretransform(nn.Module):
+    """``wavelet``: a ``levels``-level discrete wavelet transform (:mod:`.wavelets`); lossless up to
+    float rounding, ``channels * 2**levels`` encoded channels at ``1 / 2**levels`` of the rate."""
+
+    is_discrete = False
+
+    def __init__(self, channels: int, levels: int, wavelet: str = "bior4.4"):
+        super().__init__()
+        self.encoder = WaveletEncode1d(channels, levels, wavelet)
+        self.decoder = WaveletDecode1d(channels, levels, wavelet)
+        self.io_channels = channels
+        self.downsampling_ratio = 2 ** levels
+        self.encoded_channels = channels * self.downsampling_ratio
+        self.enable_grad = False
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+
+class PatchedPretransform(nn.Module):
+    """``patched``: folds each run of ``patch_size`` samples into channels (``b c (l h) -> b (c h) l``).
+
+    ``encode`` zero-pads the end to a multiple of ``patch_size`` (``decode`` returns the padded length).
+    Options: ``oversampling`` resamples up before encoding and back down after decoding;
+    ``postfilter_channels`` adds a trainable decode-side postfilter (WN conv k7 -> three snake residual
+    units, dilations 1/3/9 -> WN conv k7 without bias), keys ``postfilter.*`` as upstream.
+
+    Difference from stable-audio-tools 0.0.20: with ``oversampling`` > 1 upstream still reports
+    ``downsampling_ratio = patch_size``, so generation sized latents for twice the audio it decodes to;
+    here it is ``patch_size / oversampling``, the real number of audio samples per frame.
+    """
+
+    is_discrete = False
+
+    def __init__(self, channels: int, patch_size: int, oversampling: int = 1, postfilter_channels: int = 0):
+        super().__init__()
+        if patch_size % oversampling:
+            raise ValueError(f"patch_size {patch_size} must be a multiple of oversampling {oversampling}")
+        self.channels, self.patch_size, self.oversampling = channels, patch_size, oversampling
+        self.io_channels = channels
+        self.encoded_channels = channels * patch_size
+        self.downsampling_ratio = patch_size // oversampling
+        self.enable_grad = False
+        if oversampling > 1:
+            self.input_upsampler = SincResample(1, oversampling)
+            self.output_downsampler = SincResample(oversampling, 1)
+        self.postfilter = None
+        if postfilter_channels > 0:
+            self.postfilter = nn.Sequential(
+                wn_conv1d(channels, postfilter_channels, kernel_size=7, padding=3),
+                *(ResidualUnit(postfilter_channels, postfilter_channels, dilation=d, use_snake=True)
+                  for d in (1, 3, 9)),
+                wn_conv1d(postfilter_channels, channels, kernel_size=7, padding=3, bias=False),
+            )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        if self.oversampling > 1:
+            x = self.input_upsampler(x)
+        x = F.pad(x, (0, -x.shape[-1] % self.patch_size))
+        return rearrange(x, "b c (l h) -> b (c h) l", h=self.patch_size)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        x = rearrange(z, "b (c h) l -> b c (l h)", h=self.patch_size)
+        if self.postfilter is not None:
+            x = self.postfilter(x)
+        if self.oversampling > 1:
+            x = self.output_downsampler(x)
+        return x
+
+
+def build_wavelet_pretransform(node: ConfigNode, sample_rate: int) -> WaveletPretransform:
+    """``{"type": "wavelet", "config": {channels, levels, wavelet}}`` (``sample_rate`` unused)."""
+    cfg = node.child("config")
+    check_known_keys(cfg, ("channels", "levels", "wavelet"))
+    wavelet = cfg.get("wavelet", "a string", "bior4.4")
+    try:
+        return WaveletPretransform(cfg.get("channels", "a positive int"), cfg.get("levels", "a positive int"),
+                                   wavelet)
+    except ValueError as err:
+        raise cfg.error(str(err), "wavelet") from err
+
+
+def build_patched_pretransform(node: ConfigNode, sample_rate: int) -> PatchedPretransform:
+    """``{"type": "patched", "config": {channels, patch_size, oversampling, postfilter_channels}}``."""
+    cfg = node.child("config")
+    check_known_keys(cfg, ("channels", "patch_size", "oversampling", "postfilter_channels"))
+    patch_size = cfg.get("patch_size", "a positive int")
+    oversampling = cfg.get("oversampling", "a positive int", 1)
+    if patch_size % oversampling:
+        raise cfg.error(f"{oversampling} does not divide patch_size {patch_size} (audio samples per encoded "
+                        "frame would not be whole)", "oversampling")
+    return PatchedPretransform(cfg.get("channels", "a positive int"), patch_size, oversampling,
+                               cfg.get("postfilter_channels", "a non-negative int", 0))
