@@ -48,9 +48,10 @@ def test_builds_the_fixture_config_with_its_parts() -> None:
 def test_registries_are_plain_dicts_with_the_supported_names() -> None:
     assert set(MODEL_TYPES) == {"autoencoder", "diffusion_cond", "diffusion_cond_inpaint", "diffusion_uncond",
                                 "diffusion_autoencoder"}
-    assert set(ENCODERS) == set(DECODERS) == {"oobleck"}
-    assert set(BOTTLENECKS) == {"vae", "tanh", "l2_norm"}
-    assert set(PRETRANSFORMS) == {"autoencoder"}
+    assert set(ENCODERS) == set(DECODERS) == {"oobleck", "dac", "seanet"}
+    assert set(BOTTLENECKS) == {"vae", "tanh", "l2_norm", "wasserstein", "rvq", "rvq_vae", "dac_rvq",
+                                "dac_rvq_vae", "fsq", "dithered_fsq"}
+    assert set(PRETRANSFORMS) == {"autoencoder", "wavelet", "patched"}
 
 
 def test_bad_list_value_names_file_and_key_path(tmp_path: Path) -> None:
@@ -62,8 +63,9 @@ def test_bad_list_value_names_file_and_key_path(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("part", "what", "known"),
-    [("encoder", "encoder type", "oobleck"), ("decoder", "decoder type", "oobleck"),
-     ("bottleneck", "bottleneck type", "l2_norm, tanh, vae")],
+    [("encoder", "encoder type", "dac, oobleck, seanet"), ("decoder", "decoder type", "dac, oobleck, seanet"),
+     ("bottleneck", "bottleneck type", "dac_rvq, dac_rvq_vae, dithered_fsq, fsq, l2_norm, rvq, rvq_vae, tanh, vae, "
+      "wasserstein")],
 )
 def test_unknown_part_types_list_known_ones(tmp_path: Path, part: str, what: str, known: str) -> None:
     cfg = copy.deepcopy(VAE_CONFIG)
@@ -134,9 +136,9 @@ def test_create_pretransform_from_config_is_frozen_eval_and_scaled() -> None:
 def test_nested_pretransform_error_paths_point_inside_it(tmp_path: Path) -> None:
     cfg = copy.deepcopy(VAE_CONFIG)
     inner = copy.deepcopy(VAE_CONFIG["model"])
-    inner["bottleneck"]["type"] = "rvq"
+    inner["bottleneck"]["type"] = "soft_norm"
     cfg["model"]["pretransform"] = {"type": "autoencoder", "config": inner}
-    assert "model.pretransform.config.bottleneck.type: unknown bottleneck type 'rvq'" in _error(
+    assert "model.pretransform.config.bottleneck.type: unknown bottleneck type 'soft_norm'" in _error(
         tmp_path, cfg, UnknownTypeError)
 
 

@@ -1,4 +1,5 @@
-"""Parity with stable-audio-tools 0.0.20 for the Oobleck autoencoders (vae, tanh, l2_norm bottlenecks).
+"""Parity with stable-audio-tools 0.0.20 for the continuous autoencoders: Oobleck with the vae, tanh,
+l2_norm and wasserstein bottlenecks, the DAC encoder/decoder with vae, and SEANet without a bottleneck.
 
 Each case is built from its model_config.json with our factory, loaded strictly with our checker,
 and every recorded output is recomputed the way case.json's "calls" describe. One test per output,
@@ -15,7 +16,8 @@ import torch
 from stable_audio_ops.models.checkpoints import load_ckpt_state_dict
 from tests.parity.harness import load_case, load_model
 
-CASES = ("ae_oobleck_vae", "ae_oobleck_tanh", "ae_oobleck_l2norm")
+CASES = ("ae_oobleck_vae", "ae_oobleck_tanh", "ae_oobleck_l2norm", "ae_dac_encoder", "ae_seanet", "ae_wasserstein")
+VAE_CASES = ("ae_oobleck_vae", "ae_dac_encoder")
 
 
 @functools.cache
@@ -28,6 +30,14 @@ def _model(name: str):
     return load_model(_case(name))
 
 
+def _decode(name: str, latents: torch.Tensor) -> torch.Tensor:
+    """``model.decode``; with the wasserstein bottleneck's noise channels pinned to ``decode_noise``."""
+    case, model = _case(name), _model(name)
+    if "decode_noise" not in case.inputs:
+        return model.decode(latents)
+    return model.decoder(model.bottleneck.decode(latents, noise=case.inputs["decode_noise"]))
+
+
 @functools.cache
 def _computed(name: str) -> dict[str, torch.Tensor]:
     """All outputs of one case, computed as case.json -> calls says (eval, no_grad)."""
@@ -37,7 +47,7 @@ def _computed(name: str) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         encoder_out = model.encoder(audio)
         out["encoder_out"] = encoder_out
-        if name == "ae_oobleck_vae":
+        if name in VAE_CASES:
             mean, scale = encoder_out.chunk(2, dim=1)
             out["vae.mean"], out["vae.scale"] = mean, scale
             out["vae.stdev"] = torch.nn.functional.softplus(scale) + 1e-4
@@ -49,8 +59,8 @@ def _computed(name: str) -> dict[str, torch.Tensor]:
         else:
             encoded = model.encode(audio)
             out["encode.latents"] = encoded
-            out["decode.reconstruction"] = model.decode(encoded)
-            out["decode.from_latents"] = model.decode(latents)
+            out["decode.reconstruction"] = _decode(name, encoded)
+            out["decode.from_latents"] = _decode(name, latents)
     return out
 
 

@@ -146,6 +146,18 @@ class AudioAutoencoder(nn.Module):
             decoded = torch.tanh(decoded)
         return decoded
 
+    def decode_tokens(self, tokens: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Discrete tokens (in the layout ``encode``'s ``info[bottleneck.tokens_id]`` has) -> audio.
+
+        The bottleneck turns tokens into channels-first latents; ``decode`` then runs the bottleneck's
+        ``decode`` once and the decoder (0.0.20 raises here for rvq/fsq/dithered_fsq, see
+        :mod:`stable_audio_ops.models.discrete_bottlenecks`).
+        """
+        if not self.is_discrete:
+            raise ValueError("decode_tokens needs an autoencoder with a discrete bottleneck "
+                             f"(this one has {type(self.bottleneck).__name__})")
+        return self.decode(self.bottleneck.decode_tokens(tokens), **kwargs)
+
     # --- chunked I/O ----------------------------------------------------------------------------
     def encode_audio(self, audio: torch.Tensor, chunked: bool = False, overlap: int = 32, chunk_size: int = 128,
                      **kwargs) -> torch.Tensor:

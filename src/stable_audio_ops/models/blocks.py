@@ -18,7 +18,8 @@ from torch import nn
 SNAKE_EPS = 1e-9
 
 
-def _weight_norm(module: nn.Module) -> nn.Module:
+def weight_norm(module: nn.Module) -> nn.Module:
+    """Legacy weight norm on ``module`` (keys ``weight_g`` / ``weight_v``), its deprecation warning silenced."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.nn\.utils\.weight_norm.*", category=FutureWarning)
         return torch.nn.utils.weight_norm(module)
@@ -26,12 +27,12 @@ def _weight_norm(module: nn.Module) -> nn.Module:
 
 def wn_conv1d(*args, **kwargs) -> nn.Conv1d:
     """``nn.Conv1d`` with legacy weight norm (state-dict keys ``weight_g``, ``weight_v``, ``bias``)."""
-    return _weight_norm(nn.Conv1d(*args, **kwargs))
+    return weight_norm(nn.Conv1d(*args, **kwargs))
 
 
 def wn_conv_transpose1d(*args, **kwargs) -> nn.ConvTranspose1d:
     """``nn.ConvTranspose1d`` with legacy weight norm (norm over dim 0 = input channels, as upstream)."""
-    return _weight_norm(nn.ConvTranspose1d(*args, **kwargs))
+    return weight_norm(nn.ConvTranspose1d(*args, **kwargs))
 
 
 def snake_beta(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
