@@ -39,7 +39,7 @@ from stable_audio_ops.tracking.loading import load_model
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_metrics", "decide_promotions", "evaluate_autoencoder", "evaluate_generation",
+__all__ = ["build_metrics", "build_report", "decide_promotions", "evaluate_autoencoder", "evaluate_generation",
            "load_evaluation_clips", "make_plots", "register_autoencoder", "register_latent_diffusion"]
 
 
@@ -139,6 +139,14 @@ def decide_promotions(autoencoder_registration: Mapping[str, Any], latent_diffus
         autoencoder_registration, latent_diffusion_registration, autoencoder_metrics, generation_results["model"],
         rules={kind: rules[kind] for kind in ("autoencoder", "latent_diffusion")},
         floors=rules["floors"] or {}, collapse=collapse_reason(autoencoder_metrics))
+
+
+def build_report(autoencoder_metrics: Mapping[str, float], generation_results: Mapping[str, Mapping[str, float]],
+                 promotion: Mapping[str, Any], dataset_split: Mapping[str, Any]):
+    """metrics.json, the MLflow metrics and the Markdown report, which embeds the figures of :func:`make_plots`
+    (links relative to the report, as the catalog places them)."""
+    return build_metrics(autoencoder_metrics, generation_results, promotion, dataset_split,
+                         figures=list(plots.REPORT_FIGURES.values()))
 
 
 def make_plots(generation_examples: Sequence[Mapping[str, Any]], reconstruction_examples: Sequence[Mapping[str, Any]],

@@ -6,7 +6,7 @@ from __future__ import annotations
 from kedro.pipeline import Pipeline, node, pipeline
 
 from pipelines.evaluation.nodes import (
-    build_metrics,
+    build_report,
     decide_promotions,
     evaluate_autoencoder,
     evaluate_generation,
@@ -35,7 +35,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  inputs=["autoencoder_registration", "latent_diffusion_registration", "autoencoder_evaluation",
                          "generation_evaluation", "params:evaluation"],
                  outputs="promotion_decision", name="decide_promotions"),
-            node(build_metrics,
+            node(build_report,
                  inputs=["autoencoder_evaluation", "generation_evaluation", "promotion_decision", "dataset_split"],
                  outputs=["evaluation_metrics", "evaluation_mlflow_metrics", "evaluation_report"],
                  name="build_metrics"),

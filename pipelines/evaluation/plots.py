@@ -34,6 +34,16 @@ SET_COLOURS = {"model": "tab:blue", "real": "tab:green", "noise": "tab:red", "si
                "silence": "tab:gray"}
 
 
+# What the evaluation report embeds: catalog dataset -> (caption, path relative to the report). The report is
+# data/08_reporting/evaluation_report.md and the plots data/08_reporting/plots/ (catalog_evaluation.yml); a
+# test holds these links to the catalog's paths.
+REPORT_FIGURES: dict[str, tuple[str, str]] = {
+    "plot_comparison": ("Per held-out caption: real | autoencoder reconstruction | generated", "plots/comparison.png"),
+    "plot_spectrograms": ("Generated vs real notes", "plots/spectrograms.png"),
+    "plot_metric_bars": ("Generation judges: model vs real (ceiling) vs noise (floor)", "plots/metric_bars.png"),
+    "plot_loss_curves": ("Training losses", "plots/loss_curves.png"),
+}
+
 MEL_BANDS = 64
 DB_RANGE = (-100.0, 0.0)  # mel power in dB: the colour scale shared by every spectrogram panel
 FREQUENCY_TICKS_HZ = (100, 250, 500, 1000, 2000, 4000, 8000, 16000)

@@ -3,11 +3,21 @@ is, one panel per loss (log where it spans decades), the discriminator's start m
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
 
-from pipelines.evaluation import plots
+from pipelines.evaluation import nodes, plots
+from pipelines.evaluation.pipeline import create_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
 
 SR = 16000
 
@@ -89,3 +99,41 @@ def test_loss_curves_one_panel_per_loss_log_scale_where_it_spans_decades_and_the
 def test_loss_curves_without_history_say_so():
     fig = plots.loss_curves({"autoencoder": {}, "latent_diffusion": {}})
     assert "no loss history in MLflow" in [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def _catalog_paths() -> dict[str, Path]:
+    catalog = yaml.safe_load((REPO / "conf" / "base" / "catalog_evaluation.yml").read_text())
+    return {name: Path((entry.get("dataset") or entry)["filepath"]) for name, entry in catalog.items()
+            if "filepath" in (entry.get("dataset") or entry)}
+
+
+def test_the_report_embeds_every_figure_by_a_link_that_resolves_to_where_the_catalog_writes_it():
+    paths = _catalog_paths()
+    report_dir = paths["evaluation_report"].parent
+    (figure_outputs,) = [n.outputs for n in create_pipeline().nodes if n.name == "make_plots"]
+    assert set(plots.REPORT_FIGURES) == set(figure_outputs)
+    for dataset, (_, link) in plots.REPORT_FIGURES.items():
+        assert not Path(link).is_absolute()
+        assert os.path.normpath(report_dir / link) == os.path.normpath(paths[dataset])
+
+
+def test_the_report_node_writes_those_links():
+    decision = {"promoted": False, "reason": "not promoted: x", "model": "m", "version": "1", "champion": None}
+    _, _, report = nodes.build_report({"mrstft": 1.0}, {"model": {"n": 2.0, "kid": 1.0}, "noise": {"kid": 0.5}},
+                                      {"autoencoder": decision, "latent_diffusion": decision},
+                                      {"counts": {"train": 4, "test": 2}, "rule": "r"})
+    for caption, link in plots.REPORT_FIGURES.values():
+        assert f"![{caption}]({link})" in report
+    assert "**the generator (notes for held-out captions) is at noise level**" in report
+
+
+def test_the_discriminator_start_comes_from_the_embedded_training_config(tmp_path):
+    def model_file(name: str, config: dict | None) -> str:
+        path = tmp_path / f"{name}.safetensors"
+        save_file({"w": torch.zeros(1)}, str(path), metadata={"model_config": json.dumps(config)} if config else None)
+        return str(path)
+
+    assert nodes.discriminator_start(model_file("a", {"training": {"warmup_steps": 300}})) == 300
+    assert nodes.discriminator_start(model_file("b", {"training": {"warmup_steps": 0}})) is None
+    assert nodes.discriminator_start(model_file("c", {"model_type": "autoencoder"})) is None
+    assert nodes.discriminator_start(model_file("d", None)) is None

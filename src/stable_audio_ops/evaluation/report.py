@@ -13,6 +13,7 @@ from typing import Any
 
 from stable_audio_ops.data.preparation.split import format_split
 from stable_audio_ops.evaluation.judge import format_report
+from stable_audio_ops.evaluation.noise_level import noise_level_line
 from stable_audio_ops.utils.jsonable import finite_or_null
 
 MODELS = ("autoencoder", "latent_diffusion")
@@ -64,13 +65,35 @@ def promotion_line(decision: Mapping[str, Any]) -> str:
     return f"- {decision['model']} v{decision['version']}: {outcome}{reason} ({champion})"
 
 
+def noise_level_lines(autoencoder_metrics: Mapping[str, Any],
+                      generation_results: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The report's first section: is either model at noise level? Both are held against the ``noise`` set the
+    generation judges scored (white noise at each held-out clip's loudness, on the same captions)."""
+    noise = generation_results.get("noise")
+    return ["## Noise level", "",
+            noise_level_line("the autoencoder (its reconstructions)", autoencoder_metrics, noise),
+            noise_level_line("the generator (notes for held-out captions)", generation_results.get("model", {}), noise),
+            ""]
+
+
+def figure_lines(figures: Sequence[tuple[str, str]]) -> list[str]:
+    """``(caption, path relative to the report)`` pairs as embedded Markdown images, each under its caption."""
+    if not figures:
+        return []
+    lines = ["## Figures", ""]
+    for caption, link in figures:
+        lines += [f"### {caption}", "", f"![{caption}]({link})", ""]
+    return lines
+
+
 def build_metrics(autoencoder_metrics: Mapping[str, float], generation_results: Mapping[str, Mapping[str, float]],
-                  promotion: Mapping[str, Any],
-                  dataset_split: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, float]], str]:
+                  promotion: Mapping[str, Any], dataset_split: Mapping[str, Any],
+                  figures: Sequence[tuple[str, str]] = ()) -> tuple[dict[str, Any], dict[str, dict[str, float]], str]:
     """(metrics.json content: the headline numbers, every number flattened for MLflow, the Markdown report).
 
     ``promotion`` is the promotion decision (per model: ``promoted``, ``reason``, ``champion``, ...; plus
-    ``latent_diffusion_lineage``); ``dataset_split`` is data_preparation's split manifest.
+    ``latent_diffusion_lineage``); ``dataset_split`` is data_preparation's split manifest; ``figures`` are the
+    plots to embed, as ``(caption, path relative to the report)``.
     """
     metrics = finite_or_null({
         "split": {name: int(count) for name, count in dataset_split["counts"].items()},
@@ -78,7 +101,8 @@ def build_metrics(autoencoder_metrics: Mapping[str, float], generation_results: 
         "generation": {name: dict(values) for name, values in generation_results.items()},
         "promoted": {kind: int(bool(promotion[kind]["promoted"])) for kind in MODELS},
     })
-    lines = ["# Evaluation report", "", "## Data: the test split", "", format_split(dataset_split), "",
+    lines = ["# Evaluation report", "", *noise_level_lines(autoencoder_metrics, generation_results),
+             "## Data: the test split", "", format_split(dataset_split), "",
              "## Autoencoder reconstruction (held-out test clips)", ""]
     lines += [f"- {k}: {v:.4g}" for k, v in autoencoder_metrics.items() if isinstance(v, int | float)]
     lines += ["", "## Generation (held-out test captions)", "", format_report(generation_results), "## Promotion", ""]
@@ -86,7 +110,9 @@ def build_metrics(autoencoder_metrics: Mapping[str, float], generation_results: 
     lineage = promotion.get("latent_diffusion_lineage", {})
     lines.append(f"- diffusion trained on autoencoder v{lineage.get('autoencoder_version')}: "
                  f"{lineage.get('autoencoder_lineage')}")
+    lines += ["", *figure_lines(figures)]
     return headline_metrics(metrics), flatten_metrics(metrics), "\n".join(lines) + "\n"
 
 
-__all__ = ["build_metrics", "flatten_metrics", "headline_metrics", "promotion_line"]
+__all__ = ["build_metrics", "figure_lines", "flatten_metrics", "headline_metrics", "noise_level_lines",
+           "promotion_line"]
