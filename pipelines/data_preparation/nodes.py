@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from pipelines.data_preparation import plots
 from pipelines.parameters import Parameters
 from stable_audio_ops.data.preparation.demo_notes import render_demo_notes
 from stable_audio_ops.data.preparation.probe import build_manifest, format_report, summarize_manifest
@@ -46,7 +47,7 @@ def scan_raw_audio(
     del demo_summary
     manifest = build_manifest(Parameters(params, "data_preparation")["raw_dirs"])
     summary = summarize_manifest(manifest)
-    report = format_report(summary)
+    report = format_report(summary, figure=plots.REPORT_FIGURE)
     log.info(
         "data_preparation: %d files, %d readable, %d skipped, %.3f h",
         summary["files"], summary["readable"], summary["skipped"], summary["total_hours"],
@@ -58,6 +59,11 @@ def scan_raw_audio(
         "total_hours": {"value": float(summary["total_hours"]), "step": 0},
     }
     return manifest, summary, report, metrics
+
+
+def plot_data_histograms(manifest: list[dict[str, Any]]):
+    """Duration, sample-rate and loudness histograms of the readable files, embedded in data_report.md."""
+    return plots.data_histograms(manifest)
 
 
 def split_dataset(manifest: list[dict[str, Any]], params: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from kedro.pipeline import Pipeline, node, pipeline
 
 from pipelines.data_preparation.nodes import (
+    plot_data_histograms,
     render_demo_dataset,
     scan_raw_audio,
     shard_dataset,
@@ -28,6 +29,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["demo_dataset_summary", "params:data_preparation"],
                 outputs=["audio_manifest", "data_summary", "data_report", "data_metrics"],
                 name="scan_raw_audio",
+            ),
+            node(
+                plot_data_histograms,
+                inputs="audio_manifest",
+                outputs="data_histograms",
+                name="plot_data_histograms",
             ),
             node(
                 split_dataset,

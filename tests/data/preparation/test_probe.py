@@ -146,3 +146,23 @@ def test_self_looping_link_is_reported_not_fatal(tmp_path):
     manifest = build_manifest(tmp_path, progress=False)
     assert [(row["relpath"], row["readable"]) for row in manifest] == [("good.wav", True), ("loop.wav", False)]
     assert "| `loop.wav` | cannot stat: Too many levels of symbolic links |" in format_report(summarize_manifest(manifest))
+
+
+def test_probe_measures_the_loudness_of_usable_files_only(raw_dir, tmp_path):
+    # BS.1770: a 1 kHz sine of peak 0.1 in one channel reads -23 LUFS (20 log10(0.1) - 3.01)
+    t = np.arange(2 * 16000) / 16000
+    sf.write(tmp_path / "minus23.wav", (0.1 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32), 16000)
+    assert probe_audio_file(tmp_path / "minus23.wav", tmp_path)["loudness_lufs"] == pytest.approx(-23.0, abs=0.2)
+    sf.write(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000)
+    sf.write(tmp_path / "click.wav", _tone(0.2, 16000), 16000)  # shorter than one 400 ms block
+    assert probe_audio_file(tmp_path / "silent.wav", tmp_path)["loudness_lufs"] is None
+    assert probe_audio_file(tmp_path / "click.wav", tmp_path)["loudness_lufs"] is None
+    assert probe_audio_file(raw_dir / "empty.wav", raw_dir)["loudness_lufs"] is None
+    assert probe_audio_file(tmp_path / "minus23.wav", tmp_path, loudness_seconds=0)["loudness_lufs"] is None
+
+
+def test_report_embeds_its_histograms_under_the_table(raw_dir):
+    report = format_report(summarize_manifest(build_manifest(raw_dir, progress=False)),
+                           figure=("Durations and loudness", "data_histograms.png"))
+    table_end = report.index("| formats |")
+    assert report.index("![Durations and loudness](data_histograms.png)") > table_end

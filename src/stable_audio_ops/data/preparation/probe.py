@@ -3,12 +3,14 @@
 Why: a dataset folder collected by hand always holds a few broken, empty or odd files. Finding them
 at data-preparation time (with the reason, in a manifest that DVC can track) is far cheaper than a
 training worker crashing on them hours later, or silently training on less audio than planned.
-Probing reads the header plus a few frames only, so it stays fast on large folders.
+Probing reads the header plus a few frames, and the first ``LOUDNESS_SECONDS`` of each usable file for its
+loudness (the data report's loudness histogram), so it stays fast on large folders of long files.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
 from collections.abc import Iterable
@@ -17,12 +19,17 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from stable_audio_ops.data.audio_io import is_audio_file
+from stable_audio_ops.data.audio_io import is_audio_file, read_audio_window
 from stable_audio_ops.data.files import check_audio_file, printable_path, scan_audio_folder
+from stable_audio_ops.data.transforms import integrated_loudness
 from stable_audio_ops.errors import DatasetError
 from stable_audio_ops.utils.io import write_text_atomic
 
 Roots = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+
+# Loudness is measured on the start of each file only: enough 400 ms blocks for a stable BS.1770 value
+# without decoding hours of audio.
+LOUDNESS_SECONDS = 10.0
 
 
 def _as_root_list(roots: Roots) -> list[Path]:
@@ -65,11 +72,24 @@ def _relpath(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def probe_audio_file(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> dict[str, Any]:
+def _loudness_lufs(path: Path, sample_rate: int, seconds: float) -> float | None:
+    """BS.1770 integrated loudness of the first ``seconds`` of a usable file; None when it has no block above
+    the absolute gate (silence, or shorter than 400 ms)."""
+    try:
+        audio = read_audio_window(path, 0, max(1, int(seconds * sample_rate)))
+    except Exception:  # a file whose middle does not decode still gets its probe row
+        return None
+    loudness = integrated_loudness(audio, sample_rate)
+    return round(loudness, 2) if math.isfinite(loudness) else None
+
+
+def probe_audio_file(path: str | os.PathLike[str], root: str | os.PathLike[str], *,
+                     loudness_seconds: float = LOUDNESS_SECONDS) -> dict[str, Any]:
     """Describe one file; never raises for a bad file, it returns ``readable=False`` and a ``reason`` instead.
 
     Keys: path, relpath, readable, reason (None when readable), duration_s, sample_rate, channels, frames,
-    format, subtype, size_bytes. The verdict is :func:`~stable_audio_ops.data.files.check_audio_file`'s, the
+    format, subtype, size_bytes, loudness_lufs (of the first ``loudness_seconds``; None for a skipped, silent
+    or sub-400 ms file, or when ``loudness_seconds`` is 0). The verdict is :func:`~stable_audio_ops.data.files.check_audio_file`'s, the
     check the training scan makes too (files with 0 frames or 0 bytes: reason "empty"; NaN/Inf in a float
     file: "non-finite samples").
     """
@@ -88,9 +108,12 @@ def probe_audio_file(path: str | os.PathLike[str], root: str | os.PathLike[str])
         "format": info.format if info else None,
         "subtype": info.subtype if info else None,
         "size_bytes": check.size_bytes,
+        "loudness_lufs": None,
     }
     if info is not None and (check.usable or info.frames <= 0):
         row["duration_s"] = info.duration
+    if check.usable and info is not None and loudness_seconds > 0:
+        row["loudness_lufs"] = _loudness_lufs(path, info.sample_rate, loudness_seconds)
     return row
 
 
@@ -165,8 +188,12 @@ def _fmt_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
-def format_report(summary: dict[str, Any], *, max_skipped: int = 50) -> str:
-    """A short Markdown report of ``summarize_manifest``'s result, for the pipeline's reporting folder."""
+def format_report(summary: dict[str, Any], *, max_skipped: int = 50,
+                  figure: tuple[str, str] | None = None) -> str:
+    """A short Markdown report of ``summarize_manifest``'s result, for the pipeline's reporting folder.
+
+    ``figure`` is ``(caption, path relative to the report)`` of the histograms picture to embed under the table.
+    """
 
     def counts(d: dict[str, int]) -> str:
         return ", ".join(f"{k} ({v})" for k, v in d.items()) or "none"
@@ -186,6 +213,8 @@ def format_report(summary: dict[str, Any], *, max_skipped: int = 50) -> str:
         f"| formats | {counts(summary['formats'])} |",
         "",
     ]
+    if figure is not None:
+        lines += [f"![{figure[0]}]({figure[1]})", ""]
     skipped = summary.get("skipped_files") or []
     if skipped:
         lines += ["## Skipped files", "", "| file | reason |", "|---|---|"]
