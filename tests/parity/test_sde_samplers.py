@@ -16,21 +16,11 @@ import torch
 from safetensors.torch import load_file
 
 from stable_audio_ops.inference.generation import sample_diffusion
+from tests.fixtures.k_diffusion.make_sde_fixture import v_model  # the fixture's analytic model
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "k_diffusion"
 META = json.loads((FIXTURE / "sde_samplers.json").read_text())
 TENSORS = load_file(str(FIXTURE / "sde_samplers.safetensors"))
-MU, STD = META["model"]["mu"], META["model"]["std"]
-
-
-def v_model(x: torch.Tensor, t: torch.Tensor, **_: object) -> torch.Tensor:
-    """Exact v prediction for Gaussian data N(MU, STD^2) (the fixture's model)."""
-    a = torch.cos(t * torch.pi / 2).view(-1, 1, 1)
-    s = torch.sin(t * torch.pi / 2).view(-1, 1, 1)
-    var = a**2 * STD**2 + s**2
-    x0 = MU + a * STD**2 / var * (x - a * MU)
-    eps = s / var * (x - a * MU)
-    return a * eps - s * x0
 
 
 def _generate(case: dict, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

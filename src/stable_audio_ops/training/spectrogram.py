@@ -11,7 +11,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 from os import PathLike
-from typing import IO
+from typing import IO, TypedDict, Unpack
 
 import matplotlib
 
@@ -33,6 +33,14 @@ def log_magnitude_db(signal: torch.Tensor) -> tuple[torch.Tensor, int]:
                       return_complex=True).abs() / (window.sum() / 2)  # a full-scale sine peaks at ~0 dB
     db = 20 * torch.log10(spec.clamp_min(1e-10))
     return db.clamp_min(db.max() - DYNAMIC_RANGE_DB), n_fft
+
+
+class SpectrogramStyle(TypedDict, total=False):
+    """The optional keywords of :func:`spectrogram_figure`, for the functions that pass them through."""
+
+    xlabel: str
+    line_widths: tuple[float, float]
+    item_labels: Sequence[str] | None
 
 
 def spectrogram_figure(
@@ -80,18 +88,14 @@ def write_spectrogram_png(
     sample_rate: int,
     title: str,
     n_items: int,
-    *,
-    xlabel: str = "time (s): real, reconstruction, real, reconstruction, ...",
-    line_widths: tuple[float, float] = (0.8, 0.3),
-    item_labels: Sequence[str] | None = None,
+    **style: Unpack[SpectrogramStyle],
 ) -> None:
     """:func:`spectrogram_figure` saved as a PNG to ``path`` (a file name or a binary buffer)."""
-    fig = spectrogram_figure(audio, sample_rate, title, n_items, xlabel=xlabel, line_widths=line_widths,
-                             item_labels=item_labels)
+    fig = spectrogram_figure(audio, sample_rate, title, n_items, **style)
     try:
         fig.savefig(path, format="png")
     finally:
         plt.close(fig)
 
 
-__all__ = ["log_magnitude_db", "spectrogram_figure", "write_spectrogram_png"]
+__all__ = ["SpectrogramStyle", "log_magnitude_db", "spectrogram_figure", "write_spectrogram_png"]
