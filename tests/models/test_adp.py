@@ -98,6 +98,7 @@ def test_uncond_model_keys_shapes_and_initial_halving():
     (("model", "config", "channels"), 6, ConfigError, "model.config.attentions"),
     (("model", "config", "factors"), [2], ConfigError, "model.config.factors"),
     (("model", "config", "bogus"), 1, ConfigError, "model.config.bogus"),
+    (("model", "config", "context_features"), 8, ConfigError, "model.config.context_features"),
     (("sample_size",), 66, ConfigError, "sample_size"),
 ])
 def test_uncond_config_errors_name_the_key(path, value, error, where):

@@ -80,8 +80,10 @@ def test_latent_model_min_input_length_and_configured_shifts() -> None:
 
 
 @pytest.mark.parametrize(("path", "value", "error", "pattern"), [
-    ("model.diffusion.type", "adp_cfg_1d", UnknownTypeError, r"model\.diffusion\.type: 'adp_cfg_1d'.*supported: dit"),
-    ("model.diffusion.type", "unet9", UnknownTypeError, r"unknown diffusion backbone type 'unet9'; known: dit"),
+    ("model.diffusion.type", "DAU1d", UnknownTypeError,
+     r"model\.diffusion\.type: 'DAU1d'.*supported: adp_1d, adp_cfg_1d, dit"),
+    ("model.diffusion.type", "unet9", UnknownTypeError,
+     r"unknown diffusion backbone type 'unet9'; known: adp_1d, adp_cfg_1d, dit"),
     ("model.diffusion.diffusion_objective", "eps", UnknownTypeError,
      r"diffusion_objective: unknown value 'eps'; known: v, rectified_flow, rf_denoiser"),
     ("model.diffusion.config.cond_token_dim", 64, ConfigError,

@@ -1,6 +1,9 @@
 """Parity with stable-audio-tools 0.0.20 for the ADP U-Net model types.
 
 - ``unet_adp_uncond``: ``diffusion_uncond`` / ``adp_uncond_1d``, one forward pass ``model(x, t)``.
+- ``adp_cfg_cond``: ``diffusion_cond`` / ``adp_cfg_1d``: conditioner outputs, conditioning inputs and the
+  backbone's forward pass unguided and with CFG (batched, sequential, rescaled); the wrapper call
+  ``model(x, t, cond)``, which fails in 0.0.20, gives the same numbers here.
 - ``diffusion_autoencoder``: Oobleck encoder + tanh bottleneck + ``adp_1d`` diffusion decoder: the
   latents, the nearest-upsampled conditioning, one U-Net forward pass, and a 4-step v-DDIM decode from
   the recorded ``decode_noise`` (and from the recorded seed, which must draw that same noise).
@@ -45,7 +48,7 @@ def _model(name: str) -> torch.nn.Module:
     return model.eval()
 
 
-@pytest.mark.parametrize("name", ["unet_adp_uncond", "diffusion_autoencoder"])
+@pytest.mark.parametrize("name", ["unet_adp_uncond", "diffusion_autoencoder", "adp_cfg_cond"])
 def test_ckpt_holds_the_same_tensors(name: str):
     case = _case(name)
     safetensors_state, ckpt_state = case.state_dict(), case.ckpt_state_dict()
@@ -61,6 +64,52 @@ def test_unet_adp_uncond_forward():
     with torch.no_grad():
         out = model(case.inputs["x"], case.inputs["t"])
     case.assert_close("forward.out", out)
+
+
+@functools.cache
+def _adp_cfg_outputs() -> dict[str, torch.Tensor]:
+    """What case.json -> calls lists: conditioner, get_conditioning_inputs, then ``model.model`` calls."""
+    case, model = _case("adp_cfg_cond"), _model("adp_cfg_cond")
+    out: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        cond = model.conditioner(case.params["metadata"], "cpu")
+        for cond_id, (embedding, mask) in cond.items():
+            out[f"cond.{cond_id}.embedding"], out[f"cond.{cond_id}.mask"] = embedding, mask.float()
+        inputs = model.get_conditioning_inputs(cond)
+        for key in ("cross_attn_cond", "cross_attn_mask", "global_cond"):
+            out[f"cond_inputs.{key}"] = inputs[key].float()
+        for call, kwargs in case.params["forward_calls"].items():
+            out[f"forward.{call}"] = model.model(case.inputs["x"], case.inputs["t"],
+                                                 cross_attn_cond=inputs["cross_attn_cond"],
+                                                 cross_attn_mask=inputs["cross_attn_mask"],
+                                                 global_cond=inputs["global_cond"], **kwargs)
+    return out
+
+
+@pytest.mark.parametrize("output", sorted(load_case("adp_cfg_cond").outputs))
+def test_adp_cfg_cond_outputs(output: str):
+    computed = _adp_cfg_outputs()
+    assert output in computed, f"{output} was not produced (have: {sorted(computed)})"
+    _case("adp_cfg_cond").assert_close(output, computed[output])
+
+
+def test_adp_cfg_wrapper_call_works_and_uses_the_learned_null_condition():
+    """``model(x, t, cond, ...)`` (broken in 0.0.20) equals the backbone call; the unconditional half uses
+    ``fixed_embedding``, so changing it changes guided outputs but not unguided ones."""
+    case, model = _case("adp_cfg_cond"), _model("adp_cfg_cond")
+    x, t = case.inputs["x"], case.inputs["t"]
+    with torch.no_grad():
+        cond = model.conditioner(case.params["metadata"], "cpu")
+        case.assert_close("forward.cfg3_batch", model(x, t, cond, cfg_scale=3.0, batch_cfg=True))
+        null = model.model.model.fixed_embedding.embedding.weight
+        saved = null.clone()
+        try:
+            null.add_(torch.randn(null.shape, generator=torch.Generator().manual_seed(0)))  # not constant: LayerNorm
+            case.assert_close("forward.cfg1", model(x, t, cond, cfg_scale=1.0))
+            guided = model(x, t, cond, cfg_scale=3.0, batch_cfg=True)
+        finally:
+            null.copy_(saved)
+    assert (guided - case.outputs["forward.cfg3_batch"]).abs().max() > 1e-3
 
 
 @functools.cache

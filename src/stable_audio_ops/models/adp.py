@@ -1,8 +1,10 @@
 """The audio-diffusion-pytorch ``UNet1d`` (v0.0.94 layout, as vendored by stable-audio-tools' ``adp.py``).
 
-Only the parts stable-audio-tools configs reach through ``adp_uncond_1d`` / ``adp_1d`` are here:
-time-conditioned resnet blocks (scale/shift from a mapping vector), strided down/transposed up
-convolutions, self-attention transformers at chosen levels, and input-concat context channels.
+Only the parts stable-audio-tools configs reach through ``adp_uncond_1d`` / ``adp_1d`` / ``adp_cfg_1d``
+are here: resnet blocks modulated by a mapping vector (diffusion time and/or global ``features``),
+strided down/transposed up convolutions, transformers at chosen levels (self-attention, plus
+cross-attention to an ``embedding`` token sequence when ``context_embedding_features`` is set), and
+input-concat context channels.
 Attribute names reproduce upstream's state-dict keys (``to_in.block.block1.groupnorm.weight``,
 ``downsamples.{i}.transformer.blocks.{j}.attention.to_kv.weight``, ``to_time.0.0.weights``, ...), so
 upstream checkpoints load strictly.
@@ -20,6 +22,13 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def halve_parameters(module: nn.Module) -> None:
+    """Upstream halves fresh U-Net weights (a smaller initial output); loaded checkpoints overwrite this."""
+    with torch.no_grad():
+        for param in module.parameters():
+            param.mul_(0.5)
 
 
 class PaddedConv1d(nn.Conv1d):
@@ -136,32 +145,56 @@ class AttentionBase(nn.Module):
 
 
 class Attention(nn.Module):
-    """Pre-norm self-attention (upstream also normalises the "context", which is the input itself)."""
+    """Pre-norm attention: self-attention by default (upstream also normalises the "context", which is
+    then the input itself), cross-attention to ``context`` tokens when built with ``context_features``.
 
-    def __init__(self, features: int, head_features: int, num_heads: int):
+    A ``context_mask`` ([B, M], 0 = padding) zeroes the masked tokens' keys and values, as upstream; it
+    does not remove them from the softmax.
+    """
+
+    def __init__(self, features: int, head_features: int, num_heads: int, context_features: int | None = None):
         super().__init__()
         mid = head_features * num_heads
+        self.context_features = context_features
+        context_width = features if context_features is None else context_features
         self.norm = nn.LayerNorm(features)
-        self.norm_context = nn.LayerNorm(features)
+        self.norm_context = nn.LayerNorm(context_width)
         self.to_q = nn.Linear(features, mid, bias=False)
-        self.to_kv = nn.Linear(features, mid * 2, bias=False)
+        self.to_kv = nn.Linear(context_width, mid * 2, bias=False)
         self.attention = AttentionBase(features, head_features=head_features, num_heads=num_heads)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.context_features is not None and context is None:
+            raise ValueError("this cross-attention layer needs a context (the conditioning embedding)")
+        context = x if context is None else context
         q = self.to_q(self.norm(x))
-        k, v = self.to_kv(self.norm_context(x)).chunk(2, dim=-1)
+        k, v = self.to_kv(self.norm_context(context)).chunk(2, dim=-1)
+        if context_mask is not None:
+            keep = context_mask.to(k.dtype).unsqueeze(-1)
+            k, v = k * keep, v * keep
         return self.attention(q, k, v)
 
 
 class TransformerBlock(nn.Module):
-    def __init__(self, features: int, num_heads: int, head_features: int, multiplier: int):
+    """Self-attention, cross-attention (only with ``context_features``), feed-forward; all residual."""
+
+    def __init__(self, features: int, num_heads: int, head_features: int, multiplier: int,
+                 context_features: int | None = None):
         super().__init__()
         self.attention = Attention(features, head_features=head_features, num_heads=num_heads)
+        self.use_cross_attention = bool(context_features)
+        if self.use_cross_attention:
+            self.cross_attention = Attention(features, head_features=head_features, num_heads=num_heads,
+                                             context_features=context_features)
         self.feed_forward = nn.Sequential(nn.Linear(features, features * multiplier), nn.GELU(),
                                           nn.Linear(features * multiplier, features))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                context_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self.attention(x) + x
+        if self.use_cross_attention:
+            x = self.cross_attention(x, context=context, context_mask=context_mask) + x
         return self.feed_forward(x) + x
 
 
@@ -175,18 +208,21 @@ class _SwapLastDims(nn.Module):
 class Transformer1d(nn.Module):
     """GroupNorm(32) + 1x1 conv in, transformer blocks on ``[B, T, C]``, 1x1 conv out."""
 
-    def __init__(self, num_layers: int, channels: int, num_heads: int, head_features: int, multiplier: int):
+    def __init__(self, num_layers: int, channels: int, num_heads: int, head_features: int, multiplier: int,
+                 context_features: int | None = None):
         super().__init__()
         self.to_in = nn.Sequential(nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True),
                                    PaddedConv1d(channels, channels, kernel_size=1), _SwapLastDims())
         self.blocks = nn.ModuleList([TransformerBlock(channels, num_heads=num_heads, head_features=head_features,
-                                                      multiplier=multiplier) for _ in range(num_layers)])
+                                                      multiplier=multiplier, context_features=context_features)
+                                     for _ in range(num_layers)])
         self.to_out = nn.Sequential(_SwapLastDims(), PaddedConv1d(channels, channels, kernel_size=1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                context_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self.to_in(x)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, context=context, context_mask=context_mask)
         return self.to_out(x)
 
 
@@ -222,7 +258,8 @@ class DownsampleBlock1d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, *, factor: int, kernel_multiplier: int, num_groups: int,
                  num_layers: int, mapping_features: int | None, context_channels: int, num_transformer_blocks: int,
-                 attention_heads: int | None, attention_features: int | None, attention_multiplier: int | None):
+                 attention_heads: int | None, attention_features: int | None, attention_multiplier: int | None,
+                 embedding_features: int | None = None):
         super().__init__()
         self.use_context = context_channels > 0
         self.downsample = PaddedConv1d(in_channels, out_channels, kernel_size=factor * kernel_multiplier + 1,
@@ -236,10 +273,11 @@ class DownsampleBlock1d(nn.Module):
         if self.use_transformer:
             heads, features = _attention_shape(out_channels, attention_heads, attention_features)
             self.transformer = Transformer1d(num_transformer_blocks, out_channels, heads, features,
-                                             int(attention_multiplier or 0))
+                                             int(attention_multiplier or 0), embedding_features)
 
-    def forward(self, x: torch.Tensor, mapping: torch.Tensor | None = None,
-                channels: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, mapping: torch.Tensor | None = None, channels: torch.Tensor | None = None,
+                embedding: torch.Tensor | None = None,
+                embedding_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         x = self.downsample(x)
         if self.use_context and channels is not None:
             x = torch.cat([x, channels], dim=1)
@@ -248,7 +286,7 @@ class DownsampleBlock1d(nn.Module):
             x = block(x, mapping)
             skips.append(x)
         if self.use_transformer:
-            x = self.transformer(x)
+            x = self.transformer(x, embedding, embedding_mask)
             skips.append(x)
         return x, skips
 
@@ -259,7 +297,7 @@ class UpsampleBlock1d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, *, factor: int, num_layers: int, num_groups: int,
                  use_nearest: bool, use_skip_scale: bool, skip_channels: int, mapping_features: int | None,
                  num_transformer_blocks: int, attention_heads: int | None, attention_features: int | None,
-                 attention_multiplier: int | None):
+                 attention_multiplier: int | None, embedding_features: int | None = None):
         super().__init__()
         self.skip_scale = 2**-0.5 if use_skip_scale else 1.0
         self.blocks = nn.ModuleList([
@@ -270,41 +308,46 @@ class UpsampleBlock1d(nn.Module):
         if self.use_transformer:
             heads, features = _attention_shape(in_channels, attention_heads, attention_features)
             self.transformer = Transformer1d(num_transformer_blocks, in_channels, heads, features,
-                                             int(attention_multiplier or 0))
+                                             int(attention_multiplier or 0), embedding_features)
         self.upsample = make_upsample(in_channels, out_channels, factor, use_nearest)
 
-    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], mapping: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], mapping: torch.Tensor | None = None,
+                embedding: torch.Tensor | None = None, embedding_mask: torch.Tensor | None = None) -> torch.Tensor:
         for block in self.blocks:
             x = block(torch.cat([x, skips.pop() * self.skip_scale], dim=1), mapping)
         if self.use_transformer:
-            x = self.transformer(x)
+            x = self.transformer(x, embedding, embedding_mask)
         return self.upsample(x)
 
 
 class BottleneckBlock1d(nn.Module):
     def __init__(self, channels: int, *, num_groups: int, mapping_features: int | None, num_transformer_blocks: int,
-                 attention_heads: int | None, attention_features: int | None, attention_multiplier: int | None):
+                 attention_heads: int | None, attention_features: int | None, attention_multiplier: int | None,
+                 embedding_features: int | None = None):
         super().__init__()
         self.pre_block = ResnetBlock1d(channels, channels, num_groups, mapping_features)
         self.use_transformer = num_transformer_blocks > 0
         if self.use_transformer:
             heads, features = _attention_shape(channels, attention_heads, attention_features)
             self.transformer = Transformer1d(num_transformer_blocks, channels, heads, features,
-                                             int(attention_multiplier or 0))
+                                             int(attention_multiplier or 0), embedding_features)
         self.post_block = ResnetBlock1d(channels, channels, num_groups, mapping_features)
 
-    def forward(self, x: torch.Tensor, mapping: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mapping: torch.Tensor | None = None, embedding: torch.Tensor | None = None,
+                embedding_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self.pre_block(x, mapping)
         if self.use_transformer:
-            x = self.transformer(x)
+            x = self.transformer(x, embedding, embedding_mask)
         return self.post_block(x, mapping)
 
 
 class UNet1d(nn.Module):
-    """U-Net over ``[B, in_channels, T]`` conditioned on diffusion time ``[B]`` and optional context channels.
+    """U-Net over ``[B, in_channels, T]`` conditioned on diffusion time ``[B]`` and optional context.
 
     ``T`` must be a multiple of ``prod(factors)``. ``channels_list`` holds one tensor per level that has
-    ``context_channels > 0`` (level 0 = input resolution), in level order.
+    ``context_channels > 0`` (level 0 = input resolution), in level order. With ``context_features``
+    a global vector ``features`` [B, F] joins the time embedding in the mapping (the two are summed);
+    with ``context_embedding_features`` every transformer cross-attends to ``embedding`` [B, M, E].
     """
 
     def __init__(self, in_channels: int, channels: int, multipliers: Sequence[int], factors: Sequence[int],
@@ -313,7 +356,8 @@ class UNet1d(nn.Module):
                  use_nearest_upsample: bool = False, use_skip_scale: bool = True,
                  context_features_multiplier: int = 4, context_channels: Sequence[int] | None = None,
                  attention_heads: int | None = None, attention_features: int | None = None,
-                 attention_multiplier: int | None = None):
+                 attention_multiplier: int | None = None, context_features: int | None = None,
+                 context_embedding_features: int | None = None):
         super().__init__()
         num_layers = len(multipliers) - 1
         if len(factors) != num_layers or len(num_blocks) != num_layers or len(attentions) < num_layers + 1:
@@ -327,19 +371,24 @@ class UNet1d(nn.Module):
             raise ValueError(f"context_channels has {len(context)} entries; at most {num_layers + 1} levels exist")
         self.context_channels = context + [0] * (num_layers + 1 - len(context))
         self.use_context_time = use_context_time
+        self.use_context_features = context_features is not None
+        self.context_embedding_features = context_embedding_features
         self.factors = list(factors)
         attn = {"attention_heads": attention_heads, "attention_features": attention_features,
-                "attention_multiplier": attention_multiplier}
+                "attention_multiplier": attention_multiplier, "embedding_features": context_embedding_features}
 
         mapping_features = None
-        if use_context_time:
+        if use_context_time or self.use_context_features:
             mapping_features = channels * context_features_multiplier
             self.to_mapping = nn.Sequential(nn.Linear(mapping_features, mapping_features), nn.GELU(),
                                             nn.Linear(mapping_features, mapping_features), nn.GELU())
+        if use_context_time:
             self.to_time = nn.Sequential(
                 nn.Sequential(LearnedPositionalEmbedding(channels), nn.Linear(channels + 1, mapping_features)),
                 nn.GELU(),
             )
+        if context_features is not None:
+            self.to_features = nn.Sequential(nn.Linear(context_features, mapping_features), nn.GELU())
 
         self.to_in = Patcher(in_channels + self.context_channels[0], channels * multipliers[0], mapping_features)
         self.downsamples = nn.ModuleList([
@@ -379,29 +428,41 @@ class UNet1d(nn.Module):
             raise ValueError(f"context at channels_list[{index}] has {tensor.shape[1]} channels, expected {expected}")
         return tensor
 
-    def forward(self, x: torch.Tensor, time: torch.Tensor | None = None, *,
-                channels_list: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
-        if x.shape[-1] % self.downsampling_ratio:
-            raise ValueError(f"input length {x.shape[-1]} must be a multiple of {self.downsampling_ratio} "
-                             "(the product of the U-Net factors)")
-        context = self._level_channels(channels_list, 0)
-        if context is not None:
-            x = torch.cat([x, context], dim=1)
-        mapping = None
+    def _mapping(self, time: torch.Tensor | None, features: torch.Tensor | None) -> torch.Tensor | None:
+        """The vector that modulates every resnet block: embedded time + embedded features, mapped."""
+        items = []
         if self.use_context_time:
             if time is None:
                 raise ValueError("this U-Net is conditioned on time: pass time [B]")
-            mapping = self.to_mapping(self.to_time(time))
+            items.append(self.to_time(time))
+        if self.use_context_features:
+            if features is None:
+                raise ValueError("this U-Net is conditioned on global features (context_features): pass features")
+            items.append(self.to_features(features))
+        return self.to_mapping(torch.stack(items).sum(dim=0)) if items else None
+
+    def forward(self, x: torch.Tensor, time: torch.Tensor | None = None, *, features: torch.Tensor | None = None,
+                channels_list: Sequence[torch.Tensor] | None = None, embedding: torch.Tensor | None = None,
+                embedding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if x.shape[-1] % self.downsampling_ratio:
+            raise ValueError(f"input length {x.shape[-1]} must be a multiple of {self.downsampling_ratio} "
+                             "(the product of the U-Net factors)")
+        if self.context_embedding_features is not None and embedding is None:
+            raise ValueError("this U-Net cross-attends to an embedding (context_embedding_features): pass embedding")
+        context = self._level_channels(channels_list, 0)
+        if context is not None:
+            x = torch.cat([x, context], dim=1)
+        mapping = self._mapping(time, features)
         x = self.to_in(x, mapping)
         skips_list: list = [x]
         for i, down in enumerate(self.downsamples):
-            x, skips = down(x, mapping, self._level_channels(channels_list, i + 1))
+            x, skips = down(x, mapping, self._level_channels(channels_list, i + 1), embedding, embedding_mask)
             skips_list.append(skips)
-        x = self.bottleneck(x, mapping)
+        x = self.bottleneck(x, mapping, embedding, embedding_mask)
         for up in self.upsamples:
-            x = up(x, skips_list.pop(), mapping)
+            x = up(x, skips_list.pop(), mapping, embedding, embedding_mask)
         x = x + skips_list.pop()
         return self.to_out(x, mapping)
 
 
-__all__ = ["PaddedConv1d", "ResnetBlock1d", "Transformer1d", "TrimmedConvTranspose1d", "UNet1d"]
+__all__ = ["PaddedConv1d", "halve_parameters", "ResnetBlock1d", "Transformer1d", "TrimmedConvTranspose1d", "UNet1d"]

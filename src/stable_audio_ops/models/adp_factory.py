@@ -1,4 +1,5 @@
-"""Read ADP U-Net configs (``adp_uncond_1d``, ``adp_1d``, ``adp_cfg_1d`` ``config`` objects) into U-Nets.
+"""Read ADP U-Net configs (``adp_uncond_1d``, ``adp_1d``, ``adp_cfg_1d`` ``config`` objects) into U-Nets,
+and build the ``diffusion_cond`` backbones ``adp_cfg_1d`` and ``adp_1d``.
 
 Shared by every model type that holds an audio-diffusion-pytorch U-Net (``diffusion_uncond``,
 ``diffusion_cond``, ``diffusion_autoencoder``), so the key checks and their error messages are written
@@ -7,28 +8,40 @@ once. Every inconsistency is reported by key path instead of surfacing as a shap
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import Any
 
 from stable_audio_ops.config.schema import ConfigNode
-from stable_audio_ops.models.adp import UNet1d
+from stable_audio_ops.models.adp import UNet1d, halve_parameters
+from stable_audio_ops.models.adp_cond import UNet1DCondWrapper, UNetCFG1d, UNetCFG1DWrapper
 
 # Upstream UNet1d options that change the network in ways not implemented here: key -> why.
 _UNSUPPORTED_ADP_KEYS = {
     "use_snake": "snake activations in the ADP U-Net",
     "use_stft": "the STFT front end of the ADP U-Net",
     "use_stft_context": "the STFT front end of the ADP U-Net",
-    "context_features": "global feature conditioning of the ADP U-Net",
-    "context_embedding_features": "cross-attention in the ADP U-Net (adp_cfg_1d)",
+    "use_xattn_time": "the time token in the ADP U-Net's cross-attention",
+}
+# Conditioning options only some model types can feed: key -> what it is.
+_CONDITIONING_KEYS = {
+    "context_features": "global feature conditioning (diffusion_cond with adp_1d / adp_cfg_1d)",
+    "context_embedding_features": "cross-attention to condition tokens (diffusion_cond with adp_cfg_1d)",
+    "context_embedding_max_length": "the condition-token count of adp_cfg_1d's learned null condition",
 }
 _ADP_KEYS = ("in_channels", "channels", "multipliers", "factors", "num_blocks", "attentions", "patch_size",
              "resnet_groups", "use_context_time", "kernel_multiplier_downsample", "use_nearest_upsample",
              "use_skip_scale", "out_channels", "context_features_multiplier", "context_channels",
-             "attention_heads", "attention_features", "attention_multiplier", *_UNSUPPORTED_ADP_KEYS)
+             "attention_heads", "attention_features", "attention_multiplier", *_UNSUPPORTED_ADP_KEYS,
+             *_CONDITIONING_KEYS)
 
 
 def build_unet1d(cfg: ConfigNode) -> UNet1d:
     """A :class:`UNet1d` from an ADP ``config`` node, with every inconsistency reported by key path."""
+    return UNet1d(**unet1d_kwargs(cfg))
+
+
+def unet1d_kwargs(cfg: ConfigNode, conditioning: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Validated U-Net keyword arguments; ``conditioning`` names the :data:`_CONDITIONING_KEYS` the
+    caller's model type can feed (the others are rejected, naming the key)."""
     if not isinstance(cfg.data, dict):
         raise cfg.error(f"expected an object, got {cfg.data!r}")
     for key, value in cfg.data.items():
@@ -36,6 +49,8 @@ def build_unet1d(cfg: ConfigNode) -> UNet1d:
             raise cfg.error(f"unknown key; known keys: {', '.join(_ADP_KEYS)}", key)
         if key in _UNSUPPORTED_ADP_KEYS and value not in (None, False):
             raise cfg.error(f"{_UNSUPPORTED_ADP_KEYS[key]} is not supported by this version", key)
+        if key in _CONDITIONING_KEYS and key not in conditioning and value is not None:
+            raise cfg.error(f"{_CONDITIONING_KEYS[key]} is not available for this model type", key)
     if cfg.get("patch_size", "a positive int", 1) != 1:
         raise cfg.error("only patch_size 1 is supported by this version", "patch_size")
 
@@ -80,7 +95,10 @@ def build_unet1d(cfg: ConfigNode) -> UNet1d:
             raise cfg.error("attention levels need attention_heads or attention_features, and "
                             "attention_multiplier", "attentions")
 
-    return UNet1d(
+    kwargs: dict[str, Any] = {key: cfg.get(key, "a positive int") for key in conditioning
+                              if cfg.has(key) and cfg.data[key] is not None}
+    return dict(
+        kwargs,
         in_channels=cfg.get("in_channels", "a positive int"),
         channels=channels,
         multipliers=multipliers,
@@ -101,6 +119,21 @@ def build_unet1d(cfg: ConfigNode) -> UNet1d:
     )
 
 
+def build_adp_cfg_backbone(node: ConfigNode, diffusion_objective: str) -> UNetCFG1DWrapper:
+    """``model.diffusion`` of type ``adp_cfg_1d`` (the objective does not change the network)."""
+    cfg = node.child("config")
+    kwargs = unet1d_kwargs(cfg, conditioning=tuple(_CONDITIONING_KEYS))
+    for key in ("context_embedding_features", "context_embedding_max_length"):
+        if key not in kwargs:
+            raise cfg.error(f"is required for adp_cfg_1d ({_CONDITIONING_KEYS[key]})", key)
+    return UNetCFG1DWrapper(UNetCFG1d(**kwargs))
+
+
+def build_adp_cond_backbone(node: ConfigNode, diffusion_objective: str) -> UNet1DCondWrapper:
+    """``model.diffusion`` of type ``adp_1d``: global features and input-concat channels only."""
+    return UNet1DCondWrapper(UNet1d(**unet1d_kwargs(node.child("config"), conditioning=("context_features",))))
+
+
 def _positive_list(cfg: ConfigNode, key: str) -> list[int]:
     values = cfg.get(key, "a list of ints")
     if not values or any(v <= 0 for v in values):
@@ -108,11 +141,5 @@ def _positive_list(cfg: ConfigNode, key: str) -> list[int]:
     return list(values)
 
 
-def halve_parameters(module: nn.Module) -> None:
-    """Upstream halves fresh U-Net weights (a smaller initial output); loaded checkpoints overwrite this."""
-    with torch.no_grad():
-        for param in module.parameters():
-            param.mul_(0.5)
-
-
-__all__ = ["build_unet1d", "halve_parameters"]
+__all__ = ["build_adp_cfg_backbone", "build_adp_cond_backbone", "build_unet1d", "halve_parameters",
+           "unet1d_kwargs"]

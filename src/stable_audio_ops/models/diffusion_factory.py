@@ -15,6 +15,7 @@ from torch import nn
 
 from stable_audio_ops.config.schema import ConfigNode, check_known_keys, lookup
 from stable_audio_ops.errors import UnknownTypeError
+from stable_audio_ops.models.adp_factory import build_adp_cfg_backbone, build_adp_cond_backbone
 from stable_audio_ops.models.autoencoder_factory import create_pretransform_from_config
 from stable_audio_ops.models.conditioners import (
     MultiConditioner,
@@ -44,8 +45,6 @@ _TRANSFORMER_KEYS = ("rotary_pos_emb", "cross_attn_rotary_pos_emb", "use_sinusoi
                      "abs_pos_emb_max_length", "num_memory_tokens", "final_cross_attn_ix", "zero_init_branch_outputs",
                      "layer_scale", "conformer", "attn_kwargs", "ff_kwargs", "norm_kwargs", "use_checkpointing")
 _UNSUPPORTED_BACKBONES = {
-    "adp_cfg_1d": "the audio-diffusion-pytorch U-Net with cross-attention",
-    "adp_1d": "the audio-diffusion-pytorch U-Net",
     "DAU1d": "the Dance Diffusion U-Net (upstream does not accept it for conditioned models either)",
 }
 
@@ -145,7 +144,11 @@ def build_dit_backbone(node: ConfigNode, diffusion_objective: str) -> DiTWrapper
 
 
 # backbone ``type`` -> builder(node of model.diffusion, objective)
-DIFFUSION_BACKBONES: dict[str, Callable[[ConfigNode, str], nn.Module]] = {"dit": build_dit_backbone}
+DIFFUSION_BACKBONES: dict[str, Callable[[ConfigNode, str], nn.Module]] = {
+    "dit": build_dit_backbone,
+    "adp_cfg_1d": build_adp_cfg_backbone,  # ADP U-Net, cross-attention + global features, learned-null CFG
+    "adp_1d": build_adp_cond_backbone,  # ADP U-Net, global features + input concat
+}
 
 _DIFFUSION_KEYS = ("type", "config", "diffusion_objective", "cross_attention_cond_ids", "global_cond_ids",
                    "input_concat_ids", "prepend_cond_ids", "distribution_shift_options",
@@ -201,6 +204,9 @@ def build_diffusion_cond(root: ConfigNode) -> ConditionedDiffusionModelWrapper:
     if dit is not None and dit.io_channels != io_channels:
         raise diffusion.child("config").error(f"is {dit.io_channels} but model.io_channels is {io_channels}",
                                               "io_channels")
+    if dit is None and backbone.io_channels != io_channels:
+        raise diffusion.child("config").error(f"is {backbone.io_channels} but model.io_channels is {io_channels}",
+                                              "in_channels")
 
     pretransform = None
     if model.has("pretransform") and model.data["pretransform"] is not None:
@@ -222,9 +228,11 @@ def build_diffusion_cond(root: ConfigNode) -> ConditionedDiffusionModelWrapper:
     input_concat_ids = diffusion.get("input_concat_ids", "a list of strings", [])
     if dit is not None:
         _check_widths(diffusion, dit, cross_ids, global_ids, widths, conditioner)
+    else:
+        _check_unet_widths(diffusion, backbone, cross_ids, global_ids, widths, conditioner)
 
     min_input_length = pretransform.downsampling_ratio if pretransform is not None else 1
-    min_input_length *= dit.patch_size if dit is not None else 1
+    min_input_length *= dit.patch_size if dit is not None else backbone.downsampling_ratio
 
     return ConditionedDiffusionModelWrapper(
         backbone, conditioner, io_channels=io_channels, sample_rate=sample_rate, min_input_length=min_input_length,
@@ -254,6 +262,31 @@ def _check_widths(diffusion: ConfigNode, dit: nn.Module, cross_ids: list[str], g
         if total != expected:
             raise cfg.error(f"is {expected} but the global conditioners {global_ids} concatenate to {total} dims",
                             "global_cond_dim")
+
+
+def _check_unet_widths(diffusion: ConfigNode, backbone: nn.Module, cross_ids: list[str], global_ids: list[str],
+                       widths: Mapping[str, int], conditioner: MultiConditioner | None) -> None:
+    """The ADP U-Net's ``context_embedding_features`` / ``context_features`` against the conditioners."""
+    pre_encoded = set(conditioner.pre_encoded_keys) if conditioner is not None else set()
+    cfg, unet = diffusion.child("config"), backbone.model
+    token_dim = unet.context_embedding_features
+    if cross_ids and token_dim is None:
+        raise diffusion.error(f"{diffusion.get('type', 'a string')} has no cross-attention; use global_cond_ids or "
+                              "input_concat_ids", "cross_attention_cond_ids")
+    if token_dim is not None and not cross_ids:
+        raise diffusion.error("adp_cfg_1d needs at least one cross-attention conditioner", "cross_attention_cond_ids")
+    for cid in cross_ids:
+        if cid not in pre_encoded and widths[cid] != token_dim:
+            raise cfg.error(f"is {token_dim} but conditioner {cid!r} outputs {widths[cid]}-dim tokens",
+                            "context_embedding_features")
+    features = cfg.get("context_features", "a positive int", None)
+    if bool(global_ids) != (features is not None):
+        raise cfg.error("must be set exactly when model.diffusion.global_cond_ids is not empty", "context_features")
+    if global_ids and not any(cid in pre_encoded for cid in global_ids):
+        total = sum(widths[cid] for cid in global_ids)
+        if total != features:
+            raise cfg.error(f"is {features} but the global conditioners {global_ids} concatenate to {total} dims",
+                            "context_features")
 
 
 def create_diffusion_cond_from_config(model_config: dict, source: str = "<model config>") -> ConditionedDiffusionModelWrapper:
