@@ -1,4 +1,5 @@
-"""Bottlenecks: VAE sampling/KL formula (pinned noise), tanh bound, L2 projection, registry."""
+"""Bottlenecks: VAE sampling/KL formula (pinned noise), tanh bound, L2 projection, wasserstein MMD and
+noise channels, registry."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from stable_audio_ops.config.schema import ConfigNode
+from stable_audio_ops.errors import ConfigError
 from stable_audio_ops.models.bottlenecks import (
     BOTTLENECKS,
     L2NormBottleneck,
     TanhBottleneck,
     VAEBottleneck,
+    mmd_to_normal,
 )
 
 
@@ -73,3 +76,29 @@ def test_registry_builds_each_type_from_config() -> None:
     assert BOTTLENECKS["tanh"](ConfigNode({"type": "tanh"})).scale == 1.0
     assert all(not BOTTLENECKS[name](ConfigNode({"type": name})).is_discrete
                for name in ("vae", "tanh", "l2_norm", "wasserstein"))
+
+
+def test_wasserstein_reports_mmd_only_when_training_and_bounds_with_tanh() -> None:
+    torch.manual_seed(0)
+    bottleneck = BOTTLENECKS["wasserstein"](ConfigNode({"type": "wasserstein",
+                                                        "config": {"use_tanh": True, "tanh_scale": 2.0}}))
+    x = torch.randn(2, 3, 50) * 5
+    assert bottleneck.eval().encode(x, return_info=True)[1] == {}
+    latents, info = bottleneck.train().encode(x, return_info=True)
+    torch.testing.assert_close(latents, torch.tanh(x / 2.0) * 2.0)
+    # far from N(0, I) (std 5) the MMD is large; for standard normal latents it is near 0
+    assert info["mmd"] > 0.1
+    assert mmd_to_normal(torch.randn(2, 3, 500)).abs() < 0.02
+    bypass = BOTTLENECKS["wasserstein"](ConfigNode({"type": "wasserstein", "config": {"bypass_mmd": True}}))
+    assert bypass.train().encode(x, return_info=True)[1]["mmd"] == 0
+
+
+def test_wasserstein_decode_appends_fresh_or_pinned_noise_channels() -> None:
+    bottleneck = BOTTLENECKS["wasserstein"](ConfigNode({"type": "wasserstein", "config": {"noise_augment_dim": 2}}))
+    z = torch.randn(1, 3, 4)
+    a, b = bottleneck.decode(z), bottleneck.decode(z)
+    assert a.shape == (1, 5, 4) and torch.equal(a[:, :3], z) and not torch.equal(a[:, 3:], b[:, 3:])
+    pinned = torch.zeros(1, 2, 4)
+    assert torch.equal(bottleneck.decode(z, noise=pinned), torch.cat([z, pinned], 1))
+    with pytest.raises(ConfigError, match=r"config\.noise_augment_dim: expected a non-negative int"):
+        BOTTLENECKS["wasserstein"](ConfigNode({"type": "wasserstein", "config": {"noise_augment_dim": -1}}))
