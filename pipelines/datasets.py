@@ -129,6 +129,7 @@ class UnwrappedModelDataset(_RecordedArtifact):
     ``save(record)`` moves the file ``record["path"]`` names (written under :func:`staged_file`) onto
     ``model_filepath`` atomically, and writes the record with ``path`` and ``size_bytes`` of the file in place.
     ``load()`` returns the record; steps that need the network load ``record["path"]`` with ``load_model``.
+    A record whose ``path`` is None (an optional artifact the step did not make) is written alone.
     """
 
     def __init__(self, filepath: str, model_filepath: str, metadata: dict[str, Any] | None = None) -> None:
@@ -136,6 +137,10 @@ class UnwrappedModelDataset(_RecordedArtifact):
         self._model_filepath = Path(model_filepath)
 
     def save(self, data: Mapping[str, Any]) -> None:
+        if data.get("path") is None:  # nothing to place (a full fine-tune has no adapter): no stale file stays
+            self._model_filepath.unlink(missing_ok=True)
+            self._write_record(dict(data))
+            return
         source, target = Path(data["path"]), self._model_filepath
         if source.resolve() != target.resolve():
             target.parent.mkdir(parents=True, exist_ok=True)

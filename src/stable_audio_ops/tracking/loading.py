@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from stable_audio_ops.errors import ConfigError
+from stable_audio_ops.models.adapters import attach_adapter
 from stable_audio_ops.models.loading import LoadedModel, load_local_model
 from stable_audio_ops.tracking.registry import load_registered
 
@@ -36,7 +37,8 @@ def is_registry_source(source: str | Path) -> bool:
 def load_model(source: str | Path, config: str | Path | Mapping[str, Any] | None = None,
                device: str | torch.device = "cpu", *, model_types: Sequence[str] | None = None,
                purpose: str = "loaded here", name: str | None = None, tracking_uri: str | None = None,
-               dst_dir: str | Path | None = None, config_source: str | None = None) -> LoadedModel:
+               dst_dir: str | Path | None = None, config_source: str | None = None,
+               adapter: str | Path | None = None) -> LoadedModel:
     """Load any model, from a file, a folder or the MLflow registry, strictly, in eval mode on ``device``.
 
     - ``source``: a ``.safetensors`` / ``.ckpt`` file (config embedded, beside it as ``model_config.json``, or
@@ -50,6 +52,7 @@ def load_model(source: str | Path, config: str | Path | Mapping[str, Any] | None
       naming the config and saying the model cannot be ``purpose``.
     - ``name``: the id reported by the server (default: ``NAME@alias`` / ``NAME/version``, or the file
       stem / folder name).
+    - ``adapter``: a LoRA adapter file (fine-tune pipeline) applied onto the loaded base without merging.
 
     Returns a :class:`~stable_audio_ops.models.loading.LoadedModel` (``.model``, ``.config``,
     ``.model_type``, ``.checkpoint``, ``.device``, ``.registry``).
@@ -60,8 +63,13 @@ def load_model(source: str | Path, config: str | Path | Mapping[str, Any] | None
                           "models:/NAME@alias")
     options = dict(model_types=model_types, purpose=purpose, name=name, config_source=config_source)
     if is_registry_source(source_text):
-        return load_registered(source_text, config, device, tracking_uri=tracking_uri, dst_dir=dst_dir, **options)
-    return load_local_model(source, config, device, **options)
+        loaded = load_registered(source_text, config, device, tracking_uri=tracking_uri, dst_dir=dst_dir, **options)
+    else:
+        loaded = load_local_model(source, config, device, **options)
+    if adapter is not None:
+        attach_adapter(loaded.model, adapter)
+        loaded.model.requires_grad_(False).eval()
+    return loaded
 
 
 __all__ = ["REGISTRY_PREFIX", "LoadedModel", "is_registry_source", "load_model"]

@@ -9,13 +9,14 @@ fine-tuned with the DiT) is the autoencoder registered in the same run recorded,
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from stable_audio_ops.models.checkpoints import load_ckpt_state_dict
-from stable_audio_ops.tracking.lineage import UNKNOWN, lineage_tags, state_dict_sha256
+from stable_audio_ops.tracking.lineage import UNKNOWN, file_sha256, lineage_tags, state_dict_sha256
 from stable_audio_ops.tracking.registry import find_version_by_weights, log_model_to_registry
 
 log = logging.getLogger(__name__)
@@ -73,4 +74,37 @@ def register_latent_diffusion(path: str | Path, name: str, *, autoencoder_name: 
     return {**version.to_dict(), **lineage}
 
 
-__all__ = ["active_run_id", "autoencoder_lineage", "register_autoencoder", "register_latent_diffusion"]
+def base_model_tags(base_model: Mapping[str, Any]) -> dict[str, str]:
+    """Lineage tags of a fine-tune's pretrained base: where it came from, its registered version (if any) and
+    the sha256 of its weights file (what identifies a folder source)."""
+    registry = base_model.get("registry") or {}
+    tags = {"base_model_source": str(base_model["source"]),
+            "base_model_weights_file_sha256": str(base_model["weights_file_sha256"])}
+    if registry:
+        tags.update(base_model_name=str(registry["name"]), base_model_version=str(registry["version"]))
+    return tags
+
+
+def register_fine_tuned(path: str | Path, name: str, *, base_model: Mapping[str, Any], mode: str,
+                        adapter: Mapping[str, Any] | None = None, training_run_id: str | None = None,
+                        metrics: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Register a fine-tuned (merged, unwrapped) model with its lineage: the base (:func:`base_model_tags`),
+    the mode, for LoRA the adapter's config and file hash, and its evaluation ``metrics`` as ``eval.<name>``;
+    the adapter file is attached to the active run under ``adapter/``. Returns the registration plus the tags."""
+    tags = {**_run_tags(training_run_id), **base_model_tags(base_model), "fine_tune_mode": mode,
+            **{f"eval.{k}": f"{float(v):.6g}" for k, v in (metrics or {}).items()}}
+    if adapter:
+        tags.update(lora_config=json.dumps(adapter["lora_config"], sort_keys=True),
+                    adapter_sha256=file_sha256(adapter["path"]))
+        if active_run_id() is not None:
+            import mlflow
+
+            mlflow.log_artifact(str(adapter["path"]), artifact_path="adapter")
+    version = log_model_to_registry(path, name, tags=tags, artifact_name="fine_tuned")
+    log.info("registry: %s version %s (%s), fine-tuned (%s) from %s", version.name, version.version,
+             "new" if version.new else "existing", mode, tags["base_model_source"])
+    return {**version.to_dict(), **tags}
+
+
+__all__ = ["active_run_id", "autoencoder_lineage", "base_model_tags", "register_autoencoder",
+           "register_fine_tuned", "register_latent_diffusion"]

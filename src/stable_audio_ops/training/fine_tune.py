@@ -17,6 +17,7 @@ Memory on the precision side is the train flag ``--precision bf16-mixed``; 8-bit
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -74,6 +75,40 @@ def apply_fine_tune_settings(model: nn.Module, training: ConfigNode) -> LoRAConf
     return config
 
 
+FINE_TUNE_MODES = ("lora", "full")
+# training keys a fine-tune sets itself; the base config's values for them are dropped
+REPLACED_TRAINING_KEYS = ("learning_rate", "optimizer_configs", "lora", "gradient_checkpointing", "use_ema",
+                          "pre_encoded")
+
+
+def fine_tune_model_config(base_config: Mapping[str, Any], *, mode: str, lora: Mapping[str, Any] | None,
+                           optimizer: Mapping[str, Any], sample_size: int, use_ema: bool,
+                           gradient_checkpointing: bool, text_encoder_path: str | None = None,
+                           source: str = "fine_tune") -> dict[str, Any]:
+    """The config a fine-tune trains with: the pretrained model's config (architecture, pretransform, scale,
+    conditioners: exactly what its weights need) with ``sample_size`` = the pre-encoded crop, and a training
+    section that keeps the base's other keys (cfg dropout, timestep sampler, demos) but sets the optimizer
+    (``{"type", "config"}``), EMA, checkpointing and, in ``lora`` mode, ``training.lora``.
+
+    ``text_encoder_path`` points every T5 conditioner at a local folder (``model_path``), for a T5 that is
+    not in the local Hugging Face cache."""
+    node = ConfigNode({"mode": mode}, source)
+    mode = node.choice("mode", FINE_TUNE_MODES)
+    config = copy.deepcopy(dict(base_config))
+    config["sample_size"] = int(sample_size)
+    training = {k: v for k, v in dict(config.get("training") or {}).items() if k not in REPLACED_TRAINING_KEYS}
+    training.update(use_ema=bool(use_ema), gradient_checkpointing=bool(gradient_checkpointing),
+                    optimizer_configs={"diffusion": {"optimizer": copy.deepcopy(dict(optimizer))}})
+    if mode == "lora":
+        training["lora"] = lora_config_from_mapping(lora or {}, source, "lora").to_dict()
+    config["training"] = training
+    if text_encoder_path:
+        for conditioner in config.get("model", {}).get("conditioning", {}).get("configs", []):
+            if conditioner.get("type") == "t5":
+                conditioner.setdefault("config", {})["model_path"] = str(text_encoder_path)
+    return config
+
+
 def export_adapter(model_config: Mapping[str, Any], ckpt_path: str | Path, output_path: str | Path,
                    base_model: Mapping[str, Any] | None = None, source: str = "<model config>") -> Path:
     """The LoRA tensors of a training checkpoint (EMA backbone when trained with EMA) as an adapter file
@@ -92,4 +127,5 @@ def export_adapter(model_config: Mapping[str, Any], ckpt_path: str | Path, outpu
     return save_adapter(output_path, tensors, config, base_model)
 
 
-__all__ = ["apply_fine_tune_settings", "enable_gradient_checkpointing", "export_adapter", "lora_config_of"]
+__all__ = ["FINE_TUNE_MODES", "apply_fine_tune_settings", "enable_gradient_checkpointing", "export_adapter",
+           "fine_tune_model_config", "lora_config_of"]
