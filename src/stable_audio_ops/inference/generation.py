@@ -174,9 +174,17 @@ def sample_diffusion(
         bar.close()
 
     if decode and pretransform is not None:
-        dtype = next(pretransform.parameters()).dtype
-        sampled = pretransform.decode(sampled.to(dtype))
+        sampled = pretransform.decode(sampled.to(_pretransform_dtype(pretransform)))
     return sampled
+
+
+def _pretransform_dtype(pretransform: torch.nn.Module) -> torch.dtype:
+    """The dtype a pretransform computes in; signal pretransforms (wavelet, patched) may hold no
+    parameters at all, only filter buffers, or nothing (then float32)."""
+    tensor = next(pretransform.parameters(), None)
+    if tensor is None:
+        tensor = next(pretransform.buffers(), None)
+    return tensor.dtype if tensor is not None else torch.float32
 
 
 def _resolve_seed(seed: int) -> int:
@@ -202,6 +210,14 @@ def _exact_matmuls() -> Iterator[None]:
     finally:
         (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
          torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction, torch.backends.cudnn.benchmark) = saved
+
+
+def _reuse_step_invariants(net: torch.nn.Module) -> contextlib.AbstractContextManager:
+    """The backbone's per-generation cache of conditioning-only work (the DiT has one), else nothing."""
+    for module in net.modules():
+        if hasattr(module, "reuse_step_invariants"):
+            return module.reuse_step_invariants()
+    return contextlib.nullcontext()
 
 
 def _cast(inputs: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
@@ -231,7 +247,7 @@ def _encode_audio(model: Any, audio_pair: tuple[int, Any], sample_size: int, bat
                           target_channels=_audio_io_channels(model), device=device)
     pretransform = getattr(model, "pretransform", None)
     if pretransform is not None:
-        audio = pretransform.encode(audio.to(next(pretransform.parameters()).dtype))
+        audio = pretransform.encode(audio.to(_pretransform_dtype(pretransform)))
     if audio.shape[0] == 1:
         audio = audio.repeat(batch_size, 1, 1)
     elif audio.shape[0] != batch_size:
@@ -301,9 +317,10 @@ def _run(model, *, steps, cfg_scale, cond_inputs, noise, generator, device, cond
     if init_data is not None:
         init_data = init_data.to(model_dtype)
     sampler_kwargs.setdefault("generator", generator)
-    with _exact_matmuls():
+    net = backbone if backbone is not None else model.model
+    with _exact_matmuls(), _reuse_step_invariants(net):
         out = sample_diffusion(
-            backbone if backbone is not None else model.model, noise, cond_inputs, model.diffusion_objective, steps, cfg_scale,
+            net, noise, cond_inputs, model.diffusion_objective, steps, cfg_scale,
             pretransform=getattr(model, "pretransform", None),
             dist_shift=dist_shift if dist_shift is not None else getattr(model, "sampling_dist_shift", None),
             batch_cfg=True, rescale_cfg=True, apg_scale=apg_scale,
@@ -482,10 +499,16 @@ def generate_diffusion_uncond(
     **sampler_kwargs: Any,
 ) -> torch.Tensor:
     """Generate ``[batch, channels, samples]`` audio (or latents) with an unconditional diffusion model
-    (``diffusion_uncond``), upstream's ``generate_diffusion_uncond``.
+    (``diffusion_uncond``: ADP U-Net or DiT backbone, with or without a pretransform), upstream's
+    ``generate_diffusion_uncond``.
 
     Same seeding, init audio (audio-to-audio at ``init_noise_level``), samplers and decoding as
     :func:`generate_diffusion_cond`, without conditioning or guidance.
+
+    Difference from stable-audio-tools 0.0.20, where this function cannot run: it reads
+    ``model.diffusion_objective``, which the unconditional wrapper lacks there, and passes its arguments
+    to the sampler in the wrong order. Here the wrapper declares its objective (always ``v``) and the
+    sampler gets the schedule and noise level that ``generate_diffusion_cond`` would use.
     """
     latent_length = _latent_length(model, sample_size)
     noise, generator = _initial_noise(model, seed, noise, batch_size, latent_length, device)
