@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from stable_audio_ops.cli.help_format import HelpFormatter, with_more_help
 from stable_audio_ops.cli.logs import configure_logging
 from stable_audio_ops.data.audio_io import write_audio
 from stable_audio_ops.errors import StableAudioOpsError
@@ -65,7 +66,7 @@ NON_NEGATIVE = number(float, low=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="generate", allow_abbrev=False,
+    p = argparse.ArgumentParser(prog="generate", allow_abbrev=False, formatter_class=HelpFormatter,
                                 description="Generate audio from a prompt with a conditioned diffusion model.")
     p.add_argument("--model", required=True, help="unwrapped checkpoint / model folder / models:/NAME@alias")
     p.add_argument("--model-config", default=None, help="model config JSON (default: embedded or beside the model)")
@@ -76,9 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra conditioning metadata (repeatable; VALUE parsed as JSON when possible)")
     p.add_argument("-o", "--output", default="output.wav", help="output .wav/.flac (.npy with --return-latents); "
                    "with --batch-size > 1 an _<index> is added before the extension")
-    p.add_argument("--steps", type=POSITIVE_INT, default=GENERATION_DEFAULTS.steps)
-    p.add_argument("--cfg-scale", type=NON_NEGATIVE, default=GENERATION_DEFAULTS.cfg_scale)
-    p.add_argument("--batch-size", type=POSITIVE_INT, default=GENERATION_DEFAULTS.batch_size)
+    p.add_argument("--steps", type=POSITIVE_INT, default=GENERATION_DEFAULTS.steps, help="sampler steps")
+    p.add_argument("--cfg-scale", type=NON_NEGATIVE, default=GENERATION_DEFAULTS.cfg_scale,
+                   help="classifier-free guidance scale (1 = off)")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=GENERATION_DEFAULTS.batch_size,
+                   help="clips generated at once for the same prompt")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--sample-size", type=POSITIVE_INT, default=None, help="length in audio samples")
     length.add_argument("--seconds", type=POSITIVE, default=None, help="length in seconds (rounded up to the model's "
@@ -88,14 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="conditioning seconds_total (default: the generated length)")
     p.add_argument("--no-trim", action="store_true", help="keep the full length instead of cutting to seconds_total")
     p.add_argument("--seed", type=int, default=GENERATION_DEFAULTS.seed, help="-1 = random (printed)")
-    p.add_argument("--sampler-type", default=None, help="sampler (default: the objective's default)")
-    p.add_argument("--sigma-min", type=NON_NEGATIVE, default=None)
-    p.add_argument("--sigma-max", type=POSITIVE, default=None)
-    p.add_argument("--cfg-interval", type=number(float), nargs=2, default=None, metavar=("MIN", "MAX"))
+    with_more_help(p.add_argument("--sampler-type", default=None,
+                                  help="sampler (default: the model objective's default), by objective"),
+                   sampler_names)
+    p.add_argument("--sigma-min", type=NON_NEGATIVE, default=None, help="lowest noise level (default: the model's)")
+    p.add_argument("--sigma-max", type=POSITIVE, default=None, help="highest noise level (default: the model's)")
+    p.add_argument("--cfg-interval", type=number(float), nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="apply guidance only for noise levels in [MIN, MAX] (default: always)")
     p.add_argument("--cfg-rescale", type=number(float, low=0, high=1), default=None,
                    help="scale_phi: CFG rescale amount in [0, 1]")
     p.add_argument("--init-audio", default=None, help="audio file for audio-to-audio")
-    p.add_argument("--init-noise-level", type=NON_NEGATIVE, default=1.0)
+    p.add_argument("--init-noise-level", type=NON_NEGATIVE, default=1.0,
+                   help="with --init-audio: how much noise is added to it (higher = further from it)")
     p.add_argument("--inpaint-audio", default=None, help="audio file to keep outside the mask (inpainting models)")
     p.add_argument("--mask-start", type=NON_NEGATIVE, default=None, help="start of the region to regenerate (s)")
     p.add_argument("--mask-end", type=NON_NEGATIVE, default=None, help="end of the region to regenerate (s)")
@@ -103,6 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
+
+
+def sampler_names() -> str:
+    """The registered sampler names per diffusion objective, for ``--help`` (the registry imports torch, so this
+    runs only when the help is printed)."""
+    from stable_audio_ops.sampling.samplers import DEFAULT_SAMPLER, SAMPLERS
+
+    objectives: dict[tuple[str, ...], list[str]] = {}
+    for objective, registry in SAMPLERS.items():
+        objectives.setdefault(tuple(registry), []).append(objective)
+    return "; ".join(f"{' / '.join(names)}: {', '.join(samplers)} (default {DEFAULT_SAMPLER[names[0]]}"
+                     + "".join(f", {n}: {DEFAULT_SAMPLER[n]}" for n in names[1:]
+                               if DEFAULT_SAMPLER[n] != DEFAULT_SAMPLER[names[0]]) + ")"
+                     for samplers, names in objectives.items())
 
 
 def parse_cond(items: Sequence[str]) -> dict[str, Any]:

@@ -17,13 +17,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from stable_audio_ops.cli.help_format import HelpFormatter
 from stable_audio_ops.cli.logs import configure_logging
 from stable_audio_ops.config.dataset_config import load_dataset_config
 from stable_audio_ops.errors import StableAudioOpsError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pre_encode.py", allow_abbrev=False,
+    p = argparse.ArgumentParser(prog="pre_encode.py", allow_abbrev=False, formatter_class=HelpFormatter,
                                 description="Encode an audio dataset to autoencoder latents (.npy + .json).")
     p.add_argument("--model-config", required=True, help="autoencoder model config JSON")
     p.add_argument("--ckpt-path", required=True, help="unwrapped autoencoder checkpoint (.safetensors or .ckpt), "
@@ -32,19 +33,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-half", action="store_true", help="run the autoencoder in float16")
     p.add_argument("--dataset-config", required=True, help="dataset config JSON (audio_dir / wds / s3)")
     p.add_argument("--output-path", required=True, help="output folder")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=1, help="clips encoded at once")
     p.add_argument("--sample-size", type=int, default=1320960, help="pad/crop length in audio samples")
     p.add_argument("--is-discrete", action="store_true", help="save token indices instead of continuous latents")
     p.add_argument("--num-nodes", type=int, default=1, help="accepted for compatibility (ranks come from "
                    "the environment: torchrun / SLURM)")
     p.add_argument("--num-gpus", type=int, default=1, help="accepted for compatibility")
-    p.add_argument("--num-workers", type=int, default=4)
+    p.add_argument("--num-workers", type=int, default=4, help="DataLoader worker processes (0 = read in this one)")
     p.add_argument("--strategy", default="auto", help="accepted for compatibility (no Lightning Trainer here)")
     p.add_argument("--limit-batches", type=int, default=None, help="stop after this many batches")
     p.add_argument("--shuffle", action="store_true", help="shuffle the dataset")
     p.add_argument("--latent-mode", choices=("sample", "mean"), default="sample",
                    help="VAE only: one posterior sample per clip (upstream) or the posterior mean")
-    p.add_argument("--seed", type=int, default=None, help="seed for the VAE sample (reproducible latents)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the VAE sample and of each clip's phase flip "
+                   "and crop: the same inputs and seed write bitwise-same files")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p

@@ -11,13 +11,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from stable_audio_ops.cli.help_format import HelpFormatter
 from stable_audio_ops.cli.logs import configure_logging
 from stable_audio_ops.errors import StableAudioOpsError
-from stable_audio_ops.serving.settings import ServeSettings
+from stable_audio_ops.serving.settings import ENV_PREFIX, ServeSettings
+
+
+def _env(field: str) -> str:
+    """Where a server setting's default comes from, for ``--help``."""
+    value = getattr(ServeSettings, field)
+    fallback = "torch's own" if value is None else value
+    return f"(default: ${ENV_PREFIX}{field.upper()}, else {fallback})"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m stable_audio_ops.cli.serve", allow_abbrev=False,
+    p = argparse.ArgumentParser(prog="python -m stable_audio_ops.cli.serve", allow_abbrev=False, formatter_class=HelpFormatter,
                                 description="Serve a conditioned diffusion model over HTTP (FastAPI + uvicorn).")
     p.add_argument("--model", default=None,
                    help="models:/NAME@alias, models:/NAME/VERSION, a .safetensors/.ckpt file or a model folder "
@@ -25,20 +33,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-config", default=None, help="model config JSON if the checkpoint embeds none")
     p.add_argument("--model-name", default=None, help="id reported by /v1/models")
     p.add_argument("--mlflow-tracking-uri", default=None, help="MLflow tracking/registry URI for models:/ sources")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
-    p.add_argument("--max-seconds", type=float, default=None)
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--max-batch", type=int, default=None, help="items per model call (1 = no batching)")
-    p.add_argument("--max-prompt-length", type=int, default=None)
-    p.add_argument("--queue-size", type=int, default=None, help="items allowed to wait before 503")
-    p.add_argument("--batch-window-ms", type=float, default=None, help="0 = never wait for companions")
-    p.add_argument("--torch-threads", type=int, default=None)
+    p.add_argument("--max-seconds", type=float, default=None, help=f"longest clip a request may ask for {_env('max_seconds')}")
+    p.add_argument("--max-steps", type=int, default=None, help=f"most sampler steps per request {_env('max_steps')}")
+    p.add_argument("--max-batch", type=int, default=None, help=f"items per model call (1 = no batching) {_env('max_batch')}")
+    p.add_argument("--max-prompt-length", type=int, default=None, help=f"characters {_env('max_prompt_length')}")
+    p.add_argument("--queue-size", type=int, default=None, help=f"items allowed to wait before 503 {_env('queue_size')}")
+    p.add_argument("--batch-window-ms", type=float, default=None,
+                   help=f"0 = never wait for companions {_env('batch_window_ms')}")
+    p.add_argument("--torch-threads", type=int, default=None, help=f"torch threads of the worker {_env('torch_threads')}")
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up generation")
     p.add_argument("--fixed-length", action="store_true",
                    help="always generate the model's sample_size and trim to the requested duration")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info", help="uvicorn and package log level")
     return p
 
 

@@ -12,13 +12,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from stable_audio_ops.cli.help_format import HelpFormatter
 from stable_audio_ops.cli.logs import configure_logging
 from stable_audio_ops.config.model_config import load_model_config
 from stable_audio_ops.errors import StableAudioOpsError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unwrap_model.py", allow_abbrev=False,
+    parser = argparse.ArgumentParser(prog="unwrap_model.py", allow_abbrev=False, formatter_class=HelpFormatter,
                                      description="Export the model weights of a training checkpoint.")
     parser.add_argument("--model-config", default=None,
                         help="model config JSON (default: the config embedded in the checkpoint)")
