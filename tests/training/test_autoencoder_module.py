@@ -168,3 +168,60 @@ def test_schedulers_step_every_optimizer_step_and_lr_is_logged():
     assert gen_lrs == pytest.approx([base / (2 + k) for k in range(3)], rel=1e-6)
     assert disc_lrs == pytest.approx([base / (2 + k) for k in range(3)], rel=1e-6)
     assert {"train/loss", "train/latent_std", "train/data_std", "train/kl_loss"} <= set(rows[-1])
+
+
+BOTTLENECK_CASES = {
+    # type: (bottleneck config, encoder channels per latent, extra decoder channels, expected bottleneck terms)
+    "rvq": ({"dim": 4, "codebook_size": 8, "num_quantizers": 2, "kmeans_iters": 2, "threshold_ema_dead_code": 1},
+            1, 0, ["quantizer_loss"]),
+    "rvq_vae": ({"dim": 4, "codebook_size": 8, "num_quantizers": 2, "kmeans_iters": 2}, 2, 0,
+                ["kl_loss", "quantizer_loss"]),
+    "dac_rvq": ({"input_dim": 4, "n_codebooks": 2, "codebook_size": 8, "codebook_dim": 2, "quantizer_dropout": 0.5},
+                1, 0, ["codebook_loss", "commitment_loss"]),
+    "dac_rvq_vae": ({"input_dim": 4, "n_codebooks": 2, "codebook_size": 8, "codebook_dim": 2}, 2, 0,
+                    ["kl_loss", "codebook_loss", "commitment_loss"]),
+    "fsq": ({"levels": [5, 5, 5, 5]}, 1, 0, []),
+    "dithered_fsq": ({"dim": 4, "levels": 5}, 1, 0, []),
+    "wasserstein": ({"noise_augment_dim": 1, "use_tanh": True}, 1, 1, ["mmd_loss"]),
+}
+
+
+def bottleneck_config(kind: str, with_discriminator: bool = True) -> dict:
+    """The fixture's tiny config with ``kind`` as bottleneck (encoder/decoder widths adapted)."""
+    bottleneck, per_latent, extra, _ = BOTTLENECK_CASES[kind]
+    cfg = fixture_config()
+    cfg["model"]["bottleneck"] = {"type": kind, "config": bottleneck}
+    cfg["model"]["encoder"]["config"]["latent_dim"] = 4 * per_latent
+    cfg["model"]["decoder"]["config"]["latent_dim"] = 4 + extra
+    if not with_discriminator:
+        del cfg["training"]["loss_configs"]["discriminator"]
+    return cfg
+
+
+@pytest.mark.parametrize("kind", sorted(BOTTLENECK_CASES))
+def test_each_bottleneck_adds_its_upstream_loss_terms_last(kind: str) -> None:
+    module = build(bottleneck_config(kind))
+    expected = BOTTLENECK_CASES[kind][3]
+    assert module.losses_gen.names == ["loss_adv", "feature_matching_loss", "mrstft_loss", *expected]
+    weights = {t.name: float(t.weight) for t in module.losses_gen.losses}
+    assert weights.get("commitment_loss", 0.25) == pytest.approx(0.25)
+    assert weights.get("mmd_loss", 100.0) == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("kind", ["rvq", "dac_rvq", "fsq", "wasserstein"])
+def test_tiny_autoencoder_with_each_bottleneck_trains(kind: str) -> None:
+    cfg = bottleneck_config(kind, with_discriminator=False)
+    cfg["sample_size"] = 512
+    cfg["training"]["optimizer_configs"]["autoencoder"]["optimizer"]["config"]["lr"] = 3e-3
+    steps = 12
+    module, rows, trainer = fit_one_batch(cfg, steps)
+    assert trainer.global_step == steps
+    first, last = rows[0]["train/mrstft_loss"], rows[-1]["train/mrstft_loss"]
+    assert last < first, (kind, first, last)
+    for name in BOTTLENECK_CASES[kind][3]:
+        assert torch.isfinite(torch.tensor(rows[-1][f"train/{name}"])), name
+    if kind == "rvq":  # codebooks were k-means initialised and moved by EMA, in the EMA copy too
+        book = module.autoencoder.bottleneck.quantizer.layers[0]._codebook
+        assert book.initted.item() == 1 and rows[-1]["train/quantizer_loss"] > 0
+        ema_book = module.autoencoder_ema.ema_model.bottleneck.quantizer.layers[0]._codebook
+        assert ema_book.initted.item() == 1 and not torch.equal(ema_book.embed, torch.zeros_like(ema_book.embed))

@@ -67,14 +67,31 @@ def trim_to_shortest(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 def bottleneck_loss_terms(bottleneck: nn.Module | None, loss_node: ConfigNode) -> list[nn.Module]:
-    """Regularisation terms a bottleneck asks for (VAE: KL, weight ``bottleneck.weights.kl``, default 1e-6)."""
-    from stable_audio_ops.models.bottlenecks import VAEBottleneck
+    """Regularisation terms a bottleneck asks for, in upstream's order (it fixes the state-dict keys
+    ``losses_gen.losses.{i}.weight``): KL for the VAE kinds (``bottleneck.weights.kl``, default 1e-6),
+    the commitment loss of rvq/rvq_vae (x1), DAC's codebook (x1) and commitment (x0.25) losses, and the
+    wasserstein MMD (``bottleneck.weights.mmd``, default 100)."""
+    from stable_audio_ops.models.bottlenecks import VAEBottleneck, WassersteinBottleneck
+    from stable_audio_ops.models.discrete_bottlenecks import (
+        DACRVQBottleneck,
+        DACRVQVAEBottleneck,
+        RVQBottleneck,
+        RVQVAEBottleneck,
+    )
     from stable_audio_ops.training.losses.core import ValueLoss
 
-    if isinstance(bottleneck, VAEBottleneck):
-        weights = loss_node.child("bottleneck", {}).child("weights", {})
-        return [ValueLoss(key="kl", weight=weights.get("kl", "a number", 1e-6), name="kl_loss")]
-    return []
+    weights = loss_node.child("bottleneck", {}).child("weights", {})
+    terms: list[nn.Module] = []
+    if isinstance(bottleneck, (VAEBottleneck, RVQVAEBottleneck, DACRVQVAEBottleneck)):
+        terms.append(ValueLoss(key="kl", weight=weights.get("kl", "a number", 1e-6), name="kl_loss"))
+    if isinstance(bottleneck, RVQBottleneck):  # rvq_vae too (a subclass)
+        terms.append(ValueLoss(key="quantizer_loss", weight=1.0, name="quantizer_loss"))
+    if isinstance(bottleneck, DACRVQBottleneck) and not bottleneck.quantize_on_decode:
+        terms += [ValueLoss(key="vq/codebook_loss", weight=1.0, name="codebook_loss"),
+                  ValueLoss(key="vq/commitment_loss", weight=0.25, name="commitment_loss")]
+    if isinstance(bottleneck, WassersteinBottleneck):
+        terms.append(ValueLoss(key="mmd", weight=weights.get("mmd", "a number", 100.0), name="mmd_loss"))
+    return terms
 
 
 def mel_loss_terms(loss_node: ConfigNode, sample_rate: int) -> list[nn.Module]:
@@ -286,8 +303,8 @@ class AutoencoderTrainingModule(pl.LightningModule):
                 latents, encoder_info = self.autoencoder.encode(encoder_input, return_info=True)
         else:
             latents, encoder_info = self.autoencoder.encode(encoder_input, return_info=True)
-        info["latents"] = latents
         info.update(encoder_info)
+        info["latents"] = latents  # after the update: DAC bottlenecks report their projections as "latents"
         if self.latent_mask_ratio > 0.0:
             mask = torch.rand_like(latents) < self.latent_mask_ratio
             latents = torch.where(mask, torch.zeros_like(latents), latents)
