@@ -8,7 +8,7 @@ import torch
 
 from stable_audio_ops.errors import ConfigError
 from stable_audio_ops.models.factory import create_model_from_config, create_pretransform_from_config
-from stable_audio_ops.models.pretransforms import PatchedPretransform, WaveletPretransform
+from stable_audio_ops.models.pretransforms import PatchedPretransform, PQMFPretransform, WaveletPretransform
 
 
 def test_patched_round_trip_pads_odd_lengths_and_folds_samples_into_channels() -> None:
@@ -46,7 +46,17 @@ def test_wavelet_pretransform_round_trip() -> None:
     torch.testing.assert_close(pre.decode(pre.encode(audio)), audio, atol=1e-5, rtol=1e-5)
 
 
+def test_pqmf_pretransform_splits_each_channel_into_bands_and_back() -> None:
+    pre = create_pretransform_from_config({"type": "pqmf", "config": {"num_bands": 4, "channels": 2}}, 16000)
+    assert isinstance(pre, PQMFPretransform) and pre.encoded_channels == 8 and pre.downsampling_ratio == 4
+    audio = torch.randn(1, 2, 1024, generator=torch.Generator().manual_seed(0))
+    z = pre.encode(audio)
+    assert z.shape == (1, 8, 256)
+    assert (pre.decode(z) - audio)[..., 200:-200].abs().max() < 0.02
+
+
 @pytest.mark.parametrize(("config", "pattern"), [
+    ({"type": "pqmf", "config": {"num_bands": 12}}, r"config\.num_bands: must be a power of two"),
     ({"type": "wavelet", "config": {"channels": 1, "levels": 2, "wavelet": "nope"}},
      r"config\.wavelet: unknown wavelet 'nope'"),
     ({"type": "wavelet", "config": {"channels": 1}}, r"config\.levels"),

@@ -22,6 +22,7 @@ from stable_audio_ops.models.oobleck import build_oobleck_decoder, build_oobleck
 from stable_audio_ops.models.pretransforms import (
     AutoencoderPretransform,
     build_patched_pretransform,
+    build_pqmf_pretransform,
     build_wavelet_pretransform,
 )
 from stable_audio_ops.models.seanet import build_seanet_decoder, build_seanet_encoder
@@ -124,6 +125,7 @@ PRETRANSFORMS: dict[str, Callable[[ConfigNode, int], nn.Module]] = {
     "autoencoder": build_autoencoder_pretransform,
     "wavelet": build_wavelet_pretransform,
     "patched": build_patched_pretransform,
+    "pqmf": build_pqmf_pretransform,
 }
 
 

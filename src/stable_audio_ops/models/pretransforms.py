@@ -1,7 +1,7 @@
 """Pretransforms: fixed (usually frozen) transforms applied before/after a model, e.g. a VAE under a
 latent diffusion model. An autoencoder's keys live under ``pretransform.model.*`` in the parent's state
-dict; the signal pretransforms (``wavelet``, ``patched``) hold only filter buffers and, for ``patched``
-with a postfilter, a small decode-side network.
+dict; the signal pretransforms (``wavelet``, ``pqmf``, ``patched``) hold only filter buffers and, for
+``patched`` with a postfilter, a small decode-side network.
 
 Every pretransform exposes ``encode``/``decode``, ``io_channels`` (audio channels), ``encoded_channels``,
 ``downsampling_ratio`` (audio samples per encoded frame) and ``is_discrete``. Builders from config
@@ -21,6 +21,7 @@ from stable_audio_ops.config.schema import ConfigNode, check_known_keys
 from stable_audio_ops.models.autoencoder import AudioAutoencoder
 from stable_audio_ops.models.blocks import wn_conv1d
 from stable_audio_ops.models.oobleck import ResidualUnit
+from stable_audio_ops.models.pqmf import PQMF
 from stable_audio_ops.models.resample import SincResample
 from stable_audio_ops.models.wavelets import WaveletDecode1d, WaveletEncode1d
 
@@ -104,6 +105,32 @@ class WaveletPretransform(nn.Module):
         return self.decoder(z)
 
 
+class PQMFPretransform(nn.Module):
+    """``pqmf``: a pseudo-QMF bank (:mod:`.pqmf`), ``num_bands`` bands per channel at ``1 / num_bands``
+    of the rate, laid out ``b (c bands) t``; near-perfect reconstruction.
+
+    Difference from stable-audio-tools 0.0.20, where this pretransform cannot be built at all with
+    current SciPy: it reports ``downsampling_ratio = num_bands`` and ``encoded_channels`` (upstream
+    leaves them unset, so no model could sit on it).
+    """
+
+    is_discrete = False
+
+    def __init__(self, attenuation: float = 100, num_bands: int = 16, channels: int = 1):
+        super().__init__()
+        self.pqmf = PQMF(attenuation, num_bands)
+        self.io_channels = channels
+        self.downsampling_ratio = num_bands
+        self.encoded_channels = channels * num_bands
+        self.enable_grad = False
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return rearrange(self.pqmf(x), "b c n t -> b (c n) t")
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.pqmf.inverse(rearrange(z, "b (c n) t -> b c n t", c=self.io_channels))
+
+
 class PatchedPretransform(nn.Module):
     """``patched``: folds each run of ``patch_size`` samples into channels (``b c (l h) -> b (c h) l``).
 
@@ -165,6 +192,17 @@ def build_wavelet_pretransform(node: ConfigNode, sample_rate: int) -> WaveletPre
                                    wavelet)
     except ValueError as err:
         raise cfg.error(str(err), "wavelet") from err
+
+
+def build_pqmf_pretransform(node: ConfigNode, sample_rate: int) -> PQMFPretransform:
+    """``{"type": "pqmf", "config": {attenuation, num_bands, channels}}`` (``sample_rate`` unused)."""
+    cfg = node.child("config", {})
+    check_known_keys(cfg, ("attenuation", "num_bands", "channels"))
+    num_bands = cfg.get("num_bands", "a positive int", 16)
+    if num_bands & (num_bands - 1):
+        raise cfg.error(f"must be a power of two, got {num_bands}", "num_bands")
+    return PQMFPretransform(cfg.get("attenuation", "a positive number", 100), num_bands,
+                            cfg.get("channels", "a positive int", 1))
 
 
 def build_patched_pretransform(node: ConfigNode, sample_rate: int) -> PatchedPretransform:
