@@ -92,6 +92,17 @@ def test_seed_maps_to_upstreams_initial_noise():
     torch.testing.assert_close(seeded, given, rtol=0, atol=0)
 
 
+def test_given_noise_leaves_the_sde_sampler_on_the_seeds_stream():
+    """The server hands each item's noise in; the SDE sampler's Brownian tree must still follow the seed."""
+    torch.manual_seed(1234)
+    noise = torch.randn(2, 4, 64)
+    seeded = gen(v_model(), seed=1234, sampler_type="dpmpp-3m-sde", return_latents=True)
+    given = gen(v_model(), seed=1234, noise=noise, sampler_type="dpmpp-3m-sde", return_latents=True)
+    other = gen(v_model(), seed=1235, noise=noise, sampler_type="dpmpp-3m-sde", return_latents=True)
+    torch.testing.assert_close(seeded, given, rtol=0, atol=0)
+    assert not torch.allclose(given, other)
+
+
 def test_random_seed_is_logged(caplog):
     with caplog.at_level(logging.INFO, logger="stable_audio_ops.inference.generation"):
         out = gen(rf_model(), seed=-1, steps=2)
@@ -340,3 +351,29 @@ def test_unconditional_dit_generates_through_a_wavelet_pretransform_and_from_ini
     kept = run(seed=3, init_audio=(16000, tone), init_noise_level=0.01)
     replaced = run(seed=3, init_audio=(16000, tone), init_noise_level=1.0)
     assert (kept - tone).abs().max() < 0.1 < (replaced - tone).abs().max()
+
+
+def test_conditioning_keys_values_are_projected_once_per_generation_with_the_same_audio(monkeypatch):
+    """generate_diffusion_cond runs the sampler inside the DiT's per-generation cache: each layer projects the
+    condition tokens to keys/values once, not at each of the steps, and the audio is bitwise what
+    recomputing them at every step gives."""
+    import contextlib
+
+    from stable_audio_ops.inference import generation
+
+    model = v_model()
+    calls = []
+    hooks = [layer.cross_attn.to_kv.register_forward_hook(lambda *a: calls.append(1))
+             for layer in model.model.model.transformer.layers]
+    try:
+        with torch.no_grad():
+            cached = gen(model, steps=6)
+            per_generation = len(calls)
+            monkeypatch.setattr(generation, "_reuse_step_invariants", lambda net: contextlib.nullcontext())
+            uncached = gen(model, steps=6)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert per_generation == len(hooks)
+    assert len(calls) - per_generation > 3 * len(hooks)  # without the cache: once per model call
+    assert torch.equal(cached, uncached)

@@ -292,11 +292,13 @@ def _initial_noise(model, seed: int, noise: torch.Tensor | None, batch_size: int
     torch.manual_seed(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
     shape = (batch_size, model.io_channels, latent_length)
-    if noise is None:
-        noise = torch.randn(shape, generator=generator, device=device)
-    elif tuple(noise.shape) != shape:
+    if noise is not None and tuple(noise.shape) != shape:
         raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {shape}")
-    return noise, generator
+    drawn = torch.randn(shape, generator=generator, device=device)
+    # Drawn even when the caller brings its noise (the server draws each item's itself): the generator then
+    # stands where upstream's RNG stands after the noise, so a stochastic sampler (the SDE samplers' Brownian
+    # tree seed) continues from the same state and a seed gives the same audio either way.
+    return (drawn if noise is None else noise), generator
 
 
 def _run(model, *, steps, cfg_scale, cond_inputs, noise, generator, device, conditioning, init_audio, sample_size,
