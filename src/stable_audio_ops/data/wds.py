@@ -34,6 +34,9 @@ What differs from upstream, and why:
   :attr:`WebDatasetAudio.stats`. A store that stays down raises. A reader that sees
   ``max_unusable_shards`` shards in a row without one usable sample raises, and an epoch that yields
   no batch at all raises (:class:`WebDatasetLoader`) -- never a silent empty or endless epoch.
+* A loader built with a ``seed`` (``create_dataloader_from_config(..., seed=)``, as pre-encoding does) draws
+  each sample's crop, silence cut and phase flip from a generator seeded by ``(seed, shard, key)``: the same
+  shards and seed give the same items. Training leaves it unset (Python's global ``random``, seeded per worker).
 * Shards are split across ranks and workers (upstream only resamples), and samples are shuffled in
   a buffer after cropping (upstream's shuffle is commented out), so memory is
   ``shuffle_buffer x sample_size x channels x 4`` bytes per worker.
@@ -231,6 +234,7 @@ class WebDatasetAudio(IterableDataset):
         latent_crop_length: int | None = None,
         silence_threshold_db: float = -60.0,
         seed: int = 0,
+        item_seed: int | None = None,
         rank: int | None = None,
         world_size: int | None = None,
         max_unusable_shards: int | None = None,
@@ -264,6 +268,7 @@ class WebDatasetAudio(IterableDataset):
         self.latent_crop_length = latent_crop_length
         self.silence_threshold_db = silence_threshold_db
         self.seed = int(seed)
+        self.item_seed = None if item_seed is None else int(item_seed)
         self.rank = rank
         self.world_size = world_size
         self.config_source = source
@@ -376,13 +381,13 @@ class WebDatasetAudio(IterableDataset):
             f"{s.samples_used} used, {s.silent} silent, {s.rejected} rejected, bad: {bad}"
         )
 
-    def _crop_audio(self, data: bytes) -> tuple[torch.Tensor, dict[str, Any]]:
+    def _crop_audio(self, data: bytes, rng: random.Random | None) -> tuple[torch.Tensor, dict[str, Any]]:
         """Decode + resample + (silence removal) + pad/crop; seeks to the crop when no resampling is needed."""
         n = self.sample_size
         with sf.SoundFile(io.BytesIO(data)) as f:
             in_sr, frames = int(f.samplerate), int(f.frames)
             if in_sr == self.sample_rate and n is not None and not self.remove_silence and frames > 0:
-                plan = plan_crop(frames, n, in_sr, self.random_crop)
+                plan = plan_crop(frames, n, in_sr, self.random_crop, rng)
                 f.seek(plan.offset)
                 window = f.read(frames=n, dtype="float32", always_2d=True)
                 audio = torch.zeros(window.shape[1], n)
@@ -396,11 +401,12 @@ class WebDatasetAudio(IterableDataset):
             full = np.ascontiguousarray(f.read(dtype="float32", always_2d=True).T)
         audio = torch.from_numpy(resample(full, in_sr, self.sample_rate))
         if self.remove_silence and audio.shape[0] == 1 and audio.shape[-1] > 0:
-            audio = remove_long_silence(audio, self.sample_rate, self.silence_threshold, self.max_silence_duration)
+            audio = remove_long_silence(audio, self.sample_rate, self.silence_threshold, self.max_silence_duration,
+                                        rng=rng)
         if n is None:
             return audio, {"timestamps": (0.0, 1.0)}
         chunk, t_start, t_end, seconds_start, seconds_total, mask = pad_crop(
-            audio, n, self.sample_rate, self.random_crop
+            audio, n, self.sample_rate, self.random_crop, rng
         )
         return chunk, {
             "seconds_start": seconds_start,
@@ -409,14 +415,14 @@ class WebDatasetAudio(IterableDataset):
             "timestamps": (t_start, t_end),
         }
 
-    def _crop_latents(self, data: bytes, meta: dict[str, Any]) -> torch.Tensor:
+    def _crop_latents(self, data: bytes, meta: dict[str, Any], rng: random.Random | None) -> torch.Tensor:
         latents = torch.from_numpy(np.load(io.BytesIO(data), allow_pickle=False)).float()
         mask = [int(v) for v in meta.get("padding_mask") or [1] * latents.shape[-1]]
         length = self.latent_crop_length
         if length is not None:
             real = [i for i, v in enumerate(mask) if v]
             last = real[-1] if real else 0
-            start = random.randint(0, last - length) if self.random_crop and last > length else 0
+            start = (rng or random).randint(0, last - length) if self.random_crop and last > length else 0
             piece = latents[:, start : start + length]
             latents = torch.zeros(latents.shape[0], length)
             latents[:, : piece.shape[-1]] = piece
@@ -427,6 +433,8 @@ class WebDatasetAudio(IterableDataset):
     def _process(self, sample: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]] | None:
         """One sample -> (audio, metadata), or None when it is skipped (and counted)."""
         url, key = sample.get("__url__", "?"), sample.get("__key__", "?")
+        # with item_seed, the sample's random choices depend on it alone (reproducible pre-encoding)
+        rng = random.Random(f"{self.item_seed}:{url}:{key}") if self.item_seed is not None else None
         self.stats.samples_read += 1
         data_key = "npy" if self.pre_encoded else next(
             (k for k in sample if not k.startswith("__") and any(k.endswith(a) for a in AUDIO_KEYS)), None
@@ -447,9 +455,9 @@ class WebDatasetAudio(IterableDataset):
             return None
         try:
             if self.pre_encoded:
-                audio = self._crop_latents(sample[data_key], meta)
+                audio = self._crop_latents(sample[data_key], meta, rng)
             else:
-                audio, crop_meta = self._crop_audio(sample[data_key])
+                audio, crop_meta = self._crop_audio(sample[data_key], rng)
                 meta.update(crop_meta)
         except Exception as exc:
             kind = "corrupt_latents" if self.pre_encoded else "corrupt_audio"
@@ -463,7 +471,7 @@ class WebDatasetAudio(IterableDataset):
             if self.volume_norm:
                 audio = volume_normalize(audio, self.sample_rate, *self.volume_norm_param[:2])
             if self.augment_phase:
-                audio = phase_flip(audio)
+                audio = phase_flip(audio, rng=rng)
         if "text" in meta:
             meta["prompt"] = meta["text"]
         hook = self.hooks[self.shard_source.get(url, 0)] if self.hooks else None
@@ -479,7 +487,8 @@ class WebDatasetAudio(IterableDataset):
         extra = meta.pop("__audio__", None)
         if extra and self.sample_size:
             meta.update(
-                crop_extra_audio(extra, self.sample_size, self.sample_rate, self.force_channels, self.random_crop)
+                crop_extra_audio(extra, self.sample_size, self.sample_rate, self.force_channels, self.random_crop,
+                                 rng=rng)
             )
         meta["audio"] = audio
         meta["__url__"], meta["__key__"] = url, key
@@ -655,5 +664,6 @@ def build_wds_loader(dataset_config: dict[str, Any], options: LoaderOptions) -> 
         num_workers=options.num_workers,
         shuffle=options.shuffle,
         source=options.source,
+        item_seed=options.seed,
     )
     return WebDatasetLoader(dataset, num_workers=options.num_workers)
