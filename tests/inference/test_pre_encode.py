@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from stable_audio_ops.errors import CheckpointError
+from stable_audio_ops.errors import CheckpointError, ConfigError
 from stable_audio_ops.inference.pre_encode import (
     encode_batch,
     load_autoencoder,
@@ -128,3 +128,44 @@ def test_same_inputs_and_seed_write_bitwise_identical_files(tmp_path: Path) -> N
     assert len(first) == 2 * 6 + 1 and first == second
     assert all("load_time" not in json.loads(data) for name, data in first.items() if name.endswith(".json"))
     assert encode("c", seed=4) != first  # the seed is used, not ignored
+
+
+def _discrete_config(bottleneck: dict) -> dict:
+    """The tiny autoencoder with a quantizing bottleneck instead of the VAE (4 latent channels)."""
+    cfg = json.loads(json.dumps(AE_CONFIG))
+    cfg["model"]["bottleneck"] = bottleneck
+    cfg["model"]["encoder"]["config"]["latent_dim"] = 4
+    return cfg
+
+
+@pytest.mark.parametrize(("bottleneck", "token_shape"), [
+    ({"type": "rvq", "config": {"dim": 4, "codebook_size": 16, "num_quantizers": 3, "kmeans_iters": 2}}, (128, 3)),
+    ({"type": "dac_rvq", "config": {"input_dim": 4, "n_codebooks": 2, "codebook_size": 16, "codebook_dim": 2}},
+     (2, 128)),
+])
+def test_is_discrete_writes_integer_tokens_with_frame_rate_padding_masks(tmp_path: Path, bottleneck: dict,
+                                                                          token_shape: tuple[int, int]) -> None:
+    cfg = _discrete_config(bottleneck)
+    torch.manual_seed(0)
+    model = create_model_from_config(cfg).eval()
+    result = pre_encode_dataset(model, cfg, dataset_config(make_audio_folder(tmp_path / "audio")),
+                                tmp_path / "tokens", batch_size=2, sample_size=1024, num_workers=0, progress=False,
+                                is_discrete=True)
+    assert result.count == 5
+    first = sorted((tmp_path / "tokens" / "0").glob("*.npy"))[0]
+    tokens = np.load(first)
+    assert tokens.shape == token_shape and np.issubdtype(tokens.dtype, np.integer)
+    assert 0 <= tokens.min() and tokens.max() < 16
+    # the padding mask follows the 128 latent frames (not the codebook axis of a [T, Q] token array)
+    md = json.loads(first.with_suffix(".json").read_text())
+    assert len(md["padding_mask"]) == 128 and sum(md["padding_mask"]) == 100
+    # the saved tokens decode like the model's own encode of that clip
+    with torch.no_grad():
+        latents = model.bottleneck.decode_tokens(torch.from_numpy(tokens)[None])
+    assert latents.shape == (1, 4, 128)
+
+
+def test_is_discrete_with_a_continuous_bottleneck_is_a_clear_error(tmp_path: Path) -> None:
+    model = load_autoencoder(AE_CONFIG, make_ae_checkpoint(tmp_path / "ae.safetensors"))
+    with pytest.raises(ConfigError, match="--is-discrete needs an autoencoder with a discrete"):
+        encode_batch(model, torch.zeros(1, 1, 64), is_discrete=True)

@@ -183,10 +183,13 @@ def pre_encode_dataset(
                 audio = audio[0]
             latents = encode_batch(model, audio.to(device=device, dtype=dtype), latent_mode, is_discrete)
             latents = latents.float().cpu().numpy() if not is_discrete else latents.cpu().numpy()
+            # Token arrays are [T, Q] for some bottlenecks (rvq, dithered_fsq), so the frame count comes
+            # from the audio, not the last axis (0.0.20 sizes the mask by the codebook count there).
+            frames = audio.shape[-1] // ratio if is_discrete else latents.shape[-1]
             for i, latent in enumerate(latents):
                 latent_id = f"{rank:03d}{batch_idx:06d}{i:04d}"
                 md = {k: v for k, v in metadata[i].items() if k not in WALL_CLOCK_KEYS}
-                md["padding_mask"] = latent_padding_mask(md.get("padding_mask"), latent.shape[-1])
+                md["padding_mask"] = latent_padding_mask(md.get("padding_mask"), frames)
                 md["downsampling_ratio"] = ratio
                 md = to_jsonable(md)
                 write_npy_atomic(rank_dir / f"{latent_id}.npy", np.ascontiguousarray(latent))
