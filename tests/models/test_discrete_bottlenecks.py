@@ -129,3 +129,11 @@ def test_decode_tokens_of_a_continuous_autoencoder_is_a_clear_error() -> None:
     model = create_model_from_config(_autoencoder_config({"type": "vae"}))
     with pytest.raises(ValueError, match="decode_tokens needs an autoencoder with a discrete bottleneck"):
         model.decode_tokens(torch.zeros(1, 2, 3, dtype=torch.long))
+
+
+def test_vae_variants_have_exactly_the_keys_of_their_plain_quantizer() -> None:
+    """rvq_vae / dac_rvq_vae have no parity fixture; 0.0.20 builds them from the same quantizer classes."""
+    assert set(_build("rvq_vae").state_dict()) == set(_build("rvq").state_dict())
+    assert set(_build("dac_rvq_vae").state_dict()) == set(_build("dac_rvq").state_dict())
+    assert "quantizer.layers.1._codebook.embed_avg" in _build("rvq_vae").state_dict()
+    assert "quantizer.quantizers.1.in_proj.weight_g" in _build("dac_rvq_vae").state_dict()

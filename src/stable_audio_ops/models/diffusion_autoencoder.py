@@ -23,7 +23,7 @@ from stable_audio_ops.models.adp import UNet1d
 from stable_audio_ops.models.adp_factory import build_unet1d, halve_parameters
 from stable_audio_ops.models.autoencoder import AudioAutoencoder
 from stable_audio_ops.models.autoencoder_factory import ENCODERS
-from stable_audio_ops.models.bottlenecks import BOTTLENECKS, VAEBottleneck
+from stable_audio_ops.models.bottlenecks import BOTTLENECKS
 from stable_audio_ops.sampling.samplers import sample_v_ddim
 from stable_audio_ops.sampling.schedules import build_schedule
 
@@ -121,7 +121,7 @@ def build_diffusion_autoencoder(root: ConfigNode) -> DiffusionAutoencoder:
         raise UnknownTypeError(bad.source, bad.key_path, bad.message)
     unet = build_unet1d(diffusion_node.child("config"))
 
-    per_latent = 2 if isinstance(bottleneck, VAEBottleneck) else 1
+    per_latent = getattr(bottleneck, "encoder_channels_per_latent", 1)  # 2: mean | scale (vae kinds)
     enc_latent = getattr(encoder, "latent_dim", None)
     if enc_latent is not None and enc_latent != per_latent * latent_dim:
         raise model.error(f"is {enc_latent} but must be {per_latent * latent_dim}", "encoder.config.latent_dim")
