@@ -54,3 +54,19 @@ def test_pre_encode_cli_errors_name_the_problem(tmp_path: Path) -> None:
     assert result.returncode == 2 and "datasets[0].path" in result.stderr
     result = _run("--dataset-config", "ds.json", cwd=tmp_path)
     assert result.returncode == 2 and "--model-config" in result.stderr
+
+
+def test_last_partial_batch_is_encoded_unless_the_config_drops_it(tmp_path: Path, capsys) -> None:
+    from stable_audio_ops.cli.pre_encode import main
+
+    audio = make_audio_folder(tmp_path / "audio", n=3)
+    make_ae_checkpoint(tmp_path / "ae.safetensors")
+    (tmp_path / "ae.json").write_text(json.dumps(AE_CONFIG))
+    for drop_last, expected in ((None, 3), (True, 2)):
+        config = dataset_config(audio) | ({} if drop_last is None else {"drop_last": drop_last})
+        (tmp_path / "ds.json").write_text(json.dumps(config))
+        out = tmp_path / f"latents_{drop_last}"
+        assert main(["--model-config", str(tmp_path / "ae.json"), "--ckpt-path", str(tmp_path / "ae.safetensors"),
+                     "--dataset-config", str(tmp_path / "ds.json"), "--output-path", str(out), "--batch-size", "2",
+                     "--sample-size", "1024", "--num-workers", "0", "--no-progress"]) == 0
+        assert len(list((out / "0").glob("*.npy"))) == expected, drop_last

@@ -21,7 +21,7 @@ def test_noop_change_reruns_pre_encoding_but_nothing_downstream(tmp_path: Path) 
     make_audio_folder(repo / "audio", n=6)
     make_ae_checkpoint(repo / "ae.safetensors")
     (repo / "ae.json").write_text(json.dumps(AE_CONFIG))
-    config = {**dataset_config(Path("audio")), "drop_last": False}  # the CLI keeps the validated default (true)
+    config = dataset_config(Path("audio"))
     (repo / "dataset.json").write_text(json.dumps(config))
     pre_encode = [sys.executable, "-m", "stable_audio_ops.cli.pre_encode", "--model-config", "ae.json",
                   "--ckpt-path", "ae.safetensors", "--dataset-config", "dataset.json", "--output-path", "latents",

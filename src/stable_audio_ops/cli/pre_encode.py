@@ -7,13 +7,16 @@ Upstream's ``pre_encode.py`` flags (``--model-config``, ``--ckpt-path``, ``--mod
 --dataset-config dataset.json --output-path latents/ --sample-size 24576 --batch-size 16``.
 Writes ``<output>/<rank>/<ID>.npy`` + ``.json`` and ``<output>/details.json``; train on them with a
 ``"dataset_type": "pre_encoded"`` dataset config whose source ``path`` is the output folder.
-Extra flags: ``--latent-mode mean`` stores the VAE posterior mean instead of one sample, ``--seed``
-makes the sampled latents reproducible, ``--no-progress`` hides the progress bar.
+Unless the dataset config sets ``drop_last``, every clip is encoded (the last partial batch too; the training
+default, true, would drop it). Extra flags: ``--latent-mode mean`` stores the VAE posterior mean instead of one
+sample, ``--seed`` makes the files reproducible (VAE sample, phase flip, crop), ``--no-progress`` hides the
+progress bar.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -52,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def dataset_config_for_pre_encoding(path: str) -> dict:
+    """The validated dataset config, with ``drop_last`` false unless the file sets it: validation fills in the
+    training default (true), which would silently leave the last partial batch of clips without latents."""
+    config = load_dataset_config(path)
+    with open(path, encoding="utf-8") as f:
+        if "drop_last" not in json.load(f):
+            config["drop_last"] = False
+    return config
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for name in ("batch_size", "sample_size"):
@@ -64,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging()
     try:
-        dataset_config = load_dataset_config(args.dataset_config)
+        dataset_config = dataset_config_for_pre_encoding(args.dataset_config)
         loaded = load_model(args.ckpt_path, args.model_config, args.device, model_types=AUTOENCODER_TYPES,
                             purpose="pre-encoded", tracking_uri=args.tracking_uri)
         model, model_config = loaded.model, loaded.config
