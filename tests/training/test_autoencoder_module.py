@@ -208,7 +208,7 @@ def test_each_bottleneck_adds_its_upstream_loss_terms_last(kind: str) -> None:
     assert weights.get("mmd_loss", 100.0) == pytest.approx(100.0)
 
 
-@pytest.mark.parametrize("kind", ["rvq", "dac_rvq", "fsq", "wasserstein"])
+@pytest.mark.parametrize("kind", sorted(BOTTLENECK_CASES))
 def test_tiny_autoencoder_with_each_bottleneck_trains(kind: str) -> None:
     cfg = bottleneck_config(kind, with_discriminator=False)
     cfg["sample_size"] = 512
@@ -225,3 +225,26 @@ def test_tiny_autoencoder_with_each_bottleneck_trains(kind: str) -> None:
         assert book.initted.item() == 1 and rows[-1]["train/quantizer_loss"] > 0
         ema_book = module.autoencoder_ema.ema_model.bottleneck.quantizer.layers[0]._codebook
         assert ema_book.initted.item() == 1 and not torch.equal(ema_book.embed, torch.zeros_like(ema_book.embed))
+
+
+ENCODER_DECODER_CASES = {
+    "dac": ({"in_channels": 1, "latent_dim": 8, "d_model": 4, "strides": [2, 4]},
+            {"latent_dim": 4, "out_channels": 1, "channels": 16, "rates": [4, 2]}),
+    "seanet": ({"channels": 1, "dimension": 8, "n_filters": 4, "ratios": [2, 4], "lstm": 1},
+               {"channels": 1, "dimension": 4, "n_filters": 4, "ratios": [4, 2], "lstm": 1}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ENCODER_DECODER_CASES))
+def test_tiny_dac_and_seanet_autoencoders_train(kind: str) -> None:
+    encoder, decoder = ENCODER_DECODER_CASES[kind]
+    cfg = fixture_config()
+    cfg["model"]["encoder"] = {"type": kind, "config": encoder}
+    cfg["model"]["decoder"] = {"type": kind, "config": decoder}
+    del cfg["training"]["loss_configs"]["discriminator"]
+    cfg["sample_size"] = 512
+    cfg["training"]["optimizer_configs"]["autoencoder"]["optimizer"]["config"]["lr"] = 3e-3
+    module, rows, trainer = fit_one_batch(cfg, 12)
+    assert trainer.global_step == 12
+    assert rows[-1]["train/mrstft_loss"] < rows[0]["train/mrstft_loss"]
+    assert module.losses_gen.names == ["mrstft_loss", "kl_loss"]
