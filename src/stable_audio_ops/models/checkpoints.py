@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from stable_audio_ops.errors import CheckpointError
+from stable_audio_ops.models.meta_init import meta_tensor_names
 from stable_audio_ops.models.pretransforms import AutoencoderPretransform
 from stable_audio_ops.utils.io import atomic_path
 
@@ -116,14 +117,25 @@ def _check_path(path: str | Path) -> Path:
 
 
 def _torch_load(path: Path) -> object:
+    """``torch.load`` memory-mapped: tensors stay in the file (copy-on-write pages) until touched, so reading a
+    checkpoint costs no RAM up front and reading only its embedded config costs none at all. Files in
+    torch's legacy (pre-1.6, non-zip) format cannot be mapped and are read whole."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types (UnpicklingError, RuntimeError, EOFError)
         raise CheckpointError(f"{path}: cannot read as a torch checkpoint: {exc}") from exc
 
 
 def load_ckpt_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of an (unwrapped) checkpoint: ``.safetensors`` file, or ``torch.load(...)["state_dict"]``.
+
+    Both are memory-mapped (safetensors' ``load_file`` maps the file; ``.ckpt`` via ``torch.load(mmap=True)``):
+    pages are read when a tensor is first touched and written pages are private copies, never the file.
 
     Like upstream, a wrapped Lightning checkpoint returns the wrapper's state dict; the loaders below
     recognise that and say how to unwrap it.
@@ -167,15 +179,32 @@ def _compare(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> tuple[
     return report, fitting
 
 
+def _assignable(model: nn.Module, fitting: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # assign=True keeps the checkpoint tensor as it is; cast where the model's dtype differs (an fp16 file into
+    # an fp32 model) so the result is what copying into the model would give.
+    own = model.state_dict()
+    return {k: v if v.dtype == own[k].dtype else v.to(own[k].dtype) for k, v in fitting.items()}
+
+
 def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True,
-                            what: str = "model") -> LoadReport:
+                            what: str = "model", assign: bool = False) -> LoadReport:
     """Load weights with a readable report. Strict: any problem raises (nothing is loaded).
-    Non-strict: loads every key whose name and shape fit and returns the report."""
+    Non-strict: loads every key whose name and shape fit and returns the report.
+
+    ``assign``: the checkpoint's tensors *become* the parameters instead of being copied into them: no second
+    copy of the weights, and the way to fill a model built with parameters on ``meta``
+    (:func:`~stable_audio_ops.models.meta_init.parameters_on_meta`); such a model must load strictly."""
     target = _load_target(model)
     report, fitting = _compare(target, state_dict)
     if strict and not report.ok:
         raise CheckpointError(f"{what}: checkpoint does not match the model\n{report.format()}")
-    target.load_state_dict(fitting, strict=False)
+    if assign:
+        fitting = _assignable(target, fitting)
+    target.load_state_dict(fitting, strict=False, assign=assign)
+    left = meta_tensor_names(target)
+    if left:
+        raise CheckpointError(f"{what}: these tensors were built without memory and the checkpoint does not fill "
+                              f"them (load such a model strictly): {', '.join(left[:20])}")
     return report
 
 

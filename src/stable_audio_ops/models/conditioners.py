@@ -23,6 +23,7 @@ from torch import nn
 
 from stable_audio_ops.config.schema import ConfigNode, check_known_keys, lookup
 from stable_audio_ops.errors import ConfigError
+from stable_audio_ops.models.meta_init import real_parameters
 
 Cond = list  # [embeddings, mask]: a list so callers may replace items, as upstream code does
 
@@ -273,7 +274,8 @@ def _load_hf_encoder(name_or_path: str, model_cls_name: str, what: str, node: Co
     hf_logging.disable_progress_bar()
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
-        model = model_cls.from_pretrained(name_or_path, local_files_only=True)
+        with real_parameters():  # its own weights file: never shape-only, even while the model is built on meta
+            model = model_cls.from_pretrained(name_or_path, local_files_only=True)
     except (OSError, ValueError) as exc:
         source = node.source if node is not None else ""
         path = node._key_path(key) if node is not None else key

@@ -40,6 +40,7 @@ from stable_audio_ops.models.checkpoints import (
     read_embedded_model_config,
 )
 from stable_audio_ops.models.factory import create_model_from_config
+from stable_audio_ops.models.meta_init import parameters_on_meta
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,17 @@ def local_checkpoint(source: str | Path) -> Path:
     return find_checkpoint(model_files_dir(path)) if path.is_dir() else path
 
 
+def build_and_load(model_config: dict, where: str, checkpoint: Path) -> torch.nn.Module:
+    """Build the model with its parameters on ``meta`` and make the memory-mapped checkpoint tensors its
+    parameters (strict, ``assign=True``): peak memory is about one copy of the weights, not two (random init
+    plus the file's), and no time goes into a random initialisation that the load overwrites."""
+    with parameters_on_meta():
+        model = create_model_from_config(model_config, where)
+    load_state_dict_checked(model, load_ckpt_state_dict(checkpoint), strict=True, assign=True,
+                            what=f"{checkpoint} ({model_config['model_type']}, config: {where})")
+    return model
+
+
 def load_local_model(source: str | Path, config: str | Path | Mapping[str, Any] | None = None,
                      device: str | torch.device = "cpu", *, model_types: Sequence[str] | None = None,
                      purpose: str = "loaded here", name: str | None = None, config_source: str | None = None,
@@ -150,9 +162,7 @@ def load_local_model(source: str | Path, config: str | Path | Mapping[str, Any] 
     checkpoint = local_checkpoint(path)
     model_config, where = read_config_for(checkpoint, config, config_source)
     _check_model_type(model_config, where, model_types, purpose)
-    model = create_model_from_config(model_config, where)
-    load_state_dict_checked(model, load_ckpt_state_dict(checkpoint), strict=True,
-                            what=f"{checkpoint} ({model_config['model_type']}, config: {where})")
+    model = build_and_load(model_config, where, checkpoint)
     target = resolve_device(device)
     model = model.to(target).eval().requires_grad_(False)
     log.debug("loaded %s %s from %s on %s", model_config["model_type"], name or path.name, checkpoint, target)
@@ -161,5 +171,5 @@ def load_local_model(source: str | Path, config: str | Path | Mapping[str, Any] 
                        checkpoint=checkpoint, device=target, registry=dict(registry or {}), config_source=where)
 
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "WEIGHTS_NAMES", "LoadedModel", "find_checkpoint", "load_local_model",
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "WEIGHTS_NAMES", "LoadedModel", "build_and_load", "find_checkpoint", "load_local_model",
            "local_checkpoint", "model_files_dir", "read_config_for", "resolve_device"]
