@@ -70,8 +70,7 @@ def test_metrics_diff_against_head_and_exp_show_read_committed_metrics(tmp_path:
              **_evaluation_stage_declarations()}
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"evaluation": stage}}))
     run(repo, "git", "init", "-q", "-b", "main")
-    run(repo, DVC, "init", "-q")
-    run(repo, DVC, "config", "core.analytics", "false")
+    run(repo, DVC, "init", "-q")  # analytics off: DVC_NO_ANALYTICS in run()'s environment
     run(repo, DVC, "repro")
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-q", "-m", "first run")
