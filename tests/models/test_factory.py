@@ -51,7 +51,7 @@ def test_registries_are_plain_dicts_with_the_supported_names() -> None:
     assert set(ENCODERS) == set(DECODERS) == {"oobleck", "dac", "seanet"}
     assert set(BOTTLENECKS) == {"vae", "tanh", "l2_norm", "wasserstein", "rvq", "rvq_vae", "dac_rvq",
                                 "dac_rvq_vae", "fsq", "dithered_fsq"}
-    assert set(PRETRANSFORMS) == {"autoencoder", "wavelet", "patched"}
+    assert set(PRETRANSFORMS) == {"autoencoder", "wavelet", "patched", "pqmf"}
 
 
 def test_bad_list_value_names_file_and_key_path(tmp_path: Path) -> None:

@@ -70,15 +70,21 @@ def _fixed_loss(module: DiffusionCondTrainingModule, batch) -> float:
     return total / 3
 
 
+def _fit(module: DiffusionCondTrainingModule, batch, steps: int) -> pl.Trainer:
+    """Train ``steps`` steps on the same batch (no logger, checkpoints or progress bar)."""
+    loader = torch.utils.data.DataLoader([0] * steps, batch_size=1, collate_fn=lambda _: batch)
+    trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")
+    trainer.fit(module, loader)
+    return trainer
+
+
 def test_loss_falls_on_one_repeated_batch_and_ema_follows() -> None:
     module = _module()
     batch = _batch()
     before = _fixed_loss(module, batch)
     ema_before = module.diffusion_ema.ema_model.model.postprocess_conv.weight.clone()
-    loader = torch.utils.data.DataLoader([0] * 60, batch_size=1, collate_fn=lambda _: batch)
-    trainer = pl.Trainer(max_steps=60, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu")
-    trainer.fit(module, loader)
+    trainer = _fit(module, batch, steps=60)
     after = _fixed_loss(module, batch)
     assert after < 0.7 * before, (before, after)
     assert int(module.diffusion_ema.step) == 60
@@ -190,10 +196,7 @@ def test_adp_cfg_backbone_trains_with_cfg_dropout_and_its_loss_falls() -> None:
     batch = _batch()
     before = _fixed_loss(module, batch)
     null_before = module.diffusion.model.model.fixed_embedding.embedding.weight.clone()
-    loader = torch.utils.data.DataLoader([0] * 40, batch_size=1, collate_fn=lambda _: batch)
-    trainer = pl.Trainer(max_steps=40, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu")
-    trainer.fit(module, loader)
+    _fit(module, batch, steps=40)
     after = _fixed_loss(module, batch)
     assert after < 0.7 * before, (before, after)
     assert not torch.equal(module.diffusion.model.model.fixed_embedding.embedding.weight, null_before)

@@ -212,9 +212,10 @@ def _exact_matmuls() -> Iterator[None]:
          torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction, torch.backends.cudnn.benchmark) = saved
 
 
-def _reuse_step_invariants(net: torch.nn.Module) -> contextlib.AbstractContextManager:
-    """The backbone's per-generation cache of conditioning-only work (the DiT has one), else nothing."""
-    for module in net.modules():
+def _reuse_step_invariants(net: Callable[..., torch.Tensor]) -> contextlib.AbstractContextManager:
+    """The backbone's per-generation cache of conditioning-only work (the DiT has one), else nothing.
+    ``net`` may be a plain function (the unconditional call adapter), which has no cache."""
+    for module in net.modules() if isinstance(net, torch.nn.Module) else ():
         if hasattr(module, "reuse_step_invariants"):
             return module.reuse_step_invariants()
     return contextlib.nullcontext()

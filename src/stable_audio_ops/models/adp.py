@@ -31,6 +31,15 @@ def halve_parameters(module: nn.Module) -> None:
             param.mul_(0.5)
 
 
+def hold_unet(wrapper: nn.Module, unet: UNet1d) -> None:
+    """What every U-Net backbone wrapper does: keep the U-Net as ``model`` (checkpoint keys
+    ``model.model.*``), expose its channels and length multiple, and halve its fresh weights (upstream)."""
+    wrapper.model = unet
+    wrapper.io_channels = unet.in_channels
+    wrapper.downsampling_ratio = unet.downsampling_ratio
+    halve_parameters(unet)
+
+
 class PaddedConv1d(nn.Conv1d):
     """Conv1d that pads itself: ``kernel - stride`` zeros split with the larger half on the left, plus
     right padding so the last window is complete (output length ``ceil(L / stride)``)."""
@@ -465,4 +474,4 @@ class UNet1d(nn.Module):
         return self.to_out(x, mapping)
 
 
-__all__ = ["PaddedConv1d", "halve_parameters", "ResnetBlock1d", "Transformer1d", "TrimmedConvTranspose1d", "UNet1d"]
+__all__ = ["PaddedConv1d", "halve_parameters", "hold_unet", "ResnetBlock1d", "Transformer1d", "TrimmedConvTranspose1d", "UNet1d"]

@@ -28,13 +28,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stable_audio_ops.models.adp import UNet1d, halve_parameters
+from stable_audio_ops.models.adp import UNet1d, hold_unet
 
 # keys the conditioned wrapper receives and ignores when they are None (no such conditioning here)
 _UNUSED_IF_NONE = ("prepend_cond", "prepend_cond_mask", "negative_global_cond", "negative_input_concat_cond",
                    "local_add_cond", "modular_local_cond")
 # DiT guidance options that generation passes to every backbone; plain CFG has no use for them
 _DIT_ONLY = ("apg_scale", "cfg_interval", "cfg_norm_threshold")
+# guidance options of a backbone with cross-attention; without it (adp_1d) they have nothing to act on
+_GUIDANCE = ("cross_attn_mask", "cfg_scale", "cfg_dropout_prob", "batch_cfg", "rescale_cfg", "scale_phi",
+             "negative_cross_attn_cond", "negative_cross_attn_mask")
 
 
 class FixedEmbedding(nn.Module):
@@ -99,9 +102,10 @@ class UNetCFG1d(UNet1d):
         return scale_phi * (guided * ratio) + (1 - scale_phi) * guided
 
 
-def _check_extra(owner: str, kwargs: dict[str, Any]) -> None:
+def _check_extra(owner: str, kwargs: dict[str, Any], ignored: tuple[str, ...] = ()) -> None:
+    """Accept what a backbone may be handed but cannot use (see the module docstring); name the rest."""
     for name, value in kwargs.items():
-        if name in _DIT_ONLY or (name in _UNUSED_IF_NONE and value is None):
+        if name in _DIT_ONLY or name in ignored or (name in _UNUSED_IF_NONE and value is None):
             continue
         if name in _UNUSED_IF_NONE:
             raise TypeError(f"{owner}: {name} is not supported by this backbone")
@@ -113,10 +117,7 @@ class UNetCFG1DWrapper(nn.Module):
 
     def __init__(self, unet: UNetCFG1d):
         super().__init__()
-        self.model = unet
-        self.io_channels = unet.in_channels
-        self.downsampling_ratio = unet.downsampling_ratio
-        halve_parameters(self.model)
+        hold_unet(self, unet)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cross_attn_cond: torch.Tensor | None = None,
                 cross_attn_mask: torch.Tensor | None = None, input_concat_cond: torch.Tensor | None = None,
@@ -142,18 +143,12 @@ class UNet1DCondWrapper(nn.Module):
 
     def __init__(self, unet: UNet1d):
         super().__init__()
-        self.model = unet
-        self.io_channels = unet.in_channels
-        self.downsampling_ratio = unet.downsampling_ratio
-        halve_parameters(self.model)
+        hold_unet(self, unet)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, input_concat_cond: torch.Tensor | None = None,
                 global_cond: torch.Tensor | None = None, cross_attn_cond: torch.Tensor | None = None,
-                cross_attn_mask: torch.Tensor | None = None, cfg_scale: float = 1.0, cfg_dropout_prob: float = 0.0,
-                batch_cfg: bool = False, rescale_cfg: bool = False, scale_phi: float = 0.0,
-                negative_cross_attn_cond: torch.Tensor | None = None,
-                negative_cross_attn_mask: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
-        _check_extra("UNet1DCondWrapper", kwargs)
+                **kwargs: Any) -> torch.Tensor:
+        _check_extra("UNet1DCondWrapper", kwargs, ignored=_GUIDANCE)
         if cross_attn_cond is not None:
             raise ValueError("adp_1d has no cross-attention; use global_cond_ids / input_concat_ids")
         channels_list = None

@@ -15,7 +15,7 @@ from torch import nn
 
 from stable_audio_ops.config.schema import ConfigNode, check_known_keys, lookup
 from stable_audio_ops.errors import UnknownTypeError
-from stable_audio_ops.models.adp import UNet1d
+from stable_audio_ops.models.adp import UNet1d, hold_unet
 from stable_audio_ops.models.adp_factory import build_unet1d, halve_parameters
 from stable_audio_ops.models.autoencoder_factory import create_pretransform_from_config
 from stable_audio_ops.models.diffusion_factory import dit_kwargs_from_config
@@ -25,12 +25,9 @@ from stable_audio_ops.models.dit import DiffusionTransformer
 class UNet1DUncondWrapper(nn.Module):
     """Holds the U-Net as ``model``; ``forward(x, t) = UNet1d(x, time=t)``."""
 
-    def __init__(self, unet: UNet1d, io_channels: int):
+    def __init__(self, unet: UNet1d):
         super().__init__()
-        self.model = unet
-        self.io_channels = io_channels
-        self.downsampling_ratio = unet.downsampling_ratio
-        halve_parameters(self.model)
+        hold_unet(self, unet)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, **kwargs) -> torch.Tensor:
         return self.model(x, t, **kwargs)
@@ -52,8 +49,7 @@ class DiTUncondWrapper(nn.Module):
 
 
 def build_adp_uncond_backbone(cfg: ConfigNode) -> UNet1DUncondWrapper:
-    unet = build_unet1d(cfg)
-    return UNet1DUncondWrapper(unet, unet.in_channels)
+    return UNet1DUncondWrapper(build_unet1d(cfg))
 
 
 def build_dit_uncond_backbone(cfg: ConfigNode) -> DiTUncondWrapper:

@@ -34,8 +34,13 @@ def wavelet_filter_bank(wavelet: str) -> torch.Tensor:
     return bank
 
 
-def _band_kernel(low: torch.Tensor, high: torch.Tensor, channels: int) -> torch.Tensor:
-    """``[2C, C, taps]`` conv kernel applying ``low`` then ``high`` to each channel separately."""
+def _band_kernel(wavelet: str, channels: int, synthesis: bool) -> torch.Tensor:
+    """``[2C, C, taps]`` conv kernel applying the low then the high filter to each channel separately.
+
+    Analysis filters are flipped: ``conv1d`` correlates, and the analysis step is a convolution.
+    """
+    bank = wavelet_filter_bank(wavelet)
+    low, high = (bank[2], bank[3]) if synthesis else (bank[0].flip(-1), bank[1].flip(-1))
     kernel = torch.zeros(2 * channels, channels, low.shape[-1])
     for c in range(channels):
         kernel[c, c] = low
@@ -49,9 +54,7 @@ class WaveletEncode1d(nn.Module):
     def __init__(self, channels: int, levels: int, wavelet: str = "bior4.4"):
         super().__init__()
         self.channels, self.levels, self.wavelet = channels, levels, wavelet
-        bank = wavelet_filter_bank(wavelet)
-        # conv1d correlates, so the analysis filters are flipped to convolve
-        self.register_buffer("kernel", _band_kernel(bank[0].flip(-1), bank[1].flip(-1), channels))
+        self.register_buffer("kernel", _band_kernel(wavelet, channels, synthesis=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % (2 ** self.levels):
@@ -72,8 +75,7 @@ class WaveletDecode1d(nn.Module):
     def __init__(self, channels: int, levels: int, wavelet: str = "bior4.4"):
         super().__init__()
         self.channels, self.levels, self.wavelet = channels, levels, wavelet
-        bank = wavelet_filter_bank(wavelet)
-        self.register_buffer("kernel", _band_kernel(bank[2], bank[3], channels))
+        self.register_buffer("kernel", _band_kernel(wavelet, channels, synthesis=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         taps = self.kernel.shape[-1]
