@@ -8,6 +8,7 @@ tests never pass their own.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,18 @@ def load_model(case: ParityCase) -> torch.nn.Module:
     report = load_state_dict_checked(model, state, strict=True, what=case.name)
     assert report.ok and report.loaded == len(state), f"{case.name}: {report}"
     return model.eval()
+
+
+@functools.cache
+def cached_case(name: str) -> ParityCase:
+    """:func:`load_case`, read once per test session (cases are read-only)."""
+    return load_case(name)
+
+
+@functools.cache
+def cached_model(name: str) -> torch.nn.Module:
+    """:func:`load_model` of a case, built once per test session; tests must not modify it."""
+    return load_model(cached_case(name))
 
 
 def all_case_names() -> list[str]:

@@ -14,20 +14,13 @@ import pytest
 import torch
 
 from stable_audio_ops.models.checkpoints import load_ckpt_state_dict
-from tests.parity.harness import load_case, load_model
+from tests.parity.harness import cached_case, cached_model
 
 CASES = ("ae_oobleck_vae", "ae_oobleck_tanh", "ae_oobleck_l2norm", "ae_dac_encoder", "ae_seanet", "ae_wasserstein")
 VAE_CASES = ("ae_oobleck_vae", "ae_dac_encoder")
 
 
-@functools.cache
-def _case(name: str):
-    return load_case(name)
-
-
-@functools.cache
-def _model(name: str):
-    return load_model(_case(name))
+_case, _model = cached_case, cached_model
 
 
 def _decode(name: str, latents: torch.Tensor) -> torch.Tensor:

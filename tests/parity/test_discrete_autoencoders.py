@@ -15,20 +15,13 @@ import functools
 import pytest
 import torch
 
-from tests.parity.harness import load_case, load_model
+from tests.parity.harness import cached_case, cached_model
 
 CASES = ("ae_rvq", "ae_dac_rvq", "ae_dac_rvq_vae", "ae_fsq", "ae_dithered_fsq")
 TOKEN_INFO_KEYS = ("quantizer_indices", "codes")
 
 
-@functools.cache
-def _case(name: str):
-    return load_case(name)
-
-
-@functools.cache
-def _model(name: str):
-    return load_model(_case(name))
+_case, _model = cached_case, cached_model
 
 
 def _is_token_output(name: str, output: str) -> bool:

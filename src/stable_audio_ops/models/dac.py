@@ -27,6 +27,7 @@ from torch import nn
 
 from stable_audio_ops.config.schema import ConfigNode, check_known_keys
 from stable_audio_ops.models.blocks import wn_conv1d, wn_conv_transpose1d
+from stable_audio_ops.models.oobleck import positive_ints
 
 # Added to alpha before taking the reciprocal (DAC's constant; keeps alpha -> 0 finite).
 SNAKE1D_EPS = 1e-9
@@ -169,13 +170,6 @@ class DACDecoder(nn.Module):
 
 # --- builders (config node of an ``encoder`` / ``decoder`` object -> module) ----------------------------
 
-def _strides(cfg: ConfigNode, key: str, default: list[int]) -> list[int]:
-    values = cfg.get(key, "a list of ints", default)
-    if not values or any(v <= 0 for v in values):
-        raise cfg.error(f"expected a non-empty list of positive ints, got {values!r}", key)
-    return list(values)
-
-
 def build_dac_encoder(node: ConfigNode) -> DACEncoder:
     cfg = node.child("config", {})
     check_known_keys(cfg, ("in_channels", "latent_dim", "d_model", "strides"))
@@ -183,7 +177,7 @@ def build_dac_encoder(node: ConfigNode) -> DACEncoder:
         in_channels=cfg.get("in_channels", "a positive int", 1),
         latent_dim=cfg.get("latent_dim", "a positive int", None),
         d_model=cfg.get("d_model", "a positive int", 64),
-        strides=_strides(cfg, "strides", [2, 4, 8, 8]),
+        strides=positive_ints(cfg, "strides", [2, 4, 8, 8]),
     )
 
 
@@ -191,7 +185,7 @@ def build_dac_decoder(node: ConfigNode) -> DACDecoder:
     cfg = node.child("config", {})
     check_known_keys(cfg, ("latent_dim", "out_channels", "channels", "rates"))
     channels = cfg.get("channels", "a positive int", 1536)
-    rates = _strides(cfg, "rates", [8, 8, 4, 2])
+    rates = positive_ints(cfg, "rates", [8, 8, 4, 2])
     if channels % 2 ** len(rates):
         raise cfg.error(f"channels {channels} must be divisible by 2**len(rates) = {2 ** len(rates)} "
                         "(the width halves at every rate)", "channels")

@@ -167,7 +167,8 @@ class OobleckDecoder(nn.Module):
 
 # --- builders (config node of an ``encoder`` / ``decoder`` object -> module) ----------------------------
 
-def _positive_ints(node: ConfigNode, key: str, default: list[int]) -> list[int]:
+def positive_ints(node: ConfigNode, key: str, default: list[int]) -> list[int]:
+    """A non-empty list of positive ints at ``key`` (strides, channel multipliers), or a keyed error."""
     values = node.get(key, "a list of ints", default)
     if not values or any(v <= 0 for v in values):
         raise node.error(f"expected a non-empty list of positive ints, got {values!r}", key)
@@ -182,8 +183,8 @@ def _no_antialias(node: ConfigNode) -> bool:
 
 
 def _oobleck_stages(cfg: ConfigNode) -> tuple[list[int], list[int]]:
-    c_mults = _positive_ints(cfg, "c_mults", [1, 2, 4, 8])
-    strides = _positive_ints(cfg, "strides", [2, 4, 8, 8])
+    c_mults = positive_ints(cfg, "c_mults", [1, 2, 4, 8])
+    strides = positive_ints(cfg, "strides", [2, 4, 8, 8])
     if len(c_mults) != len(strides):
         raise cfg.error(f"c_mults has {len(c_mults)} entries but strides has {len(strides)}; they must match",
                         "strides")

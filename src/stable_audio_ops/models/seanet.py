@@ -27,6 +27,7 @@ from torch import nn
 
 from stable_audio_ops.config.schema import ConfigNode, check_known_keys
 from stable_audio_ops.models.blocks import weight_norm
+from stable_audio_ops.models.oobleck import positive_ints
 
 NORMS = ("none", "weight_norm", "spectral_norm", "time_group_norm", "layer_norm")
 
@@ -255,9 +256,7 @@ _DECODER_KEYS = (*_COMMON_KEYS, "final_activation", "final_activation_params", "
 
 def _seanet_kwargs(cfg: ConfigNode, default_ratios: list[int]) -> dict[str, Any]:
     """Shared SEANet options with encodec's defaults, validated with the key path of any bad value."""
-    ratios = cfg.get("ratios", "a list of ints", default_ratios)
-    if not ratios or any(r <= 0 for r in ratios):
-        raise cfg.error(f"expected a non-empty list of positive ints, got {ratios!r}", "ratios")
+    ratios = positive_ints(cfg, "ratios", default_ratios)
     norm = cfg.choice("norm", NORMS, "weight_norm")
     pad_mode = cfg.choice("pad_mode", ("reflect", "constant", "replicate", "circular"), "reflect")
     activation = cfg.get("activation", "a string", "ELU")
