@@ -1,5 +1,6 @@
 """The web page in a real headless Chromium (Debian ``chromium`` + ``chromium-driver``, driven by selenium):
-type a prompt, set duration and steps, click Generate, wait for a playable audio element and a download link.
+type a prompt, set duration and steps, click Generate, watch the step progress, wait for a playable audio
+element, its spectrogram and a download link.
 
 Needs ``apt-get install -y chromium chromium-driver`` and ``pip install selenium``; skipped when they are
 missing, except under CI (``CI`` set), where a missing browser is a failure.
@@ -78,25 +79,33 @@ def test_user_generates_plays_and_downloads_audio(browser, server, tmp_path):
     wait.until(lambda d: "Model dit_latent_rf" in d.find_element("id", "model-info").text)
     assert browser.find_element("id", "seconds").get_attribute("max") == "1"
     assert "prompt is ignored" in browser.find_element("id", "prompt-hint").text  # the model has no text input
+    # defaults come from the served model: its training length (512 samples at 16 kHz), not a fixed 10 s
+    assert browser.find_element("id", "seconds").get_attribute("value") == "0.032"
 
     browser.find_element("id", "prompt").send_keys("soft marimba arpeggio")
     _set(browser, "seconds", "0.5")
     _set(browser, "steps", "8")
     _set(browser, "seed", "1234")
-    # record every status the page shows while it works
+    # record every status the page shows while it works, and whether the progress bar moved
     browser.execute_script("""
-        window.statusLog = [];
-        new MutationObserver(() => window.statusLog.push(document.getElementById('status-text').textContent))
-          .observe(document.getElementById('status-text'), {childList: true, characterData: true, subtree: true});""")
+        window.statusLog = []; window.barValues = [];
+        new MutationObserver(() => {
+            window.statusLog.push(document.getElementById('status-text').textContent);
+            const bar = document.getElementById('progress'); if (!bar.hidden) window.barValues.push(bar.value);
+        }).observe(document.getElementById('status-text'), {childList: true, characterData: true, subtree: true});""")
     browser.find_element("id", "generate").click()
 
     # playable: the audio element has a source and its metadata loaded (duration known)
     wait.until(lambda d: d.execute_script(
         "const a = document.getElementById('player'); return a.src && a.readyState >= 1 && a.duration > 0;"))
-    status = browser.find_element("id", "status-text").text
-    assert status.startswith("Done in"), status
+    wait.until(lambda d: d.find_element("id", "status-text").text.startswith("Done in"))
     log = browser.execute_script("return window.statusLog")
-    assert log[0] == "Submitting…" and any(t.startswith(("Waiting in queue", "Generating")) for t in log), log
+    assert log[0] == "Submitting…" and any(t.startswith("Step ") and "/8" in t for t in log), log
+    assert browser.execute_script("return window.barValues.some((v) => v > 0 && v <= 1)")
+    assert browser.find_element("id", "progress").get_attribute("hidden") is not None  # gone when done
+    # the spectrogram of the result, next to the player
+    wait.until(lambda d: d.execute_script("const i = document.getElementById('spectrogram');"
+                                          "return i.complete && i.naturalWidth > 100;"))
     assert browser.find_element("id", "spinner").get_attribute("hidden") is not None
     duration = browser.execute_script("return document.getElementById('player').duration")
     assert abs(duration - 0.5) < 0.01

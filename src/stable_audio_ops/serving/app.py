@@ -7,8 +7,10 @@ thread), never the event loop.
 
 Endpoints: ``/`` (web page), ``/healthz``, ``/readyz``, ``/v1/models``, ``POST /v1/generate`` (audio
 bytes), ``POST /v1/jobs`` -> ``GET /v1/jobs/{id}`` -> ``GET /v1/jobs/{id}/audio``, ``DELETE
-/v1/jobs/{id}``, ``GET /v1/stats``; OpenAPI at ``/docs``. With ``SAO_API_TOKEN`` set, ``/v1/*``
-needs ``Authorization: Bearer <token>``.
+/v1/jobs/{id}``, ``GET /v1/jobs/{id}/spectrogram.png``, ``GET /v1/stats``. OpenAPI at ``/openapi.json``,
+browsable at ``/docs`` (Swagger UI) and ``/redoc``, both served from assets bundled with the package
+(fastapi-offline), so they work without internet. With ``SAO_API_TOKEN`` set, ``/v1/*`` needs
+``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ import contextlib
 import logging
 import math
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stable_audio_ops.errors import NonFiniteOutputError
@@ -39,11 +43,29 @@ from stable_audio_ops.serving.disconnect import (
 from stable_audio_ops.serving.engine import SEED_LIMIT, Engine, GenerationResult, GenerationSpec
 from stable_audio_ops.serving.jobs import Job, JobStore
 from stable_audio_ops.serving.model_loader import LoadedModel, load_model
+from stable_audio_ops.serving.schemas import (
+    GENERATE_EXAMPLES,
+    Health,
+    JobView,
+    ModelList,
+    Readiness,
+    Stats,
+    error_responses,
+)
 from stable_audio_ops.serving.settings import ServeSettings
+from stable_audio_ops.serving.spectrogram import spectrogram_png
 
 log = logging.getLogger("stable_audio_ops.serving")
 STATIC_DIR = Path(__file__).parent / "static"
 NOT_READY_RETRY_S = 5
+API_DESCRIPTION = """Generate audio with a stable-audio-tools style latent diffusion model.
+
+- `POST /v1/generate` answers with the audio itself; `POST /v1/jobs` queues a generation whose status
+  (`GET /v1/jobs/{id}`: sampler progress `i/steps` and an ETA) is polled until it succeeds.
+- Concurrent requests of the same shape share one model call; `GET /v1/stats` counts how well.
+- With `SAO_API_TOKEN` set on the server, every `/v1` route needs `Authorization: Bearer <token>` (401 otherwise).
+- 503 (with `Retry-After`) while the model loads or when the queue is full; 422 names the field that breaks a limit.
+"""
 
 
 class GenerateRequest(BaseModel):
@@ -55,7 +77,8 @@ class GenerateRequest(BaseModel):
 
     prompt: str = Field("", description="text prompt (ignored by models without a text conditioner)")
     negative_prompt: str = Field("", description="text to steer away from (text-conditioned models, cfg_scale > 1)")
-    seconds_total: float | None = Field(None, gt=0, description="duration in seconds (default: min(10, limit))")
+    seconds_total: float | None = Field(None, gt=0, description="duration in seconds (default: the model's "
+                                        "training length, see /v1/models defaults)")
     steps: int | None = Field(None, ge=1, description=f"sampler steps (default: min({DEFAULTS.steps}, limit))")
     cfg_scale: float = Field(DEFAULTS.cfg_scale, ge=0, le=100, description="classifier-free guidance scale")
     seed: int = Field(-1, ge=-1, lt=SEED_LIMIT, description="-1 = random; variation i uses seed + i")
@@ -82,6 +105,10 @@ class GenerateRequest(BaseModel):
             if isinstance(value, str):
                 _check_utf8(value)
         return values
+
+
+# The request body with the examples /docs offers ("Try it out" starts from the first).
+GenerateBody = Annotated[GenerateRequest, Body(openapi_examples=GENERATE_EXAMPLES)]
 
 
 def _check_utf8(text: str) -> None:
@@ -122,9 +149,11 @@ async def validation_error_handler(request: Request, exc: RequestValidationError
 class ServerState:
     """Everything the endpoints share; ``status`` goes loading -> warming_up -> ready (or failed)."""
 
-    def __init__(self, settings: ServeSettings, loaded: LoadedModel | None):
+    def __init__(self, settings: ServeSettings, loaded: LoadedModel | None,
+                 on_start_failure: Callable[[str], None] | None = None):
         self.settings = settings
         self.preloaded = loaded
+        self.on_start_failure = on_start_failure
         self.status = "loading"
         self.error: str | None = None
         self.engine: Engine | None = None
@@ -155,6 +184,8 @@ class ServerState:
             self.status = "failed"
             self.error = f"{type(exc).__name__}: {exc}"
             log.error("model start-up failed: %s", self.error)
+            if self.on_start_failure is not None:  # the serve command stops the server and exits non-zero
+                self.on_start_failure(self.error)
 
     async def stop(self) -> None:
         if self.batcher is not None:
@@ -170,7 +201,7 @@ def _error(field: str, message: str, value: Any, kind: str = "value_error") -> d
 def build_spec(body: GenerateRequest, engine: Engine, settings: ServeSettings) -> GenerationSpec:
     """Apply limits and defaults; every violation is reported at once as a 422."""
     errors = []
-    seconds = body.seconds_total if body.seconds_total is not None else min(10.0, engine.max_seconds)
+    seconds = body.seconds_total if body.seconds_total is not None else engine.default_seconds
     steps = body.steps if body.steps is not None else min(DEFAULTS.steps, settings.max_steps)
     sampler = body.sampler or engine.default_sampler
     if seconds > engine.max_seconds:
@@ -220,15 +251,20 @@ def _result_headers(result: GenerationResult, spec_or_job: dict[str, Any]) -> di
 
 
 def _job_view(job: Job, request: Request) -> dict[str, Any]:
-    """Job as JSON; URLs are root-relative paths so they stay right behind a proxy."""
+    """Job as JSON, with its sampler progress; URLs are root-relative paths so they stay right behind a proxy."""
+    progress = job.work.payload.progress
     view = {"id": job.id, "status": job.status, "created": job.created, "params": job.params,
-            "status_url": request.app.url_path_for("get_job", job_id=job.id)}
+            "status_url": request.app.url_path_for("get_job", job_id=job.id), **progress.as_dict(),
+            "elapsed_s": None if progress.started is None else round(progress.clock() - progress.started, 2)}
     if job.status == "succeeded":
         result: GenerationResult = job.result
+        outputs = range(len(result.audio))
+        audio_path = request.app.url_path_for("get_job_audio", job_id=job.id)
+        picture_path = request.app.url_path_for("get_job_spectrogram", job_id=job.id)
         view.update(seeds=result.seeds, outputs=len(result.audio), media_type=result.media_type,
                     sample_rate=result.sample_rate, num_samples=result.num_samples,
-                    audio_urls=[f"{request.app.url_path_for('get_job_audio', job_id=job.id)}?index={i}"
-                                for i in range(len(result.audio))])
+                    audio_urls=[f"{audio_path}?index={i}" for i in outputs],
+                    spectrogram_urls=[f"{picture_path}?index={i}" for i in outputs])
     if job.error is not None:
         view["error"] = job.error
     return view
@@ -236,11 +272,13 @@ def _job_view(job: Job, request: Request) -> dict[str, Any]:
 
 # --- the app ---------------------------------------------------------------------------------------
 
-def create_app(settings: ServeSettings | None = None, *, loaded: LoadedModel | None = None) -> FastAPI:
+def create_app(settings: ServeSettings | None = None, *, loaded: LoadedModel | None = None,
+               on_start_failure: Callable[[str], None] | None = None) -> FastAPI:
     """The FastAPI app. ``loaded`` injects an already loaded model (tests, notebooks); otherwise
-    ``settings.model`` is loaded at start-up."""
+    ``settings.model`` is loaded at start-up. ``on_start_failure(reason)`` is called when loading or warm-up
+    fails (the serve command stops there; without it the process stays up and the probes say why)."""
     settings = settings or ServeSettings.from_env()
-    state = ServerState(settings, loaded)
+    state = ServerState(settings, loaded, on_start_failure)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -254,12 +292,14 @@ def create_app(settings: ServeSettings | None = None, *, loaded: LoadedModel | N
                     await starter
             await state.stop()
 
-    app = FastAPI(title="stable-audio-ops", version="0.1.0", lifespan=lifespan,
-                  description="Generate audio with a stable-audio-tools style latent diffusion model.")
+    app = FastAPIOffline(title="stable-audio-ops", version="0.1.0", lifespan=lifespan,
+                         description=API_DESCRIPTION, swagger_ui_parameters={"persistAuthorization": True})
     app.state.sao = state
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(NonFiniteOutputError, non_finite_output_handler)
-    bearer = HTTPBearer(auto_error=False, description="set when the server has SAO_API_TOKEN")
+    bearer = HTTPBearer(auto_error=False, bearerFormat="SAO_API_TOKEN",
+                        description="needed for /v1/* when the server runs with SAO_API_TOKEN set; the value is "
+                                    "that token (without a token set, the server accepts requests without it)")
 
     def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         if settings.api_token is None:
@@ -290,14 +330,16 @@ def create_app(settings: ServeSettings | None = None, *, loaded: LoadedModel | N
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
-    @app.get("/healthz", tags=["probes"])
+    @app.get("/healthz", tags=["probes"], response_model=Health,
+             responses={503: {"model": Health, "description": "the model failed to load (restart needed)"}})
     async def healthz() -> JSONResponse:
         """Liveness: the process serves HTTP. 503 when the model failed to load (restart needed)."""
         if state.status == "failed":
             return JSONResponse({"status": "failed", "error": state.error}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/readyz", tags=["probes"])
+    @app.get("/readyz", tags=["probes"], response_model=Readiness,
+             responses={503: {"model": Readiness, "description": "loading, warming up or failed; see Retry-After"}})
     async def readyz() -> JSONResponse:
         """Readiness: weights loaded and the warm-up generation done."""
         body = {"ready": state.status == "ready", "status": state.status}
@@ -307,9 +349,9 @@ def create_app(settings: ServeSettings | None = None, *, loaded: LoadedModel | N
             return JSONResponse(body, status_code=503, headers={"Retry-After": str(NOT_READY_RETRY_S)})
         return JSONResponse(body)
 
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_token)], tags=["v1"])
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_token)], tags=["v1"], responses=error_responses(401))
 
-    @v1.get("/models")
+    @v1.get("/models", response_model=ModelList)
     async def list_models() -> dict[str, Any]:
         """The served model, what it accepts, and the server's limits."""
         limits = {"max_seconds": state.engine.max_seconds if state.engine else settings.max_seconds,
@@ -321,16 +363,18 @@ def create_app(settings: ServeSettings | None = None, *, loaded: LoadedModel | N
             loaded = state.engine.loaded
             entry.update(id=loaded.name, source=loaded.source, device=str(loaded.device),
                          registry=loaded.registry or None, **state.engine.describe())
-            entry["defaults"] = {"seconds_total": min(10.0, state.engine.max_seconds),
+            entry["defaults"] = {"seconds_total": state.engine.default_seconds,
                                  "steps": min(DEFAULTS.steps, settings.max_steps), "cfg_scale": DEFAULTS.cfg_scale,
-                                 "sampler": state.engine.default_sampler}
+                                 "sampler": state.engine.default_sampler,
+                                 "example_prompts": state.engine.example_prompts()}
         return {"object": "list", "data": [entry]}
 
     @v1.post("/generate", response_class=Response, responses={
         200: {"content": {"audio/wav": {}, "audio/flac": {}, "application/zip": {}},
-              "description": "the audio file (a zip of files when batch_size > 1)"},
-        503: {"description": "model not ready or queue full (see Retry-After)"}})
-    async def generate(body: GenerateRequest, request: Request) -> Response:
+              "description": "the audio file (a zip of files when batch_size > 1); headers X-Seed(s), "
+                             "X-Sample-Rate, X-Num-Samples, X-Batch-Items"},
+        **error_responses(500, 503)})
+    async def generate(body: GenerateBody, request: Request) -> Response:
         """Generate and return the audio in the response (use /v1/jobs for long generations).
 
         A client that disconnects before its audio is ready cancels its work (see serving.disconnect)."""
@@ -354,8 +398,8 @@ def create_app(settings: ServeSettings | None = None, *, loaded: LoadedModel | N
         headers["Content-Disposition"] = f'attachment; filename="sao_{result.seeds[0]}.zip"'
         return Response(result.zip_bytes(), media_type="application/zip", headers=headers)
 
-    @v1.post("/jobs", status_code=202)
-    async def create_job(body: GenerateRequest, request: Request) -> JSONResponse:
+    @v1.post("/jobs", status_code=202, response_model=JobView, responses=error_responses(503))
+    async def create_job(body: GenerateBody, request: Request) -> JSONResponse:
         """Queue a generation; poll ``status_url`` until ``succeeded``, then fetch ``audio_urls``."""
         submitted = submit(body)
         if isinstance(submitted, JSONResponse):
@@ -374,13 +418,14 @@ def create_app(settings: ServeSettings | None = None, *, loaded: LoadedModel | N
             raise HTTPException(404, f"no job {job_id!r} (unknown or expired)")
         return job
 
-    @v1.get("/jobs/{job_id}", name="get_job")
+    @v1.get("/jobs/{job_id}", name="get_job", response_model=JobView, responses=error_responses(404))
     async def get_job(job_id: str, request: Request) -> dict[str, Any]:
+        """A job's status and sampler progress (``progress`` "i/steps", ``eta_s``); when it has succeeded, the
+        URLs of its audio files and their spectrograms."""
         return _job_view(_job_or_404(job_id), request)
 
-    @v1.get("/jobs/{job_id}/audio", name="get_job_audio", response_class=Response,
-            responses={200: {"content": {"audio/wav": {}, "audio/flac": {}}}})
-    async def get_job_audio(job_id: str, index: int = Query(0, ge=0)) -> Response:
+    def _finished_output(job_id: str, index: int) -> tuple[GenerationResult, int] | JSONResponse:
+        """The job's result and a valid output index, or the 409 (not succeeded) / 404 (no such job or output)."""
         job = _job_or_404(job_id)
         if job.status != "succeeded":
             detail = f"job is {job.status}" + (f": {job.error}" if job.error else "")
@@ -388,19 +433,44 @@ def create_app(settings: ServeSettings | None = None, *, loaded: LoadedModel | N
         result: GenerationResult = job.result
         if index >= len(result.audio):
             raise HTTPException(404, f"job has {len(result.audio)} output(s); index {index} does not exist")
+        return result, index
+
+    @v1.get("/jobs/{job_id}/audio", name="get_job_audio", response_class=Response,
+            responses={200: {"content": {"audio/wav": {}, "audio/flac": {}}, "description": "output ``index``"},
+                       **error_responses(404, 409)})
+    async def get_job_audio(job_id: str, index: int = Query(0, ge=0)) -> Response:
+        finished = _finished_output(job_id, index)
+        if isinstance(finished, JSONResponse):
+            return finished
+        result, index = finished
         headers = _result_headers(result, {"X-Seed": result.seeds[index]})
         headers["Content-Disposition"] = f'attachment; filename="sao_{result.seeds[index]}.{result.format}"'
         return Response(result.audio[index], media_type=result.media_type, headers=headers)
 
-    @v1.delete("/jobs/{job_id}", status_code=204)
+    @v1.get("/jobs/{job_id}/spectrogram.png", name="get_job_spectrogram", response_class=Response,
+            responses={200: {"content": {"image/png": {}}, "description": "spectrogram of output ``index``"},
+                       **error_responses(404, 409)})
+    async def get_job_spectrogram(job_id: str, index: int = Query(0, ge=0)) -> Response:
+        """Log-magnitude spectrogram (time in s, frequency in Hz) of a finished job's output ``index``."""
+        finished = _finished_output(job_id, index)
+        if isinstance(finished, JSONResponse):
+            return finished
+        result, index = finished
+        png = await asyncio.to_thread(spectrogram_png, result.audio[index], f"seed {result.seeds[index]}")
+        return Response(png, media_type="image/png")
+
+    @v1.delete("/jobs/{job_id}", status_code=204, responses=error_responses(404))
     async def delete_job(job_id: str) -> Response:
+        """Forget a job; one still queued or running is cancelled (a running call stops at its next step
+        when no other request shares it)."""
         _job_or_404(job_id)
         state.jobs.delete(job_id)
         return Response(status_code=204)
 
-    @v1.get("/stats")
+    @v1.get("/stats", response_model=Stats)
     async def stats() -> dict[str, Any]:
-        """Batching counters (model calls, items per call), queue depth and jobs."""
+        """Batching counters since start-up (model calls, items per call, failed / retried / abandoned calls,
+        rejections), queue depth and jobs by status: how well requests share model calls."""
         batcher = state.batcher
         return {"status": state.status,
                 "batcher": batcher.stats.as_dict() if batcher else None,

@@ -28,7 +28,9 @@ import torch
 from stable_audio_ops.inference.entry import generate
 from stable_audio_ops.sampling.samplers import DEFAULT_SAMPLER, SAMPLERS
 from stable_audio_ops.serving.model_loader import LoadedModel
+from stable_audio_ops.serving.progress import StepProgress
 from stable_audio_ops.serving.settings import ServeSettings
+from stable_audio_ops.tracking.model_card import demo_prompts
 
 FORMATS = {"wav": ("WAV", "PCM_16", "audio/wav"), "flac": ("FLAC", "PCM_16", "audio/flac")}
 SEED_LIMIT = 2**32  # seeds are 0 .. 2**32 - 1; variation i of a request uses (seed + i) mod 2**32
@@ -53,6 +55,12 @@ class GenerationSpec:
     num_samples: int  # returned length in samples (seconds_total * sample_rate)
     conditioning: dict[str, Any] = field(default_factory=dict)
     token: str = field(default_factory=lambda: secrets.token_hex(8))  # identity for non-shareable calls
+    # sampler steps done, written by the model thread (see serving.progress); not part of the request's identity
+    progress: StepProgress = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.progress is None:
+            object.__setattr__(self, "progress", StepProgress(self.steps))
 
     @property
     def seeds(self) -> list[int]:
@@ -137,6 +145,18 @@ class Engine:
     def fixed_sample_size(self) -> int:
         return int(self.loaded.config.get("sample_size", 0))
 
+    @property
+    def default_seconds(self) -> float:
+        """The length the model was trained on (``sample_size / sample_rate``), within the server's limit: what
+        a request without ``seconds_total`` gets (a model trained on 1.5 s clips says little beyond them)."""
+        trained = self.fixed_sample_size / self.sample_rate if self.fixed_sample_size else self.max_seconds
+        return min(trained, self.max_seconds)
+
+    def example_prompts(self) -> list[str]:
+        """The prompts of the model config's demo conditioning (``training.demo.demo_cond``): captions in the
+        style the model was trained on, shown as examples by the web page; empty when the config has none."""
+        return demo_prompts(self.loaded.config)
+
     def sample_size_for(self, seconds: float) -> int:
         """Generated length: the model's own ``sample_size`` in fixed-length mode, else ``seconds`` rounded up
         to a multiple of ``min_input_length``."""
@@ -152,7 +172,8 @@ class Engine:
         return bool(self.samplers[sampler].stochastic)
 
     def describe(self) -> dict[str, Any]:
-        return {"sample_rate": self.sample_rate, "audio_channels": self.channels,
+        return {"sample_rate": self.sample_rate, "sample_size": self.fixed_sample_size or None,
+                "audio_channels": self.channels,
                 "diffusion_objective": self.objective, "model_type": self.loaded.model_type,
                 "conditioning": self.cond_ids, "text_conditioned": self.text_conditioned,
                 "extra_conditioning": self.extra_conditioning_ids,
@@ -194,11 +215,19 @@ class Engine:
             seeds += spec.seeds
         use_negative = bool(first.negative_prompt) and self.text_conditioned
         noise = self._noise(seeds, self._latent_length(first.sample_size))
+        for spec in specs:
+            spec.progress.begin()
+
+        def on_step(info: dict[str, Any]) -> None:
+            for spec in specs:
+                spec.progress.advance(int(info.get("i", 0)) + 1)
+
         with torch.inference_mode():
             audio = generate(self.model, self.loaded.model_type, steps=first.steps, cfg_scale=first.cfg_scale,
                              conditioning=conditioning, negative_conditioning=negative if use_negative else None,
                              batch_size=len(seeds), sample_size=first.sample_size, seed=seeds[0], device=self.device,
-                             noise=noise, sampler_type=first.sampler, progress=False, should_stop=should_stop)
+                             noise=noise, sampler_type=first.sampler, progress=False, should_stop=should_stop,
+                             callback=on_step)
         audio = audio.float().cpu().numpy()
         results, start = [], 0
         for spec in specs:

@@ -24,7 +24,7 @@ class ServeSettings:
     model: str = ""  # checkpoint path, model folder, or models:/NAME@alias | models:/NAME/version
     model_config: str | None = None  # JSON config when the checkpoint has none embedded
     model_name: str | None = None  # id shown by /v1/models (default: derived from the source)
-    mlflow_tracking_uri: str | None = None  # default: MLFLOW_TRACKING_URI or MLflow's own default
+    mlflow_tracking_uri: str | None = None  # None: MLflow's current URI (the serve command: the project store)
     device: str = "auto"  # auto = cuda when available, else cpu
     max_seconds: float = 47.0  # also capped by the model's seconds_total conditioner range
     max_steps: int = 250
