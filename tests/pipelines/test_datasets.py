@@ -81,3 +81,17 @@ def test_unwrapped_model_dataset_moves_the_staged_file_into_place(tmp_path: Path
     catalog.save("model", record)  # saving a record of the file in place only rewrites the record
     assert catalog.load("model") == record and catalog.exists("model")
     assert UnwrappedModelDataset(str(tmp_path / "none.json"), str(tmp_path / "none.safetensors"))._exists() is False
+
+
+def test_a_record_without_a_file_removes_the_stale_one(tmp_path: Path) -> None:
+    """A full fine-tune has no adapter: its record says so and an adapter of an earlier LoRA run does not stay."""
+    entry = {"type": "pipelines.datasets.UnwrappedModelDataset", "filepath": "adapter.json",
+             "model_filepath": "adapter.safetensors"}
+    catalog = catalog_entry("adapter", entry, tmp_path)
+    staged = staged_file("adapter.safetensors")
+    staged.write_bytes(b"lora")
+    catalog.save("adapter", {"path": str(staged)})
+    assert (tmp_path / "adapter.safetensors").is_file()
+    catalog.save("adapter", {"path": None, "lora_config": None})
+    assert catalog.load("adapter") == {"path": None, "lora_config": None}
+    assert not (tmp_path / "adapter.safetensors").exists() and not catalog.exists("adapter")

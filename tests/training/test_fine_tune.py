@@ -17,7 +17,7 @@ from stable_audio_ops.models.factory import create_model_from_config
 from stable_audio_ops.models.lora import is_lora_key
 from stable_audio_ops.models.transformer import ContinuousTransformer
 from stable_audio_ops.training.factory import create_training_module_from_config
-from stable_audio_ops.training.fine_tune import export_adapter, lora_config_of
+from stable_audio_ops.training.fine_tune import export_adapter, fine_tune_model_config, lora_config_of
 from stable_audio_ops.training.unwrap import unwrap_checkpoint
 from tests.training.test_diffusion_module import CONFIG, _batch
 
@@ -141,3 +141,25 @@ def test_adamw_8bit_without_bitsandbytes_says_how_to_install(monkeypatch) -> Non
     module = create_training_module_from_config(config, base_model(config))
     with pytest.raises(ConfigError, match=r"optimizer\.type.*pip install bitsandbytes"):
         module.configure_optimizers()
+
+
+def test_fine_tune_config_keeps_the_base_architecture_and_sets_the_training() -> None:
+    base = copy.deepcopy(CONFIG)
+    base["training"]["optimizer_configs"]["diffusion"]["scheduler"] = {"type": "InverseLR", "config": {}}
+    base["model"]["conditioning"]["configs"].append({"id": "text", "type": "t5", "config": {"t5_model_name": "t5-base"}})
+    optimizer = {"type": "AdamW8bit", "config": {"lr": 1e-4}}
+    lora = fine_tune_model_config(base, mode="lora", lora={"rank": 8}, optimizer=optimizer, sample_size=2048,
+                                  use_ema=False, gradient_checkpointing=True, text_encoder_path="/models/t5-base")
+    assert lora["model"]["diffusion"] == base["model"]["diffusion"] and lora["sample_size"] == 2048
+    training = lora["training"]
+    assert training["optimizer_configs"] == {"diffusion": {"optimizer": optimizer}}  # the base's scheduler is gone
+    assert training["lora"] == {"rank": 8, "alpha": 8.0, "dropout": 0.0, "targets": ["self_attn", "cross_attn", "ff"]}
+    assert training["use_ema"] is False and training["gradient_checkpointing"] is True
+    assert training["demo"] == base["training"]["demo"] and training["cfg_dropout_prob"] == 0.1
+    assert lora["model"]["conditioning"]["configs"][-1]["config"]["model_path"] == "/models/t5-base"
+    full = fine_tune_model_config(base, mode="full", lora={"rank": 8}, optimizer=optimizer, sample_size=2048,
+                                  use_ema=True, gradient_checkpointing=False)
+    assert "lora" not in full["training"] and lora_config_of(full) is None
+    with pytest.raises(ConfigError, match="unknown value 'adapter'; known: lora, full"):
+        fine_tune_model_config(base, mode="adapter", lora=None, optimizer=optimizer, sample_size=2048,
+                               use_ema=False, gradient_checkpointing=False)
