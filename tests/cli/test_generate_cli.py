@@ -123,3 +123,12 @@ def test_non_finite_audio_is_an_error_and_writes_nothing(tmp_path: Path) -> None
                   cwd=tmp_path)
     assert result.returncode == 2 and "non-finite audio" in result.stderr, result.stderr
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_registry_model_defaults_to_the_project_store_and_never_creates_a_stray_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no mlflow/mlflow.db here
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    code = main(["--model", "models:/stable-audio-ops-latent-diffusion@champion", "-o", str(tmp_path / "x.wav")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no MLflow store at mlflow/mlflow.db" in err and "--tracking-uri" in err
+    assert not list(tmp_path.rglob("*.db")) and not (tmp_path / "x.wav").exists()

@@ -26,7 +26,8 @@ from stable_audio_ops.tracking.registry import log_model_to_registry, promote_if
 from tests.tracking.tiny_models import QUIET_ENV, use_sqlite_store, write_tiny_models
 
 BIN = Path(sys.executable).parent
-ROW = {"prompt": "flute", "seconds_total": 0.1, "steps": 2, "seed": 7}
+ROW = {"prompt": "flute"}
+PARAMS = {"seconds_total": 0.1, "steps": 2, "seed": 7}  # generation settings: params of the call (the signature)
 PCM16_TOLERANCE = 2 / 32768  # the pyfunc returns 16-bit WAV: one quantisation step plus rounding
 
 
@@ -62,19 +63,20 @@ def test_predict_generates_the_models_audio_from_prompts(registered):
     import mlflow.pyfunc
 
     model = mlflow.pyfunc.load_model("models:/ld@champion")
-    out = model.predict([ROW, {"prompt": "organ", "seconds_total": 0.05, "steps": 2, "seed": 3}])
+    out = model.predict([ROW, {"prompt": "organ"}], params=PARAMS)
     audio, sr = _decode(out[0])
     assert sr == 16000 and audio.shape == (1600,) and out[0]["seed"] == 7 and np.abs(audio).max() > 0
     # the audio is the model's own: the same prompt, seed, steps and default cfg_scale called directly
     expected = _generate_directly(registered["ld"], "flute", 0.1, steps=2, seed=7)
     np.testing.assert_allclose(audio, expected, rtol=0, atol=PCM16_TOLERANCE)
     organ, _ = _decode(out[1])
-    np.testing.assert_allclose(organ, _generate_directly(registered["ld"], "organ", 0.05, steps=2, seed=3),
+    assert out[1]["seed"] == 8  # the second row of a seeded call: seed + 1
+    np.testing.assert_allclose(organ, _generate_directly(registered["ld"], "organ", 0.1, steps=2, seed=8),
                                rtol=0, atol=PCM16_TOLERANCE)
-    assert np.abs(organ - audio[:800]).max() > 10 * PCM16_TOLERANCE  # the prompt and seed matter
-    again, _ = _decode(model.predict([ROW])[0])
+    assert np.abs(organ - audio).max() > 10 * PCM16_TOLERANCE  # the prompt and seed matter
+    again, _ = _decode(model.predict([ROW], params=PARAMS)[0])
     np.testing.assert_array_equal(again, audio)  # same seed, same audio
-    plain = model.predict(["piano"])  # a bare prompt gets the model's training length
+    plain = model.predict([{"prompt": "piano"}], params={"steps": 2})  # no seconds_total: the training length
     assert plain[0]["num_samples"] == 512
 
 
@@ -125,7 +127,8 @@ def test_mlflow_models_serve_answers_invocations(registered, tmp_path):
                     break
             assert time.monotonic() < deadline, "mlflow models serve not up after 120 s"
             time.sleep(0.5)
-        response = httpx.post(f"{base}/invocations", json={"dataframe_records": [ROW]}, timeout=60)
+        response = httpx.post(f"{base}/invocations", json={"dataframe_records": [ROW], "params": PARAMS},
+                              timeout=60)
         assert response.status_code == 200, response.text
         served, sr = _decode(response.json()["predictions"][0])
     finally:
@@ -135,7 +138,7 @@ def test_mlflow_models_serve_answers_invocations(registered, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    local, _ = _decode(mlflow.pyfunc.load_model("models:/ld@champion").predict([ROW])[0])
+    local, _ = _decode(mlflow.pyfunc.load_model("models:/ld@champion").predict([ROW], params=PARAMS)[0])
     assert sr == 16000
     np.testing.assert_allclose(served, local, atol=2 / 32768)
 

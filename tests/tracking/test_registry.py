@@ -25,19 +25,50 @@ def _alias(client, name, alias):
     return str(client.get_model_version_by_alias(name, alias).version)
 
 
+def _check_version_metadata(client, folder, training_run_id: str, evaluation_run_id: str) -> None:
+    """What the registry page shows for version 1: the training run as source, inputs/params, an example,
+    descriptions, a self-contained environment (this package as code, public pins), and the evaluation
+    metrics on the MLflow 3 logged model."""
+    import yaml
+
+    import mlflow
+
+    registered = client.get_model_version("ld", "1")
+    assert registered.run_id == training_run_id != evaluation_run_id
+    assert "latent diffusion" in registered.description and training_run_id in registered.description
+    assert "prompt" in client.get_registered_model("ld").description
+    mlflow.artifacts.download_artifacts(artifact_uri="models:/ld/1", dst_path=str(folder))
+    mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
+    assert "prompt" in mlmodel["signature"]["inputs"] and "steps" in mlmodel["signature"]["params"]
+    assert (folder / mlmodel["saved_input_example_info"]["artifact_path"]).is_file()
+    assert (folder / "code" / "stable_audio_ops" / "serving" / "pyfunc_model.py").is_file()
+    assert not list((folder / "code").rglob("__pycache__"))
+    requirements = (folder / "requirements.txt").read_text().split()
+    assert any(r.startswith("torch==") for r in requirements) and not [r for r in requirements if "+" in r]
+    logged = client.get_logged_model(registered.source.removeprefix("models:/"))
+    assert logged.source_run_id == training_run_id
+    assert {(m.key, m.value, m.run_id) for m in logged.metrics} == {("pitch_x_inst", 0.10, evaluation_run_id),
+                                                                     ("kid", 5.0, evaluation_run_id)}
+
+
 def test_register_promote_and_load_by_alias(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
+    import mlflow
     from stable_audio_ops.serving.model_loader import load_model
 
     uri = use_sqlite_store(tmp_path, monkeypatch)
     _, ld_path = write_tiny_models(tmp_path / "m")
     client = MlflowClient()
 
-    v1 = log_model_to_registry(ld_path, "ld", tags={"training_run_id": "abc"})
-    assert (v1.version, v1.new, v1.aliases) == ("1", True, [CHALLENGER])
-    first = promote_if_better("ld", v1.version, {"pitch_x_inst": 0.10, "kid": 5.0}, RULE)
+    with mlflow.start_run(run_name="training") as training:
+        pass
+    with mlflow.start_run(run_name="evaluation") as evaluation:  # registration + promotion, as the pipeline does
+        v1 = log_model_to_registry(ld_path, "ld", tags={"training_run_id": "abc"}, training_run_id=training.info.run_id)
+        assert (v1.version, v1.new, v1.aliases) == ("1", True, [CHALLENGER])
+        first = promote_if_better("ld", v1.version, {"pitch_x_inst": 0.10, "kid": 5.0, "fd": float("nan")}, RULE)
     assert first["promoted"] and first["reason"] == "no champion yet" and _alias(client, "ld", CHAMPION) == "1"
+    _check_version_metadata(client, tmp_path / "download", training.info.run_id, evaluation.info.run_id)
 
     # identical weights: the existing version comes back, no new version, aliases untouched
     again = log_model_to_registry(ld_path, "ld")
@@ -90,3 +121,4 @@ def test_compare_rule_semantics():
     assert compare({"pitch_x_inst": 0.1, "kid": 1}, {}, rule)[0] is True  # champion never evaluated
     with pytest.raises(ConfigError, match="mode"):
         Criterion.parse({"metric": "kid", "mode": "lower"})
+

@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Generate audio from a prompt with a conditioned diffusion model.")
     p.add_argument("--model", required=True, help="unwrapped checkpoint / model folder / models:/NAME@alias")
     p.add_argument("--model-config", default=None, help="model config JSON (default: embedded or beside the model)")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI for models:/ sources")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI for models:/ sources (default: $MLFLOW_TRACKING_URI, else the "
+                        "project's sqlite:///mlflow/mlflow.db, as train.py)")
     p.add_argument("--prompt", default="", help="text prompt (metadata key 'prompt')")
     p.add_argument("--negative-prompt", default=None, help="negative prompt (replaces the unconditional branch)")
     p.add_argument("--cond", action="append", default=[], metavar="KEY=VALUE",
@@ -185,11 +187,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from stable_audio_ops.inference.entry import CONDITIONED_MODEL_TYPES, generate
     from stable_audio_ops.tracking.loading import load_model
+    from stable_audio_ops.tracking.store import command_tracking_uri
 
     configure_logging()
     try:
         loaded = load_model(args.model, args.model_config, args.device, model_types=CONDITIONED_MODEL_TYPES,
-                            purpose="used by this command", tracking_uri=args.tracking_uri)
+                            purpose="used by this command",
+                            tracking_uri=command_tracking_uri(args.tracking_uri))
         model, config = loaded.model, loaded.config
         sample_size = resolve_sample_size(model, config, args.sample_size, args.seconds)
         sample_rate = int(config["sample_rate"])

@@ -2,6 +2,10 @@
 
 Flags override the ``SAO_*`` environment variables (see :mod:`stable_audio_ops.serving.settings`);
 the bearer token is only read from ``SAO_API_TOKEN`` so it never shows up in a process listing.
+``models:/`` sources come from ``--mlflow-tracking-uri``, else ``MLFLOW_TRACKING_URI``/``SAO_MLFLOW_TRACKING_URI``,
+else the project's ``sqlite:///mlflow/mlflow.db``. The server answers ``/healthz`` at once and loads the model
+in the background; when that load (or the warm-up) fails, the command stops the server and exits with 1,
+so a supervisor sees the failure instead of a process that only answers 503.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(env SAO_MODEL)")
     p.add_argument("--model-config", default=None, help="model config JSON if the checkpoint embeds none")
     p.add_argument("--model-name", default=None, help="id reported by /v1/models")
-    p.add_argument("--mlflow-tracking-uri", default=None, help="MLflow tracking/registry URI for models:/ sources")
+    p.add_argument("--mlflow-tracking-uri", "--tracking-uri", default=None,
+                   help="MLflow tracking/registry URI for models:/ sources (default: $SAO_MLFLOW_TRACKING_URI or "
+                        "$MLFLOW_TRACKING_URI, else the project's sqlite:///mlflow/mlflow.db, as train.py)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
@@ -58,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     from stable_audio_ops.serving.app import create_app
+    from stable_audio_ops.tracking.store import command_tracking_uri
 
     configure_logging(args.log_level)
     try:
@@ -67,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_steps=args.max_steps, max_batch=args.max_batch, max_prompt_length=args.max_prompt_length,
             queue_size=args.queue_size, batch_window_ms=args.batch_window_ms, torch_threads=args.torch_threads,
             warmup=False if args.no_warmup else None, fixed_length=True if args.fixed_length else None)
+        settings = settings.replace(mlflow_tracking_uri=command_tracking_uri(settings.mlflow_tracking_uri))
         if not settings.model:
             build_parser().error("no model: pass --model or set SAO_MODEL")
         if not settings.model.startswith("models:/") and not Path(settings.model).expanduser().exists():
@@ -74,8 +82,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StableAudioOpsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    failures: list[str] = []
+    server: uvicorn.Server | None = None
+
+    def stop_on_failure(reason: str) -> None:
+        """The model cannot be served: stop uvicorn (it exits its loop at the next tick) and remember why."""
+        failures.append(reason)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_start_failure=stop_on_failure)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level))
+    server.run()
+    if failures:
+        print(f"error: cannot serve {settings.model}: {failures[0]}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -13,11 +13,13 @@ registry only ships the file, it never imports it.
   ``num_samples`` and ``channels``.
 - Autoencoders: rows with ``audio_wav_base64`` come back reconstructed (encode -> decode).
 
-Inputs: a DataFrame, a list of dicts, a list of prompt strings, one dict or one prompt string (over HTTP:
-``{"dataframe_records": [{"prompt": "...", "steps": 50}]}`` or ``{"inputs": ["a flute playing C4"]}``).
-``seconds_total`` defaults to the model's training length (``sample_size / sample_rate``); ``steps`` and
+Inputs: rows with a ``prompt`` as a DataFrame, a list of dicts or one dict, checked by MLflow against the
+version's signature (:func:`stable_audio_ops.tracking.model_card.model_signature`); the generation settings
+are MLflow *params* of the call (over HTTP: ``{"dataframe_records": [{"prompt": "..."}], "params": {"steps":
+50, "seed": 1}}``); row i of a call with a seed uses ``seed + i``. Called directly, without the signature
+(older versions), a row's own ``steps`` / ``seed`` / ... win over the params. ``seconds_total`` defaults to the model's training length (``sample_size / sample_rate``); ``steps`` and
 ``cfg_scale`` default to :data:`stable_audio_ops.inference.entry.GENERATION_DEFAULTS` (as the server and the
-generate command).
+generate command). Without a signature (older versions, direct calls) a list of prompt strings works too.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
+import pandas as pd
 import soundfile as sf
 import torch
 
@@ -77,28 +80,36 @@ class StableAudioModel(mlflow.pyfunc.PythonModel):
         if self.model_type != "autoencoder":
             self.engine = Engine(loaded, ServeSettings(model=str(weights), warmup=False))
 
-    # model_input is deliberately not type-hinted: MLflow would convert and validate against the hint,
-    # and the accepted shapes are wider than one hint (see the module docstring).
-    def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    # A DataFrame hint: what MLflow hands over after checking the signature; MLflow infers no second schema
+    # from it, and the other shapes (list, dict, str) still reach _rows when the model is called directly.
+    def predict(self, context: Any, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         rows = _rows(model_input)
         if self.model_type == "autoencoder":
             return [self._reconstruct(row) for row in rows]
-        return [self._generate(row, params or {}) for row in rows]
+        return [self._generate(row, params or {}, index) for index, row in enumerate(rows)]
 
-    def _generate(self, row: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    def _generate(self, row: dict[str, Any], params: dict[str, Any], index: int = 0) -> dict[str, Any]:
         engine = self.engine
         if "prompt" not in row and engine.text_conditioned:
             raise ValueError("each input row needs a 'prompt'")
-        trained = engine.fixed_sample_size / engine.sample_rate if engine.fixed_sample_size else engine.max_seconds
-        seconds = float(row.get("seconds_total", params.get("seconds_total", trained)))
+
+        def setting(key: str, default: Any) -> Any:
+            """The row's value, else the call's param, else ``default``; the signature's "unset" defaults
+            (0 s, "" sampler) count as not given."""
+            value = row.get(key, params.get(key))
+            return default if value is None or value == "" or (key == "seconds_total" and value <= 0) else value
+
+        seconds = float(setting("seconds_total", engine.default_seconds))
         seconds = min(max(seconds, 1.0 / engine.sample_rate), engine.max_seconds)
-        seed = int(row.get("seed", params.get("seed", -1)))
+        seed = round(float(setting("seed", -1)))
+        seed += index if "seed" not in row and seed >= 0 else 0  # a call's seed: one variation per row
         seed = secrets.randbelow(SEED_LIMIT) if seed < 0 else seed % SEED_LIMIT
         spec = GenerationSpec(
             prompt=str(row.get("prompt", "")), negative_prompt=str(row.get("negative_prompt", "")),
-            seconds_total=seconds, steps=int(row.get("steps", params.get("steps", DEFAULT_STEPS))),
-            cfg_scale=float(row.get("cfg_scale", params.get("cfg_scale", DEFAULT_CFG_SCALE))), seed=seed,
-            sampler=str(row.get("sampler", params.get("sampler", engine.default_sampler))), batch_size=1,
+            seconds_total=seconds, steps=round(float(setting("steps", DEFAULT_STEPS))),
+            cfg_scale=float(setting("cfg_scale", DEFAULT_CFG_SCALE)), seed=seed,
+            sampler=str(setting("sampler", engine.default_sampler)), batch_size=1,
             format="wav", sample_size=engine.sample_size_for(seconds), num_samples=engine.num_samples_for(seconds),
             conditioning={k: row.get(k, 0) for k in engine.extra_conditioning_ids},
         )

@@ -39,7 +39,8 @@ def _run_tags(training_run_id: str | None) -> dict[str, str]:
 
 def register_autoencoder(path: str | Path, name: str, *, training_run_id: str | None = None) -> dict[str, Any]:
     """Register an unwrapped autoencoder (new version -> ``challenger``; identical weights -> that version)."""
-    version = log_model_to_registry(path, name, tags=_run_tags(training_run_id), artifact_name="autoencoder")
+    version = log_model_to_registry(path, name, tags=_run_tags(training_run_id), artifact_name="autoencoder",
+                                    training_run_id=training_run_id)
     log.info("registry: %s version %s (%s)", version.name, version.version, "new" if version.new else "existing")
     return version.to_dict()
 
@@ -68,7 +69,8 @@ def register_latent_diffusion(path: str | Path, name: str, *, autoencoder_name: 
     (:func:`autoencoder_lineage`); returns the registration plus that lineage."""
     lineage = autoencoder_lineage(path, autoencoder_registration.get("version"), autoencoder_name)
     tags = {**_run_tags(training_run_id), **lineage, "autoencoder_model": autoencoder_name}
-    version = log_model_to_registry(path, name, tags=tags, artifact_name="latent_diffusion")
+    version = log_model_to_registry(path, name, tags=tags, artifact_name="latent_diffusion",
+                                    training_run_id=training_run_id)
     log.info("registry: %s version %s (%s), autoencoder lineage: %s", version.name, version.version,
              "new" if version.new else "existing", lineage.get("autoencoder_lineage"))
     return {**version.to_dict(), **lineage}

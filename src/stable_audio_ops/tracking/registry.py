@@ -3,7 +3,11 @@
 Layout of a registered version (what ``models:/NAME@alias`` downloads): an MLflow pyfunc model folder
 (``MLmodel``, the "models from code" file :mod:`stable_audio_ops.serving.pyfunc_model`) whose
 ``artifacts/`` hold the upstream-format ``model_config.json`` and ``model.safetensors`` (the unwrapped
-weights, config also embedded). So the same version serves three ways: ``mlflow models serve``, our
+weights, config also embedded), whose ``code/`` holds this package (so an environment built from the
+version's requirements can run it), with a signature, an input example and a description
+(:mod:`stable_audio_ops.tracking.model_card`). The MLflow 3 logged model belongs to the *training* run
+(its source run; the version's run), and the evaluation metrics are attached to it by
+:func:`promote_if_better`. So the same version serves three ways: ``mlflow models serve``, our
 FastAPI server / generate command and :func:`stable_audio_ops.tracking.loading.load_model` in Python (which
 looks into ``artifacts/``). :func:`download_registered_model` (one ``models:/`` URI -> a local folder +
 registry facts) is how that loader resolves ``models:/`` sources.
@@ -19,6 +23,7 @@ new one, so re-running the evaluation stage never spawns duplicate versions or s
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import tempfile
@@ -42,9 +47,13 @@ from stable_audio_ops.models.loading import (
     load_local_model,
     model_files_dir,  # noqa: F401 (old import path)
 )
+from stable_audio_ops.tracking import model_card
 from stable_audio_ops.tracking.floors import blocked_reason
 from stable_audio_ops.tracking.floors import finite_or_none as _finite
-from stable_audio_ops.tracking.lineage import state_dict_sha256
+from stable_audio_ops.tracking.lineage import UNKNOWN, state_dict_sha256
+from stable_audio_ops.tracking.store import check_sqlite_store
+
+log = logging.getLogger(__name__)
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
@@ -54,8 +63,18 @@ EVAL_TAG_PREFIX = "eval."
 # The pyfunc is a serving front end (it runs the serving Engine); the registry ships the file into every
 # registered model (MLflow "models from code" copies it) without importing it.
 PYFUNC_CODE = Path(__file__).resolve().parents[1] / "serving" / "pyfunc_model.py"
+LOGGED_MODEL_URI = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]+)$")  # a version's source in MLflow 3
 MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))?$")
 DEFAULT_EXPERIMENT = "stable-audio-ops"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # stable_audio_ops/, shipped as the versions' code_paths
+MODEL_DESCRIPTIONS = {
+    "autoencoder": "stable-audio-ops autoencoder: audio <-> latents. Each version: model_config.json + "
+                   "model.safetensors (stable-audio-tools format) in artifacts/; tags say which runs, commit and "
+                   "data made it; aliases challenger (newest) and champion (promoted by the evaluation pipeline).",
+    "diffusion": "stable-audio-ops latent diffusion model: audio from a text prompt and a duration. Each version: "
+        "model_config.json + model.safetensors (stable-audio-tools format) in artifacts/, the autoencoder it "
+        "was trained on in its tags; aliases challenger (newest) and champion (promoted by the evaluation pipeline).",
+}
 
 
 @dataclass
@@ -132,32 +151,41 @@ def find_version_by_weights(name: str, weights_sha256: str, tracking_uri: str | 
     return max(matches, key=lambda v: int(v.version)) if matches else None
 
 
-def _pip_requirements() -> list[str]:
-    """Pinned runtime requirements of the pyfunc (the ``stable_audio_ops`` package itself must be installed:
-    serve with ``--env-manager local`` from this project's environment)."""
-    from importlib.metadata import PackageNotFoundError, version
+def _stage_package(folder: Path) -> Path:
+    """A copy of the ``stable_audio_ops`` package (no caches) for ``code_paths``: the version then carries the
+    code its pyfunc imports, and MLflow puts it on ``sys.path`` when it loads the model."""
+    target = folder / PACKAGE_DIR.name
+    shutil.copytree(PACKAGE_DIR, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
 
-    reqs = []
-    for package in ("mlflow", "torch", "numpy", "pandas", "safetensors", "soundfile", "soxr", "einops",
-                    "transformers"):
-        try:
-            reqs.append(f"{package}=={version(package)}")
-        except PackageNotFoundError:
-            continue
-    return reqs
+
+def _source_run(client: Any, training_run_id: str | None) -> Any:
+    """The training run a model is logged from, when the store knows it (None otherwise: the caller's run)."""
+    from mlflow.exceptions import MlflowException
+
+    if not training_run_id or training_run_id == UNKNOWN:
+        return None
+    try:
+        return client.get_run(training_run_id)
+    except MlflowException:
+        log.warning("training run %s is not in this MLflow store; the model is logged from the current run",
+                    training_run_id)
+        return None
 
 
 def log_model_to_registry(unwrapped_path: str | Path, name: str, *, model_config: Mapping[str, Any] | None = None,
                           tags: Mapping[str, Any] | None = None, description: str | None = None,
                           alias: str | None = CHALLENGER, artifact_name: str | None = None,
                           experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = None,
-                          reuse_identical: bool = True) -> RegisteredVersion:
+                          reuse_identical: bool = True, training_run_id: str | None = None) -> RegisteredVersion:
     """Register an unwrapped model (``.safetensors`` / ``.ckpt``) as a new version of ``name``.
 
-    Logs an MLflow pyfunc model into the active run (or a new run in ``experiment``), registers it, tags
-    the version (``weights_sha256``, ``model_type``, ``source_path`` and ``tags``) and points ``alias``
-    (default ``challenger``) at it. With ``reuse_identical`` an already registered version holding the
-    same weights is returned unchanged (``new=False``; its tags are updated with ``tags``).
+    Logs an MLflow pyfunc model (signature, input example, requirements, this package as code) from the
+    training run ``training_run_id`` when the store has it (else from the active run, or a new run in
+    ``experiment``), registers it, tags the version (``weights_sha256``, ``model_type``, ``source_path`` and
+    ``tags``), describes it (``description`` or :func:`~stable_audio_ops.tracking.model_card.version_description`)
+    and points ``alias`` (default ``challenger``) at it. With ``reuse_identical`` an already registered
+    version holding the same weights is returned unchanged (``new=False``; its tags are updated with ``tags``).
     """
     import mlflow.pyfunc
 
@@ -178,23 +206,30 @@ def log_model_to_registry(unwrapped_path: str | Path, name: str, *, model_config
                                      weights_sha256=weights_sha, model_type=model_type, new=False,
                                      aliases=list(getattr(existing, "aliases", []) or []))
 
+    source = _source_run(client, training_run_id)
     started_here = mlflow.active_run() is None
     if started_here:
         mlflow.set_experiment(experiment)
         mlflow.start_run(run_name=f"register-{name}")
     try:
-        run_id = mlflow.active_run().info.run_id
+        run_id = source.info.run_id if source is not None else mlflow.active_run().info.run_id
+        experiment_id = source.info.experiment_id if source is not None else mlflow.active_run().info.experiment_id
+        model_name = artifact_name or name.replace("-", "_")
+        logged = mlflow.initialize_logged_model(name=model_name, source_run_id=run_id, model_type=model_type,
+                                                experiment_id=experiment_id)
         with tempfile.TemporaryDirectory(prefix="sao-register-") as tmp:
             staged = Path(tmp)
             _stage_model_files(path, config, state_dict, staged)
             info = mlflow.pyfunc.log_model(
-                name=artifact_name or name.replace("-", "_"),
+                name=model_name,
+                model_id=logged.model_id,
                 python_model=str(PYFUNC_CODE),
                 artifacts={"model_config": str(staged / CONFIG_NAME), "weights": str(staged / WEIGHTS_NAME)},
-                pip_requirements=_pip_requirements(),
+                code_paths=[str(_stage_package(staged / "code"))],
+                pip_requirements=model_card.pip_requirements(),
+                signature=model_card.model_signature(model_type),
+                input_example=model_card.input_example(model_type, config),
                 registered_model_name=name,
-                # no signature on purpose: MLflow's column typing rejects ints for double columns and NaN
-                # for int columns; the pyfunc validates its rows itself (see pyfunc_model._rows)
                 metadata={"model_type": model_type, "weights_sha256": weights_sha},
             )
     finally:
@@ -205,8 +240,10 @@ def log_model_to_registry(unwrapped_path: str | Path, name: str, *, model_config
                     **extra_tags}
     for key, value in version_tags.items():
         client.set_model_version_tag(name, version, key, value)
-    if description:
-        client.update_model_version(name, version, description=description)
+    client.update_model_version(name, version,
+                                description=description or model_card.version_description(model_type, config, run_id))
+    if not client.get_registered_model(name).description:
+        client.update_registered_model(name, description=MODEL_DESCRIPTIONS.get(model_type, MODEL_DESCRIPTIONS["diffusion"]))
     aliases = []
     if alias:
         client.set_registered_model_alias(name, alias, version)
@@ -273,6 +310,23 @@ def recorded_metrics(version: Any) -> dict[str, float]:
     return out
 
 
+def _attach_metrics_to_logged_model(client: Any, name: str, version: str, metrics: Mapping[str, Any]) -> None:
+    """Log the finite ``metrics`` onto the MLflow 3 logged model behind the version (its page then lists them
+    beside the training run's), under the active run (the evaluation) or else the model's source run.
+    Versions registered before logged models existed have none: nothing to attach to."""
+    import mlflow
+
+    source = str(client.get_model_version(name, version).source or "")
+    match = LOGGED_MODEL_URI.match(source)
+    finite = {k: number for k, v in metrics.items() if (number := _finite(v)) is not None}
+    if match is None or not finite:
+        return
+    model_id = match["model_id"]
+    active = mlflow.active_run()
+    run_id = active.info.run_id if active is not None else client.get_logged_model(model_id).source_run_id
+    mlflow.log_metrics(finite, run_id=run_id, model_id=model_id)
+
+
 def promote_if_better(name: str, version: str | int, metrics: Mapping[str, Any],
                       criteria: Sequence[Mapping[str, Any] | str | Criterion], *,
                       blockers: Sequence[str] = (), tracking_uri: str | None = None) -> dict[str, Any]:
@@ -295,6 +349,7 @@ def promote_if_better(name: str, version: str | int, metrics: Mapping[str, Any],
         number = _finite(value)
         client.set_model_version_tag(name, version, f"{EVAL_TAG_PREFIX}{key}",
                                      "nan" if number is None else repr(number))
+    _attach_metrics_to_logged_model(client, name, version, metrics)
     try:
         champion = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
@@ -347,6 +402,7 @@ def download_registered_model(uri: str, tracking_uri: str | None = None,
 
     import mlflow
 
+    check_sqlite_store(tracking_uri or mlflow.get_registry_uri(), uri)  # never create an empty stray store
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
