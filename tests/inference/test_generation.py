@@ -351,3 +351,29 @@ def test_unconditional_dit_generates_through_a_wavelet_pretransform_and_from_ini
     kept = run(seed=3, init_audio=(16000, tone), init_noise_level=0.01)
     replaced = run(seed=3, init_audio=(16000, tone), init_noise_level=1.0)
     assert (kept - tone).abs().max() < 0.1 < (replaced - tone).abs().max()
+
+
+def test_conditioning_keys_values_are_projected_once_per_generation_with_the_same_audio(monkeypatch):
+    """generate_diffusion_cond runs the sampler inside the DiT's per-generation cache: each layer projects the
+    condition tokens to keys/values once, not at each of the steps, and the audio is bitwise what
+    recomputing them at every step gives."""
+    import contextlib
+
+    from stable_audio_ops.inference import generation
+
+    model = v_model()
+    calls = []
+    hooks = [layer.cross_attn.to_kv.register_forward_hook(lambda *a: calls.append(1))
+             for layer in model.model.model.transformer.layers]
+    try:
+        with torch.no_grad():
+            cached = gen(model, steps=6)
+            per_generation = len(calls)
+            monkeypatch.setattr(generation, "_reuse_step_invariants", lambda net: contextlib.nullcontext())
+            uncached = gen(model, steps=6)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert per_generation == len(hooks)
+    assert len(calls) - per_generation > 3 * len(hooks)  # without the cache: once per model call
+    assert torch.equal(cached, uncached)

@@ -166,3 +166,29 @@ def test_invalid_options_are_rejected() -> None:
         DiffusionTransformer(io_channels=4, embed_dim=64, num_heads=2, timestep_cond_type="input_concat")
     with pytest.raises(ValueError, match="causal"):
         DiffusionTransformer(io_channels=4, embed_dim=64, num_heads=2, causal=True)
+
+
+def test_step_invariants_are_computed_once_per_generation_with_bitwise_equal_outputs() -> None:
+    """Inside reuse_step_invariants the conditioning's keys/values are projected at the first call only;
+    what the model returns at every call is exactly what it returns without the cache."""
+    model = _dit(prepend_cond_dim=8, cross_attn_rotary_pos_emb=False)
+    x, t, cond, glob = _inputs()
+    negative, prepend = torch.randn(2, 3, 32), torch.randn(2, 2, 8)
+    kw = {"cross_attn_cond": cond, "negative_cross_attn_cond": negative, "global_embed": glob,
+          "prepend_cond": prepend, "cfg_scale": 4.0}
+    steps = [(x * (1 + i), t * (1 - 0.2 * i)) for i in range(4)]
+    with torch.no_grad():
+        expected = [model(xi, ti, **kw) for xi, ti in steps]
+        kv_calls = []
+        hooks = [layer.cross_attn.to_kv.register_forward_hook(lambda *a: kv_calls.append(1))
+                 for layer in model.transformer.layers]
+        with model.reuse_step_invariants() as cache:
+            got = [model(xi, ti, **kw) for xi, ti in steps]
+        for hook in hooks:
+            hook.remove()
+    assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+    assert len(kv_calls) == len(model.transformer.layers)  # once per layer, not once per step
+    assert cache.hits > 0 and not model._step_caches  # dropped after the generation
+    with torch.no_grad():
+        assert torch.equal(model(*steps[0], **{**kw, "cross_attn_cond": cond + 1}),
+                           _dit(prepend_cond_dim=8)(*steps[0], **{**kw, "cross_attn_cond": cond + 1}))

@@ -19,13 +19,17 @@ Deliberately reproduced upstream behaviour: the cross-attention mask is ignored 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stable_audio_ops.models.step_cache import StepCache, cached
 from stable_audio_ops.models.transformer import ContinuousTransformer
 
 DIFFUSION_OBJECTIVES = ("v", "rectified_flow", "rf_denoiser")
@@ -126,6 +130,27 @@ class DiffusionTransformer(nn.Module):
         nn.init.zeros_(self.preprocess_conv.weight)
         self.postprocess_conv = nn.Conv1d(io_channels, io_channels, 1, bias=False)
         nn.init.zeros_(self.postprocess_conv.weight)
+        self._step_caches: dict[int, StepCache] = {}  # per thread: a server may generate in several
+
+    @contextlib.contextmanager
+    def reuse_step_invariants(self) -> Iterator[StepCache]:
+        """For one generation (weights fixed): what depends only on the conditioning - the CFG batch of
+        ``[cond, uncond]`` inputs, the projected condition tokens and global embedding, every layer's
+        cross-attention keys/values, the rotary tables - is computed at the first sampler step and reused at
+        the others (:mod:`~stable_audio_ops.models.step_cache`; results bitwise unchanged)."""
+        key = threading.get_ident()
+        outer = self._step_caches.get(key)
+        cache = outer if outer is not None else StepCache()
+        self._step_caches[key] = cache
+        try:
+            yield cache
+        finally:
+            if outer is None:
+                self._step_caches.pop(key, None)
+
+    def _active_cache(self) -> StepCache | None:
+        caches = getattr(self, "_step_caches", None)  # absent on a model unpickled from an older version
+        return caches.get(threading.get_ident()) if caches else None
 
     # normalised log-SNR timestep conditioning (timestep_features_logsnr): log((1-t)/t) in [-12, 5] -> [0, 1]
     _LOGSNR_MIN, _LOGSNR_MAX = -12.0, 5.0
@@ -140,17 +165,20 @@ class DiffusionTransformer(nn.Module):
     def denoise(self, x: torch.Tensor, t: torch.Tensor, cross_attn_cond: torch.Tensor | None = None,
                 input_concat_cond: torch.Tensor | None = None, global_embed: torch.Tensor | None = None,
                 prepend_cond: torch.Tensor | None = None, return_info: bool = False,
-                exit_layer_ix: int | None = None):
-        """One network pass without guidance (upstream ``_forward``)."""
+                exit_layer_ix: int | None = None, cache: StepCache | None = None):
+        """One network pass without guidance (upstream ``_forward``); ``cache`` as in :meth:`forward`."""
         if cross_attn_cond is not None:
-            cross_attn_cond = self.to_cond_embed(cross_attn_cond)
+            cond = cross_attn_cond
+            cross_attn_cond = cached(cache, "cond_embed", (cond,), lambda: self.to_cond_embed(cond))
         if global_embed is not None:
-            global_embed = self.to_global_embed(global_embed)
+            glob = global_embed
+            global_embed = cached(cache, "global_embed", (glob,), lambda: self.to_global_embed(glob))
 
         prepend_inputs = None
         prepend_length = 0
         if prepend_cond is not None:
-            prepend_inputs = self.to_prepend_embed(prepend_cond)
+            prepend = prepend_cond
+            prepend_inputs = cached(cache, "prepend_embed", (prepend,), lambda: self.to_prepend_embed(prepend))
             prepend_length = prepend_inputs.shape[1]
 
         if input_concat_cond is not None:
@@ -180,7 +208,7 @@ class DiffusionTransformer(nn.Module):
 
         result = self.transformer(x, context=cross_attn_cond, prepend_embeds=prepend_inputs,
                                   global_cond=global_embed if self.global_cond_type == "adaLN" else None,
-                                  return_info=return_info, exit_layer_ix=exit_layer_ix)
+                                  return_info=return_info, exit_layer_ix=exit_layer_ix, cache=cache)
         if exit_layer_ix is not None:
             return result
         output, info = result if return_info else (result, None)
@@ -193,6 +221,31 @@ class DiffusionTransformer(nn.Module):
                 b, cp // self.patch_size, n * self.patch_size)
         output = self.postprocess_conv(output) + output
         return (output, info) if return_info else output
+
+    @staticmethod
+    def _cfg_batch(cross_attn_cond: torch.Tensor | None, negative_cross_attn_cond: torch.Tensor | None,
+                   negative_cross_attn_mask: torch.Tensor | None, input_concat_cond: torch.Tensor | None,
+                   global_embed: torch.Tensor | None, prepend_cond: torch.Tensor | None):
+        """Conditioning of the ``[cond, uncond]`` batch: cross-attention tokens against the negative prompt's
+        (masked) or zeros, prepend tokens against zeros; input-concat and global conditioning twice."""
+
+        def twice(v: torch.Tensor | None) -> torch.Tensor | None:
+            return None if v is None else torch.cat([v, v], dim=0)
+
+        batch_cond = None
+        if cross_attn_cond is not None:
+            if negative_cross_attn_cond is not None:
+                null = negative_cross_attn_cond
+                if negative_cross_attn_mask is not None:
+                    keep = negative_cross_attn_mask.to(torch.bool).unsqueeze(-1)
+                    null = torch.where(keep, null, torch.zeros_like(null))
+            else:
+                null = torch.zeros_like(cross_attn_cond)
+            batch_cond = torch.cat([cross_attn_cond, null], dim=0)
+        batch_prepend = None
+        if prepend_cond is not None:
+            batch_prepend = torch.cat([prepend_cond, torch.zeros_like(prepend_cond)], dim=0)
+        return batch_cond, twice(input_concat_cond), twice(global_embed), batch_prepend
 
     def _noise_levels(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(alpha, sigma) of the objective at ``t``: v uses the trig schedule, RF ``x_t = (1-t) x + t eps``."""
@@ -213,7 +266,9 @@ class DiffusionTransformer(nn.Module):
 
         ``cross_attn_cond_mask`` and ``prepend_cond_mask`` are accepted and ignored (0.0.20 behaviour);
         ``negative_global_embed`` is accepted and unused (the uncond half keeps the global conditioning).
+        Inside :meth:`reuse_step_invariants` the conditioning-only work is done once per generation.
         """
+        cache = self._active_cache()
         dtype = next(self.parameters()).dtype
         x = x.to(dtype)
         t = t.float()
@@ -228,7 +283,7 @@ class DiffusionTransformer(nn.Module):
 
         if exit_layer_ix is not None:
             return self.denoise(x, t, cross_attn_cond, input_concat_cond, global_embed, prepend_cond,
-                                return_info=return_info, exit_layer_ix=exit_layer_ix)
+                                return_info=return_info, exit_layer_ix=exit_layer_ix, cache=cache)
 
         if cfg_dropout_prob > 0.0 and cfg_scale == 1.0:
             # training-time CFG dropout: per item, replace the tokens by the null (zero) condition
@@ -246,27 +301,14 @@ class DiffusionTransformer(nn.Module):
                   and cfg_interval[0] <= float(sigma[0]) <= cfg_interval[1])
         if not guided:
             return self.denoise(x, t, cross_attn_cond, input_concat_cond, global_embed, prepend_cond,
-                                return_info=return_info)
+                                return_info=return_info, cache=cache)
 
-        def twice(v: torch.Tensor | None) -> torch.Tensor | None:
-            return None if v is None else torch.cat([v, v], dim=0)
-
-        batch_cond = None
-        if cross_attn_cond is not None:
-            if negative_cross_attn_cond is not None:
-                null = negative_cross_attn_cond
-                if negative_cross_attn_mask is not None:
-                    keep = negative_cross_attn_mask.to(torch.bool).unsqueeze(-1)
-                    null = torch.where(keep, null, torch.zeros_like(null))
-            else:
-                null = torch.zeros_like(cross_attn_cond)
-            batch_cond = torch.cat([cross_attn_cond, null], dim=0)
-        batch_prepend = None
-        if prepend_cond is not None:
-            batch_prepend = torch.cat([prepend_cond, torch.zeros_like(prepend_cond)], dim=0)
-
+        inputs = (cross_attn_cond, negative_cross_attn_cond, negative_cross_attn_mask, input_concat_cond,
+                  global_embed, prepend_cond)
+        batch_cond, batch_concat, batch_global, batch_prepend = cached(
+            cache, "cfg_batch", inputs, lambda: self._cfg_batch(*inputs))
         result = self.denoise(torch.cat([x, x], dim=0), torch.cat([t, t], dim=0), batch_cond,
-                              twice(input_concat_cond), twice(global_embed), batch_prepend, return_info=return_info)
+                              batch_concat, batch_global, batch_prepend, return_info=return_info, cache=cache)
         batch_output, info = result if return_info else (result, None)
         cond_output, uncond_output = torch.chunk(batch_output, 2, dim=0)
 

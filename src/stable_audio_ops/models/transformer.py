@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from stable_audio_ops.models.step_cache import StepCache, cached
+
 QK_NORMS = ("none", "l2", "ln", "rms")
 
 
@@ -58,17 +60,27 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-second, first), dim=-1)
 
 
-def apply_rotary_pos_emb(t: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+def rotary_cos_sin(freqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos`` and ``sin`` of a rotary angle table in float32 (what :func:`apply_rotary_pos_emb` needs)."""
+    freqs = freqs.to(torch.float32)
+    return freqs.cos(), freqs.sin()
+
+
+def apply_rotary_pos_emb(t: torch.Tensor, freqs: torch.Tensor,
+                         cos_sin: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Rotate the first ``freqs.shape[-1]`` features of ``t`` ([b, h, n, d]); the rest pass through.
 
     The last ``n`` rows of ``freqs`` are used (upstream slices ``freqs[-n:]``), computed in float32.
+    ``cos_sin``: :func:`rotary_cos_sin` of ``freqs`` computed once beforehand (elementwise, so slicing
+    afterwards gives the same numbers).
     """
     out_dtype = t.dtype
     rot_dim, seq_len = freqs.shape[-1], t.shape[-2]
-    freqs = freqs[-seq_len:, :].to(torch.float32)
+    cos, sin = rotary_cos_sin(freqs) if cos_sin is None else cos_sin
+    cos, sin = cos[-seq_len:, :], sin[-seq_len:, :]
     t = t.to(torch.float32)
     rotated, passed = t[..., :rot_dim], t[..., rot_dim:]
-    rotated = rotated * freqs.cos() + rotate_half(rotated) * freqs.sin()
+    rotated = rotated * cos + rotate_half(rotated) * sin
     return torch.cat((rotated.to(out_dtype), passed.to(out_dtype)), dim=-1)
 
 
@@ -261,15 +273,23 @@ class Attention(nn.Module):
         b, n, _ = t.shape
         return t.reshape(b, n, heads, -1).transpose(1, 2)
 
+    def _keys_values(self, kv_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = (self._split_heads(t, self.kv_heads) for t in self.to_kv(kv_input).chunk(2, dim=-1))
+        return k, v
+
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
                 rotary_pos_emb: torch.Tensor | None = None, rotary_pos_emb_k: torch.Tensor | None = None,
-                causal: bool | None = None) -> torch.Tensor:
+                causal: bool | None = None, cache: StepCache | None = None) -> torch.Tensor:
+        """``cache`` (inside a generation): the keys/values of a context and the rotary cos/sin tables are
+        computed once and reused while the same tensors come in."""
         if context is not None and not hasattr(self, "to_q"):
             raise ValueError("this attention layer was built for self-attention but got a context")
         if hasattr(self, "to_q"):
-            kv_input = context if context is not None else x
             q = self._split_heads(self.to_q(x), self.num_heads)
-            k, v = (self._split_heads(t, self.kv_heads) for t in self.to_kv(kv_input).chunk(2, dim=-1))
+            if context is not None:
+                k, v = cached(cache, ("kv", id(self)), (context,), lambda: self._keys_values(context))
+            else:
+                k, v = self._keys_values(x)
         else:
             q, k, v = (self._split_heads(t, self.num_heads) for t in self.to_qkv(x).chunk(3, dim=-1))
 
@@ -283,13 +303,18 @@ class Attention(nn.Module):
             q_freqs = rotary_pos_emb
             if rotary_pos_emb_k is not None:
                 k_freqs = rotary_pos_emb_k
+            elif q.shape[-2] == k.shape[-2]:
+                k_freqs = rotary_pos_emb  # the stretch below would be x 1.0: same numbers, and cacheable
             elif q.shape[-2] >= k.shape[-2]:
                 # upstream stretches the key angles when the two lengths differ
                 k_freqs = (q.shape[-2] / k.shape[-2]) * rotary_pos_emb
             else:
                 q_freqs, k_freqs = (k.shape[-2] / q.shape[-2]) * rotary_pos_emb, rotary_pos_emb
-            q = apply_rotary_pos_emb(q, q_freqs).to(v.dtype)
-            k = apply_rotary_pos_emb(k, k_freqs).to(v.dtype)
+            q_cos_sin = cached(cache, "rotary_q", (q_freqs,), lambda: rotary_cos_sin(q_freqs))
+            k_cos_sin = q_cos_sin if k_freqs is q_freqs else cached(cache, "rotary_k", (k_freqs,),
+                                                                     lambda: rotary_cos_sin(k_freqs))
+            q = apply_rotary_pos_emb(q, q_freqs, q_cos_sin).to(v.dtype)
+            k = apply_rotary_pos_emb(k, k_freqs, k_cos_sin).to(v.dtype)
 
         if self.num_heads != self.kv_heads:
             repeat = self.num_heads // self.kv_heads
@@ -343,14 +368,14 @@ class TransformerBlock(nn.Module):
             self.to_scale_shift_gate = nn.Parameter(torch.randn(6 * dim) / dim ** 0.5)
 
     def _cross(self, x: torch.Tensor, context: torch.Tensor | None, rotary_pos_emb: torch.Tensor | None,
-               cross_attn_rotary_pos_emb: torch.Tensor | None) -> torch.Tensor:
+               cross_attn_rotary_pos_emb: torch.Tensor | None, cache: StepCache | None) -> torch.Tensor:
         if context is None or not self.cross_attend:
             return x
         if cross_attn_rotary_pos_emb is not None:
             out = self.cross_attn(self.cross_attend_norm(x), context=context, rotary_pos_emb=rotary_pos_emb,
-                                  rotary_pos_emb_k=cross_attn_rotary_pos_emb)
+                                  rotary_pos_emb_k=cross_attn_rotary_pos_emb, cache=cache)
         else:
-            out = self.cross_attn(self.cross_attend_norm(x), context=context)
+            out = self.cross_attn(self.cross_attend_norm(x), context=context, cache=cache)
         return x + self.cross_attn_scale(out)
 
     def _conformer(self, x: torch.Tensor) -> torch.Tensor:
@@ -358,20 +383,20 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, global_cond: torch.Tensor | None = None,
                 rotary_pos_emb: torch.Tensor | None = None,
-                cross_attn_rotary_pos_emb: torch.Tensor | None = None) -> torch.Tensor:
+                cross_attn_rotary_pos_emb: torch.Tensor | None = None, cache: StepCache | None = None) -> torch.Tensor:
         if self.global_cond_dim is not None and global_cond is not None:
             mods = (self.to_scale_shift_gate + global_cond).unsqueeze(1).chunk(6, dim=-1)
             scale_self, shift_self, gate_self, scale_ff, shift_ff, gate_ff = mods
             h = self.pre_norm(x) * (1 + scale_self) + shift_self
-            h = self.self_attn(h, rotary_pos_emb=rotary_pos_emb) * torch.sigmoid(1 - gate_self)
+            h = self.self_attn(h, rotary_pos_emb=rotary_pos_emb, cache=cache) * torch.sigmoid(1 - gate_self)
             x = x + self.self_attn_scale(h)
-            x = self._conformer(self._cross(x, context, rotary_pos_emb, cross_attn_rotary_pos_emb))
+            x = self._conformer(self._cross(x, context, rotary_pos_emb, cross_attn_rotary_pos_emb, cache))
             h = self.ff_norm(x) * (1 + scale_ff) + shift_ff
             h = self.ff(h) * torch.sigmoid(1 - gate_ff)
             return x + self.ff_scale(h)
 
-        x = x + self.self_attn_scale(self.self_attn(self.pre_norm(x), rotary_pos_emb=rotary_pos_emb))
-        x = self._conformer(self._cross(x, context, rotary_pos_emb, cross_attn_rotary_pos_emb))
+        x = x + self.self_attn_scale(self.self_attn(self.pre_norm(x), rotary_pos_emb=rotary_pos_emb, cache=cache))
+        x = self._conformer(self._cross(x, context, rotary_pos_emb, cross_attn_rotary_pos_emb, cache))
         return x + self.ff_scale(self.ff(self.ff_norm(x)))
 
 
@@ -426,7 +451,8 @@ class ContinuousTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
                 prepend_embeds: torch.Tensor | None = None, global_cond: torch.Tensor | None = None,
-                return_info: bool = False, exit_layer_ix: int | None = None):
+                return_info: bool = False, exit_layer_ix: int | None = None, cache: StepCache | None = None):
+        """``cache``: see :mod:`stable_audio_ops.models.step_cache` (rotary tables, context keys/values)."""
         batch = x.shape[0]
         x = x.to(next(self.parameters()).dtype)
         info: dict[str, list[torch.Tensor]] = {"hidden_states": []}
@@ -438,11 +464,15 @@ class ContinuousTransformer(nn.Module):
         if self.num_memory_tokens > 0:
             x = torch.cat((self.memory_tokens.expand(batch, -1, -1), x), dim=1)
 
-        rotary = self.rotary_pos_emb.forward_from_seq_len(x.shape[1]) if self.rotary_pos_emb is not None else None
+        rotary = None
+        if self.rotary_pos_emb is not None:
+            rotary_emb, seq_len = self.rotary_pos_emb, x.shape[1]
+            rotary = cached(cache, "rotary", (seq_len,), lambda: rotary_emb.forward_from_seq_len(seq_len))
         cross_rotary = None
         if self.cross_attn_rotary_pos_emb is not None and context is not None:
             # upstream sizes this by the context's last (feature) axis; kept for checkpoint parity
-            cross_rotary = self.cross_attn_rotary_pos_emb.forward_from_seq_len(context.shape[-1])
+            cross_emb, ctx_len = self.cross_attn_rotary_pos_emb, context.shape[-1]
+            cross_rotary = cached(cache, "cross_rotary", (ctx_len,), lambda: cross_emb.forward_from_seq_len(ctx_len))
         if self.use_sinusoidal_emb or self.use_abs_pos_emb:
             x = x + self.pos_emb(x)
         if global_cond is not None and self.global_cond_embedder is not None:
@@ -454,7 +484,7 @@ class ContinuousTransformer(nn.Module):
                 x = checkpoint(layer, x, context, global_cond, rotary, cross_rotary, use_reentrant=False)
             else:
                 x = layer(x, context=context, global_cond=global_cond, rotary_pos_emb=rotary,
-                          cross_attn_rotary_pos_emb=cross_rotary)
+                          cross_attn_rotary_pos_emb=cross_rotary, cache=cache)
             if return_info:
                 info["hidden_states"].append(x)
             if exit_layer_ix is not None and layer_ix == exit_layer_ix:
@@ -468,6 +498,6 @@ class ContinuousTransformer(nn.Module):
 __all__ = [
     "QK_NORMS", "AbsolutePositionalEmbedding", "Attention", "ConformerModule", "ContinuousTransformer", "FeedForward", "GLU",
     "LayerNorm", "LayerScale", "RMSNorm", "RotaryEmbedding", "ScaledSinusoidalEmbedding", "TransformerBlock",
-    "apply_rotary_pos_emb", "rotate_half",
+    "apply_rotary_pos_emb", "rotary_cos_sin", "rotate_half",
 ]
 
