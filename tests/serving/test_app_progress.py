@@ -66,7 +66,7 @@ def test_job_reports_sampler_step_and_eta_then_a_spectrogram(tiny_model, pause_a
 
 def test_defaults_come_from_the_served_model(tiny_model):
     config = copy.deepcopy(tiny_model.config)
-    config["training"] = {"demo": {"demo_cond": [{"prompt": "a flute playing G4, soft", "seconds_total": 2},
+    config["training"] = {"demo": {"demo_steps": 30, "demo_cond": [{"prompt": "a flute playing G4, soft", "seconds_total": 2},
                                                  {"prompt": "a violin playing E4, loud", "seconds_total": 2}]}}
     model = dataclasses.replace(tiny_model, config=config)
     with serve(model, warmup=False) as client:
@@ -75,7 +75,9 @@ def test_defaults_come_from_the_served_model(tiny_model):
         assert entry["sample_size"] == 512
         assert entry["defaults"]["seconds_total"] == pytest.approx(trained)
         assert entry["defaults"]["example_prompts"] == ["a flute playing G4, soft", "a violin playing E4, loud"]
+        assert entry["defaults"]["demo_steps"] == 30  # what the page starts from; the API default stays 100
         audio = client.post("/v1/generate", json={"steps": 2, "seed": 1})  # no seconds_total: the trained length
         assert audio.status_code == 200 and decode(audio.content)[0].shape[0] == 512
     with serve(tiny_model, warmup=False) as client:  # no demo conditioning in the config: no examples
-        assert client.get("/v1/models").json()["data"][0]["defaults"]["example_prompts"] == []
+        defaults = client.get("/v1/models").json()["data"][0]["defaults"]
+        assert defaults["example_prompts"] == [] and defaults["demo_steps"] is None

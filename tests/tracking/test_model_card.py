@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from stable_audio_ops.inference.entry import GENERATION_DEFAULTS
 from stable_audio_ops.tracking.model_card import (
+    demo_steps,
     input_example,
     model_signature,
     pip_requirements,
@@ -11,7 +12,7 @@ from stable_audio_ops.tracking.model_card import (
 )
 
 CONFIG = {"model_type": "diffusion_cond", "sample_rate": 16000, "sample_size": 24576, "audio_channels": 1,
-          "training": {"demo": {"demo_cond": [{"prompt": "a flute playing G4, soft", "seconds_total": 2}]}}}
+          "training": {"demo": {"demo_steps": 30, "demo_cond": [{"prompt": "a flute playing G4, soft", "seconds_total": 2}]}}}
 
 
 def test_diffusion_signature_takes_prompts_and_generation_params():
@@ -28,6 +29,7 @@ def test_example_uses_the_models_demo_prompt_and_training_length():
     rows, params = input_example("diffusion_cond", CONFIG)
     assert rows == [{"prompt": "a flute playing G4, soft"}]
     assert params["seconds_total"] == 1.536 and params["steps"] < GENERATION_DEFAULTS.steps
+    assert demo_steps(CONFIG) == 30 and demo_steps({"training": {}}) is None
     (row,) = input_example("autoencoder", {**CONFIG, "model_type": "autoencoder"})
     assert len(row["audio_wav_base64"]) > 1000
     assert "1.54 s" in version_description("diffusion_cond", CONFIG, "run123")

@@ -366,7 +366,8 @@ def create_app(settings: ServeSettings | None = None, *, loaded: LoadedModel | N
             entry["defaults"] = {"seconds_total": state.engine.default_seconds,
                                  "steps": min(DEFAULTS.steps, settings.max_steps), "cfg_scale": DEFAULTS.cfg_scale,
                                  "sampler": state.engine.default_sampler,
-                                 "example_prompts": state.engine.example_prompts()}
+                                 "example_prompts": state.engine.example_prompts(),
+                                 "demo_steps": state.engine.demo_steps()}
         return {"object": "list", "data": [entry]}
 
     @v1.post("/generate", response_class=Response, responses={

@@ -30,7 +30,7 @@ from stable_audio_ops.sampling.samplers import DEFAULT_SAMPLER, SAMPLERS
 from stable_audio_ops.serving.model_loader import LoadedModel
 from stable_audio_ops.serving.progress import StepProgress
 from stable_audio_ops.serving.settings import ServeSettings
-from stable_audio_ops.tracking.model_card import demo_prompts
+from stable_audio_ops.tracking.model_card import demo_prompts, demo_steps
 
 FORMATS = {"wav": ("WAV", "PCM_16", "audio/wav"), "flac": ("FLAC", "PCM_16", "audio/flac")}
 SEED_LIMIT = 2**32  # seeds are 0 .. 2**32 - 1; variation i of a request uses (seed + i) mod 2**32
@@ -156,6 +156,10 @@ class Engine:
         """The prompts of the model config's demo conditioning (``training.demo.demo_cond``): captions in the
         style the model was trained on, shown as examples by the web page; empty when the config has none."""
         return demo_prompts(self.loaded.config)
+
+    def demo_steps(self) -> int | None:
+        """The step count of the model's training demos (``training.demo.demo_steps``), None when not set."""
+        return demo_steps(self.loaded.config)
 
     def sample_size_for(self, seconds: float) -> int:
         """Generated length: the model's own ``sample_size`` in fixed-length mode, else ``seconds`` rounded up

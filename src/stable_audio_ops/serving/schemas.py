@@ -47,6 +47,8 @@ class ModelDefaults(BaseModel):
     cfg_scale: float
     sampler: str
     example_prompts: list[str] = Field(description="prompts of the model config's demo conditioning")
+    demo_steps: int | None = Field(None, description="sampler steps of the model's training demos "
+                                                     "(training.demo.demo_steps); the web page starts from it")
 
 
 class ModelEntry(BaseModel):

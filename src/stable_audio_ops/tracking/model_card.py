@@ -42,10 +42,21 @@ def trained_seconds(config: Mapping[str, Any]) -> float | None:
     return float(size) / float(rate) if size and rate else None
 
 
+def _demo_section(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    return (config.get("training") or {}).get("demo") or {}
+
+
 def demo_prompts(config: Mapping[str, Any]) -> list[str]:
     """The prompts of the config's demo conditioning (``training.demo.demo_cond``), in order."""
-    demo = (config.get("training") or {}).get("demo") or {}
-    return [str(c["prompt"]) for c in demo.get("demo_cond") or [] if isinstance(c, dict) and c.get("prompt")]
+    conds = _demo_section(config).get("demo_cond") or []
+    return [str(c["prompt"]) for c in conds if isinstance(c, dict) and c.get("prompt")]
+
+
+def demo_steps(config: Mapping[str, Any]) -> int | None:
+    """The sampler steps the model's training demos were rendered with (``training.demo.demo_steps``), if set:
+    a step count the model is known to give recognisable audio with."""
+    steps = _demo_section(config).get("demo_steps")
+    return int(steps) if isinstance(steps, int | float) and steps >= 1 else None
 
 
 def model_signature(model_type: str) -> ModelSignature:
