@@ -9,7 +9,9 @@ silenced here, locally, instead of in every user's log.
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -40,6 +42,28 @@ def snake_beta(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torc
     return x + (1.0 / (beta + SNAKE_EPS)) * torch.sin(x * alpha).pow(2)
 
 
+# Which Snake SnakeBeta runs: eager (default, bitwise upstream's numbers), or torch.compile'd. In eager mode
+# each of Snake's five elementwise ops (and their backward) is a pass over the full-rate activations: about
+# 40 % of an Oobleck training step on CPU. Compiled, forward and backward are each one fused loop: the ae_step
+# workload's training step drops to ~0.75x (benchmarks/bench_ae_step.py), outputs differ by ~1e-7 and
+# gradients by ~4e-6 relative (SLEEF sin/cos), far inside the parity tolerance (1e-4), but not bitwise and it
+# needs a C++ compiler and ~10 s of compilation per process: opt in with SAO_COMPILE_SNAKE=1 or
+# use_compiled_snake(True).
+COMPILE_SNAKE_ENV = "SAO_COMPILE_SNAKE"
+_snake: dict[str, Callable[..., torch.Tensor]] = {}
+
+
+def use_compiled_snake(enabled: bool) -> None:
+    """Run every SnakeBeta through ``torch.compile(snake_beta)`` (True) or eagerly (False) from now on."""
+    _snake["fn"] = torch.compile(snake_beta, dynamic=True) if enabled else snake_beta
+
+
+def _snake_fn() -> Callable[..., torch.Tensor]:
+    if "fn" not in _snake:
+        use_compiled_snake(os.environ.get(COMPILE_SNAKE_ENV, "0") == "1")
+    return _snake["fn"]
+
+
 class SnakeBeta(nn.Module):
     """Periodic activation with a per-channel frequency ``alpha`` and magnitude ``beta`` (BigVGAN).
 
@@ -65,7 +89,7 @@ class SnakeBeta(nn.Module):
         if self.alpha_logscale:
             alpha = alpha.exp()
             beta = beta.exp()
-        return snake_beta(x, alpha, beta)
+        return _snake_fn()(x, alpha, beta)
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, alpha_logscale={self.alpha_logscale}"
