@@ -60,3 +60,15 @@ def test_dithered_fsq_training_mixes_items_but_stays_within_one_step() -> None:
     rounded = q.eval()(z)[0]
     per_item_rounded = torch.all(codes == rounded, dim=(1, 2))
     assert 0 < int(per_item_rounded.sum()) < 64  # some items rounded, others dithered or left as is
+
+
+def test_quantizers_ignore_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    fsq, dithered = FSQ([8, 5, 5, 5], dim=6).eval(), DitheredFSQ([7, 5, 5, 4]).eval()
+    z6, z4 = torch.randn(2, 50, 6) * 2, torch.randn(2, 50, 4) * 2
+    expected = fsq(z6), dithered(z4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fsq(z6), dithered(z4)
+    for (codes, indices), (want_codes, want_indices) in zip(got, expected, strict=True):
+        assert torch.equal(indices, want_indices) and codes.dtype == torch.float32
+        torch.testing.assert_close(codes, want_codes)

@@ -168,3 +168,13 @@ def test_codebooks_stay_identical_across_ddp_ranks(tmp_path) -> None:
     for key in a:
         assert torch.equal(a[key], b[key]), f"{key} differs between ranks"
     assert a["layers.0._codebook.initted"].item() == 1
+
+
+def test_codes_are_chosen_in_float32_under_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    rvq = ResidualVQ(dim=8, num_quantizers=3, codebook_size=64, kmeans_init=False).eval()
+    x = torch.randn(4, 32, 8)
+    _, expected, _ = rvq(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, indices, _ = rvq(x)
+    assert torch.equal(indices, expected)

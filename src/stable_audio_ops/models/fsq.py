@@ -75,6 +75,11 @@ class FSQ(nn.Module):
         return self.project_out(codes.flatten(-2))
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Autocast off (as upstream on CUDA), so projections and levels never run in half precision."""
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            return self._forward(z)
+
+    def _forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if z.shape[-1] != self.dim:
             raise ValueError(f"FSQ expects {self.dim} channels, got {z.shape[-1]}")
         orig_dtype = z.dtype
@@ -144,6 +149,10 @@ class DitheredFSQ(nn.Module):
         return self._from_levels(levels).flatten(-2)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            return self._forward(z)
+
+    def _forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if z.shape[-1] != self.dim:
             raise ValueError(f"dithered FSQ expects {self.dim} channels, got {z.shape[-1]}")
         orig_dtype = z.dtype

@@ -145,8 +145,15 @@ class EMACodebook(nn.Module):
 
     # --- quantization -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x [B, N, D]`` -> (nearest codes ``[B, N, D]`` in float32, indices ``[B, N]``)."""
-        x = x.float()
+        """``x [B, N, D]`` -> (nearest codes ``[B, N, D]`` in float32, indices ``[B, N]``).
+
+        Always in float32, autocast off (upstream turns CUDA autocast off here): half-precision
+        distances would pick other codes and corrupt the EMA sums.
+        """
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self._forward(x.float())
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         flat = x.reshape(-1, x.shape[-1])
         self.init_from(flat)
         embed = self.embed[0].detach()
