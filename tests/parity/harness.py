@@ -105,5 +105,10 @@ def cached_model(name: str) -> torch.nn.Module:
     return load_model(cached_case(name))
 
 
+def outputs_of(cases: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(case, output name) of every recorded output of ``cases``: one parametrised test each."""
+    return [(name, output) for name in cases for output in sorted(cached_case(name).outputs)]
+
+
 def all_case_names() -> list[str]:
     return sorted(p.name for p in FIXTURES.iterdir() if (p / "case.json").exists())

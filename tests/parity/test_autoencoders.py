@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from stable_audio_ops.models.checkpoints import load_ckpt_state_dict
-from tests.parity.harness import cached_case, cached_model
+from tests.parity.harness import cached_case, cached_model, outputs_of
 
 CASES = ("ae_oobleck_vae", "ae_oobleck_tanh", "ae_oobleck_l2norm", "ae_dac_encoder", "ae_seanet", "ae_wasserstein")
 VAE_CASES = ("ae_oobleck_vae", "ae_dac_encoder")
@@ -57,11 +57,10 @@ def _computed(name: str) -> dict[str, torch.Tensor]:
     return out
 
 
-def _outputs():
-    return [(name, output) for name in CASES for output in sorted(_case(name).outputs)]
+OUTPUTS = outputs_of(CASES)
 
 
-@pytest.mark.parametrize(("name", "output"), _outputs(), ids=[f"{n}:{o}" for n, o in _outputs()])
+@pytest.mark.parametrize(("name", "output"), OUTPUTS, ids=[f"{n}:{o}" for n, o in OUTPUTS])
 def test_output_matches_reference(name: str, output: str) -> None:
     computed = _computed(name)
     assert output in computed, f"{name}: output {output!r} is recorded but not computed by this test"

@@ -15,7 +15,7 @@ import functools
 import pytest
 import torch
 
-from tests.parity.harness import cached_case, cached_model
+from tests.parity.harness import cached_case, cached_model, outputs_of
 
 CASES = ("ae_rvq", "ae_dac_rvq", "ae_dac_rvq_vae", "ae_fsq", "ae_dithered_fsq")
 TOKEN_INFO_KEYS = ("quantizer_indices", "codes")
@@ -68,11 +68,10 @@ def _computed(name: str) -> dict[str, torch.Tensor]:
     return out
 
 
-def _outputs():
-    return [(name, output) for name in CASES for output in sorted(_case(name).outputs)]
+OUTPUTS = outputs_of(CASES)
 
 
-@pytest.mark.parametrize(("name", "output"), _outputs(), ids=[f"{n}:{o}" for n, o in _outputs()])
+@pytest.mark.parametrize(("name", "output"), OUTPUTS, ids=[f"{n}:{o}" for n, o in OUTPUTS])
 def test_output_matches_reference(name: str, output: str) -> None:
     computed = _computed(name)
     assert output in computed, f"{name}: output {output!r} is recorded but not computed by this test"
