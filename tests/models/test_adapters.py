@@ -67,3 +67,25 @@ def test_non_adapter_files_and_tensors_are_rejected(tmp_path) -> None:
         read_adapter(plain)
     with pytest.raises(ValueError, match="LoRA tensors only"):
         save_adapter(tmp_path / "a.safetensors", {"model.x.weight": torch.zeros(2)}, CONFIG)
+
+
+def test_generation_with_an_unmerged_adapter_equals_the_merged_model(tmp_path) -> None:
+    """Sampling caches conditioning work per generation (cross-attention keys/values): it must go through the
+    adapted layers, so base + adapter generates what the merged model generates."""
+    from stable_audio_ops.inference.entry import generate
+    from stable_audio_ops.models.lora import merge_lora
+
+    _, path = trained_adapter(tmp_path)
+    unmerged = random_model()
+    attach_adapter(unmerged, path)
+    merged = random_model()
+    attach_adapter(merged, path)
+    merge_lora(merged)
+    kwargs = {"steps": 4, "cfg_scale": 3.0, "sample_size": 512, "seed": 3,
+              "conditioning": [{"prompt": "flute", "seconds_total": 0.03}]}
+    with torch.no_grad():
+        a = generate(unmerged, "diffusion_cond", **kwargs)
+        b = generate(merged, "diffusion_cond", **kwargs)
+        base = generate(random_model(), "diffusion_cond", **kwargs)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    assert not torch.allclose(a, base, atol=1e-4)
