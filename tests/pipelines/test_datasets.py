@@ -25,7 +25,8 @@ def test_the_shipped_catalog_declares_every_artifact_with_these_datasets() -> No
     entries = {}
     for path in sorted((REPO / "conf" / "base").glob("catalog*.yml")):
         entries.update(yaml.safe_load(path.read_text()))
-    assert entries["latents"] == {"type": "pipelines.datasets.FolderDataset", "path": "data/04_feature/latents"}
+    latents = entries["latents"]
+    assert (latents["type"], latents["path"]) == ("pipelines.datasets.FolderDataset", "data/04_feature/latents")
     for model in ("autoencoder", "latent_diffusion"):
         assert entries[f"{model}_training_result"]["run_dir"] == f"data/06_models/{model}"
         assert entries[f"{model}_model"]["model_filepath"] == f"data/06_models/{model}.safetensors"
