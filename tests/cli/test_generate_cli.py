@@ -132,3 +132,46 @@ def test_registry_model_defaults_to_the_project_store_and_never_creates_a_stray_
     err = capsys.readouterr().err
     assert code == 2 and "no MLflow store at mlflow/mlflow.db" in err and "--tracking-uri" in err
     assert not list(tmp_path.rglob("*.db")) and not (tmp_path / "x.wav").exists()
+
+
+def test_adapter_flag_generates_what_the_merged_fine_tune_generates(model_path: Path, tmp_path: Path) -> None:
+    """--adapter applies a LoRA adapter onto the base without merging: the audio is the merged model's, and
+    differs from the base model's."""
+    from stable_audio_ops.models.adapters import save_adapter
+    from stable_audio_ops.models.loading import load_local_model
+    from stable_audio_ops.models.lora import LoRAConfig, apply_lora, lora_state_dict, merge_lora
+
+    fine_tuned = load_local_model(model_path).model
+    config = LoRAConfig(rank=4, alpha=8, targets=("self_attn", "cross_attn", "ff"))
+    apply_lora(fine_tuned, config)
+    torch.manual_seed(1)
+    with torch.no_grad():  # a trained adapter: B no longer zero
+        for name, p in fine_tuned.named_parameters():
+            if name.endswith("lora_B"):
+                p.copy_(torch.randn_like(p) * 0.2)
+    adapter = save_adapter(tmp_path / "adapter.safetensors", lora_state_dict(fine_tuned.state_dict()), config,
+                           {"source": str(model_path), "weights_sha256": "test"})
+    merged_path = tmp_path / "merged.safetensors"
+    save_model_checkpoint(merge_lora(fine_tuned).state_dict(), merged_path, model_config=CONFIG)
+
+    common = ["--steps", "3", "--seed", "7", "--seconds", "0.03", "--no-progress", "--prompt", "flute"]
+    assert main(["--model", str(model_path), "--adapter", str(adapter), *common, "-o", str(tmp_path / "a.wav")]) == 0
+    assert main(["--model", str(merged_path), *common, "-o", str(tmp_path / "m.wav")]) == 0
+    assert main(["--model", str(model_path), *common, "-o", str(tmp_path / "b.wav")]) == 0
+    with_adapter, merged, base = (sf.read(tmp_path / f"{n}.wav")[0] for n in "amb")
+    assert np.abs(with_adapter - merged).max() <= 2 / 32768  # PCM_16: at most a rounding step apart
+    assert np.abs(with_adapter - base).max() > 100 / 32768
+
+
+def test_an_adapter_of_another_model_is_an_error_naming_the_file(model_path: Path, tmp_path: Path, capsys) -> None:
+    from stable_audio_ops.models.adapters import save_adapter
+    from stable_audio_ops.models.lora import LoRAConfig
+
+    bogus = save_adapter(tmp_path / "other.safetensors", {"blocks.99.lora_A": torch.zeros(4, 8),
+                                                          "blocks.99.lora_B": torch.zeros(8, 4)},
+                         LoRAConfig(rank=4, alpha=8, targets=("ff",)), {"source": "x", "weights_sha256": "y"})
+    code = main(["--model", str(model_path), "--adapter", str(bogus), "--steps", "2", "--seconds", "0.03",
+                 "--no-progress", "--prompt", "flute", "-o", str(tmp_path / "x.wav")])
+    assert code != 0 and not (tmp_path / "x.wav").exists()
+    err = capsys.readouterr().err
+    assert "other.safetensors: adapter does not fit this model" in err

@@ -72,3 +72,25 @@ def test_registry_alias_is_resolved_downloaded_and_loaded(tmp_path, tiny_model, 
         load_model("models:/tiny-dit@nope", tracking_uri=uri)
     with pytest.raises(ConfigError, match="models:/NAME@alias"):
         load_model("models:/a/b/c", tracking_uri=uri)
+
+
+def test_the_server_loads_a_lora_adapter_onto_its_model_from_the_flag_or_sao_adapter(tmp_path, tiny_model):
+    from stable_audio_ops.models.adapters import save_adapter
+    from stable_audio_ops.models.lora import LoRAConfig, apply_lora, has_lora, lora_state_dict
+    from stable_audio_ops.serving.settings import ServeSettings
+
+    trained = load_model(FIXTURE_MODEL).model
+    config = LoRAConfig(rank=2, alpha=4, targets=("ff",))
+    apply_lora(trained, config)
+    with torch.no_grad():
+        for name, p in trained.named_parameters():
+            if name.endswith("lora_B"):
+                p.fill_(0.01)
+    path = save_adapter(tmp_path / "adapter.safetensors", lora_state_dict(trained.state_dict()), config,
+                        {"source": str(FIXTURE_MODEL), "weights_sha256": "test"})
+    settings = ServeSettings.from_env({"SAO_MODEL": str(FIXTURE_MODEL), "SAO_ADAPTER": str(path)})
+    assert settings.adapter == str(path)
+    served = load_model(settings.model, adapter=settings.adapter)
+    assert has_lora(served.model) and not has_lora(tiny_model.model)
+    state = served.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in lora_state_dict(trained.state_dict()).items())

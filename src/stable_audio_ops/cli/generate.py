@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Generate audio from a prompt with a conditioned diffusion model.")
     p.add_argument("--model", required=True, help="unwrapped checkpoint / model folder / models:/NAME@alias")
     p.add_argument("--model-config", default=None, help="model config JSON (default: embedded or beside the model)")
+    p.add_argument("--adapter", default=None, help="LoRA adapter file (fine_tune pipeline) applied onto --model "
+                   "without merging")
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI for models:/ sources (default: $MLFLOW_TRACKING_URI, else the "
                         "project's sqlite:///mlflow/mlflow.db, as train.py)")
@@ -193,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         loaded = load_model(args.model, args.model_config, args.device, model_types=CONDITIONED_MODEL_TYPES,
                             purpose="used by this command",
-                            tracking_uri=command_tracking_uri(args.tracking_uri))
+                            tracking_uri=command_tracking_uri(args.tracking_uri), adapter=args.adapter)
         model, config = loaded.model, loaded.config
         sample_size = resolve_sample_size(model, config, args.sample_size, args.seconds)
         sample_rate = int(config["sample_rate"])

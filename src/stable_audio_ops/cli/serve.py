@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(env SAO_MODEL)")
     p.add_argument("--model-config", default=None, help="model config JSON if the checkpoint embeds none")
     p.add_argument("--model-name", default=None, help="id reported by /v1/models")
+    p.add_argument("--adapter", default=None, help="LoRA adapter file applied onto --model without merging (default: $SAO_ADAPTER, else none)")
     p.add_argument("--mlflow-tracking-uri", "--tracking-uri", default=None,
                    help="MLflow tracking/registry URI for models:/ sources (default: $SAO_MLFLOW_TRACKING_URI or "
                         "$MLFLOW_TRACKING_URI, else the project's sqlite:///mlflow/mlflow.db, as train.py)")
@@ -69,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         settings = ServeSettings.from_env(
-            model=args.model, model_config=args.model_config, model_name=args.model_name,
+            model=args.model, model_config=args.model_config, model_name=args.model_name, adapter=args.adapter,
             mlflow_tracking_uri=args.mlflow_tracking_uri, device=args.device, max_seconds=args.max_seconds,
             max_steps=args.max_steps, max_batch=args.max_batch, max_prompt_length=args.max_prompt_length,
             queue_size=args.queue_size, batch_window_ms=args.batch_window_ms, torch_threads=args.torch_threads,
@@ -79,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             build_parser().error("no model: pass --model or set SAO_MODEL")
         if not settings.model.startswith("models:/") and not Path(settings.model).expanduser().exists():
             build_parser().error(f"--model {settings.model!r} does not exist")
+        if settings.adapter and not Path(settings.adapter).expanduser().is_file():
+            build_parser().error(f"--adapter {settings.adapter!r} is not a file")
     except StableAudioOpsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -167,7 +167,8 @@ class ServerState:
             if loaded is None:
                 s = self.settings
                 loaded = await asyncio.to_thread(load_model, s.model, model_config=s.model_config, device=s.device,
-                                                 name=s.model_name, tracking_uri=s.mlflow_tracking_uri)
+                                                 name=s.model_name, tracking_uri=s.mlflow_tracking_uri,
+                                                 adapter=s.adapter)
             self.engine = Engine(loaded, self.settings)
             self.batcher = DynamicBatcher(self.engine.run_batch, max_batch=self.settings.max_batch,
                                           window_s=self.settings.batch_window_ms / 1000.0,

@@ -26,8 +26,10 @@ SERVABLE_MODEL_TYPES = CONDITIONED_MODEL_TYPES
 
 
 def load_model(source: str | Path, *, model_config: str | Path | None = None, device: str = "auto",
-               name: str | None = None, tracking_uri: str | None = None) -> LoadedModel:
-    """A servable model from ``source`` on ``device`` (``auto`` = CUDA when available), eval mode.
+               name: str | None = None, tracking_uri: str | None = None,
+               adapter: str | Path | None = None) -> LoadedModel:
+    """A servable model from ``source`` on ``device`` (``auto`` = CUDA when available), eval mode, with the LoRA
+    ``adapter`` file (if any) applied on top without merging.
 
     Only conditioned diffusion models can be served; other model types raise a :class:`ConfigError`.
     """
@@ -35,7 +37,8 @@ def load_model(source: str | Path, *, model_config: str | Path | None = None, de
         raise ConfigError("serve settings", "model",
                           "no model given: pass --model PATH|models:/NAME@alias or set SAO_MODEL")
     return loading.load_model(source, model_config, device, model_types=SERVABLE_MODEL_TYPES,
-                              purpose="served by the generation API", name=name, tracking_uri=tracking_uri)
+                              purpose="served by the generation API", name=name, tracking_uri=tracking_uri,
+                              adapter=adapter)
 
 
 __all__ = ["CONFIG_NAME", "SERVABLE_MODEL_TYPES", "WEIGHTS_NAME", "LoadedModel", "download_registered_model",

@@ -23,6 +23,7 @@ class ServeSettings:
 
     model: str = ""  # checkpoint path, model folder, or models:/NAME@alias | models:/NAME/version
     model_config: str | None = None  # JSON config when the checkpoint has none embedded
+    adapter: str | None = None  # LoRA adapter file applied onto the model without merging (fine_tune pipeline)
     model_name: str | None = None  # id shown by /v1/models (default: derived from the source)
     mlflow_tracking_uri: str | None = None  # None: MLflow's current URI (the serve command: the project store)
     device: str = "auto"  # auto = cuda when available, else cpu
