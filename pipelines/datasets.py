@@ -6,7 +6,7 @@ in ``conf/base/catalog*.yml`` (and ``dvc.yaml``'s outs mirror it); nodes only re
 
 Two ways a node hands over an artifact the library can only write to a path:
 
-- **a writer** (:class:`TrainingRunDataset`, :class:`FolderDataset`): the node returns a callable that takes
+- **a writer** (:class:`RecordedFolderDataset`, :class:`TrainingRunDataset`, :class:`FolderDataset`): the node returns a callable that takes
   the destination folder; the dataset calls it with its own location when it saves (the "lazy saving" idiom
   of Kedro's ``PartitionedDataset``). Used where the artifact is large (latents) or written by another process
   into a folder that must stay put (a training run: checkpoints land where ``--ckpt-path last`` resumes).
@@ -87,20 +87,48 @@ class FolderDataset(AbstractDataset[WriteInto, Path]):
 
 class _RecordedArtifact(AbstractDataset[Any, dict[str, Any]]):
     """An artifact beside a JSON record of it (``filepath``): loading returns the record, which is what later
-    steps read (paths, sizes, run ids), so a step that only needs to know where the artifact is loads no weights."""
+    steps read (paths, sizes, run ids), so a step that only needs to know where the artifact is loads no weights.
+    ``save_args`` are ``json.dumps`` options of the record (default ``indent=2``)."""
 
-    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None,
+                 save_args: dict[str, Any] | None = None) -> None:
         self._filepath = Path(filepath)
         self.metadata = metadata
+        self._save_args = dict(save_args) if save_args is not None else {"indent": 2}
 
     def load(self) -> dict[str, Any]:
         return json.loads(self._filepath.read_text(encoding="utf-8"))
 
     def _write_record(self, record: Mapping[str, Any]) -> None:
-        write_json_atomic(self._filepath, dict(record), indent=2)
+        write_json_atomic(self._filepath, dict(record), **self._save_args)
 
 
-class TrainingRunDataset(_RecordedArtifact):
+class RecordedFolderDataset(_RecordedArtifact):
+    """A folder one step writes in place (``folder``) and its record (``filepath``, JSON).
+
+    ``save(write)`` calls ``write(folder)`` and writes the record it returns; ``load()`` returns the record.
+    In place, unlike :class:`FolderDataset`, because what the step writes names the folder's final paths
+    (a split's dataset configs, a shard config) or must stay put between runs (demo notes re-render only what
+    changed; a training run resumes from ``<run_dir>/checkpoints/last.ckpt``). A step with nothing to write
+    (a disabled option) returns its record without touching the folder.
+    """
+
+    def __init__(self, filepath: str, folder: str, metadata: dict[str, Any] | None = None,
+                 save_args: dict[str, Any] | None = None) -> None:
+        super().__init__(filepath, metadata, save_args)
+        self._folder = Path(folder)
+
+    def save(self, data: WriteInto) -> None:
+        self._write_record(_callable(data, self)(self._folder))
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "folder": str(self._folder)}
+
+
+class TrainingRunDataset(RecordedFolderDataset):
     """A training run: its folder ``run_dir`` (checkpoints, the configs that trained) and its record ``filepath``
     (JSON: ``checkpoint_path``, ``save_dir``, ``mlflow_run_id``, ``max_steps``).
 
@@ -109,17 +137,10 @@ class TrainingRunDataset(_RecordedArtifact):
     """
 
     def __init__(self, filepath: str, run_dir: str, metadata: dict[str, Any] | None = None) -> None:
-        super().__init__(filepath, metadata)
-        self._run_dir = Path(run_dir)
-
-    def save(self, data: WriteInto) -> None:
-        self._write_record(_callable(data, self)(self._run_dir))
-
-    def _exists(self) -> bool:
-        return self._filepath.is_file()
+        super().__init__(filepath, run_dir, metadata)
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "run_dir": str(self._run_dir)}
+        return {"filepath": str(self._filepath), "run_dir": str(self._folder)}
 
 
 class UnwrappedModelDataset(_RecordedArtifact):
@@ -161,4 +182,4 @@ class UnwrappedModelDataset(_RecordedArtifact):
         return {"filepath": str(self._filepath), "model_filepath": str(self._model_filepath)}
 
 
-__all__ = ["FolderDataset", "TrainingRunDataset", "UnwrappedModelDataset", "WriteInto", "staged_file"]
+__all__ = ["FolderDataset", "RecordedFolderDataset", "TrainingRunDataset", "UnwrappedModelDataset", "WriteInto", "staged_file"]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pipelines.data_preparation import plots
+from pipelines.datasets import WriteInto
 from pipelines.parameters import Parameters
 from stable_audio_ops.data.preparation.demo_notes import render_demo_notes
 from stable_audio_ops.data.preparation.probe import build_manifest, format_report, summarize_manifest
@@ -24,20 +26,21 @@ from stable_audio_ops.data.preparation.training_shards import shard_training_set
 log = logging.getLogger(__name__)
 
 
-def render_demo_dataset(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Render the captioned FluidSynth notes when the parameters ask for it (instant when up to date).
+def render_demo_dataset(params: Mapping[str, Any]) -> WriteInto:
+    """A writer that renders the captioned FluidSynth notes into the catalog's folder (``demo_dataset_summary``)
+    when the parameters ask for it (instant when up to date) and returns the summary.
 
-    The options other than ``enabled`` and ``output_dir`` are passed to ``render_demo_notes`` as they are;
-    a null one means "the renderer's own choice" (e.g. ``soundfont: null`` = the system's FluidR3_GM).
+    The options other than ``enabled`` are passed to ``render_demo_notes`` as they are; a null one means "the
+    renderer's own choice" (e.g. ``soundfont: null`` = the system's FluidR3_GM). Disabled, the writer touches
+    nothing. The parameters are read now, so a missing key fails before any work.
     """
     demo = Parameters(params, "data_preparation").sub("demo")
     if not demo["enabled"]:
-        return {"enabled": False}
-    options = {k: v for k, v in demo.data.items() if k not in ("enabled", "output_dir") and v is not None}
+        return lambda folder: {"enabled": False}
+    options = {k: v for k, v in demo.data.items() if k != "enabled" and v is not None}
     if "velocities" in options:
         options["velocities"] = tuple(options["velocities"])
-    summary = render_demo_notes(demo["output_dir"], **options)
-    return {"enabled": True, **summary}
+    return lambda folder: {"enabled": True, **render_demo_notes(folder, **options)}
 
 
 def scan_raw_audio(
@@ -66,17 +69,22 @@ def plot_data_histograms(manifest: list[dict[str, Any]]):
     return plots.data_histograms(manifest)
 
 
-def split_dataset(manifest: list[dict[str, Any]], params: Mapping[str, Any]) -> dict[str, Any]:
-    """Split the readable files into train/test folders (demo rule or seeded by file); returns the split manifest."""
+def split_dataset(manifest: list[dict[str, Any]], params: Mapping[str, Any]) -> WriteInto:
+    """Plan the train/test split of the readable files (demo rule or seeded by file); returns a writer that copies
+    them into the catalog's folder (``dataset_split``) and returns the split manifest."""
     p = Parameters(params, "data_preparation")
     split = p.sub("split")
     plan = plan_split(manifest, p["raw_dirs"], method=str(split["method"]),
                       test_fraction=float(split["test_fraction"]), seed=int(split["seed"]),
                       every_nth_pitch=int(split["every_nth_pitch"]))
-    result = materialize_split(plan, split["output_dir"])
-    log.info("data_preparation: split %s: %d train, %d test clips in %s", result["method"],
-             result["counts"][TRAIN], result["counts"][TEST], result["output_dir"])
-    return result
+
+    def write(folder: Path) -> dict[str, Any]:
+        result = materialize_split(plan, folder)
+        log.info("data_preparation: split %s: %d train, %d test clips in %s", result["method"],
+                 result["counts"][TRAIN], result["counts"][TEST], result["output_dir"])
+        return result
+
+    return write
 
 
 def write_dataset_config(
@@ -87,21 +95,31 @@ def write_dataset_config(
     return split_dataset_config(dataset_split, TRAIN, dataset), split_dataset_config(dataset_split, TEST, dataset)
 
 
-def shard_dataset(
-    dataset_config: dict[str, Any], dataset_split: dict[str, Any], params: Mapping[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Optionally pack the train split's files into WebDataset shards (and upload them to S3).
+def shard_dataset(dataset_split: dict[str, Any], params: Mapping[str, Any]) -> WriteInto:
+    """A writer that optionally packs the train split's files into WebDataset shards in the catalog's folder
+    (``dataset_shards_summary``), uploads them to S3, and returns the report with the ``wds`` or ``s3`` dataset
+    config of :func:`shard_training_set` under ``dataset_config``.
 
-    Disabled (the default): the ``audio_dir`` config passes through unchanged. Enabled: the ``wds`` or ``s3``
-    config of :func:`shard_training_set`. A parameters file without a ``shards`` block (older projects) means
-    shards disabled.
+    Disabled (the default) or a parameters file without a ``shards`` block (older projects): the writer
+    touches nothing and returns ``{"enabled": False}``.
     """
     p = Parameters(params, "data_preparation")
     if "shards" not in p or not p["shards.enabled"]:
-        return dataset_config, {"enabled": False}
+        return lambda folder: {"enabled": False}
     shards = p.sub("shards")
-    return shard_training_set(
-        split_manifest_rows(dataset_split, TRAIN), shards["output_dir"], dataset_id=p["dataset.id"],
-        random_crop=p["dataset.random_crop"], samples_per_shard=shards["samples_per_shard"],
-        audio_format=shards["audio_format"], s3_url=shards["s3_url"], endpoint_url=shards["endpoint_url"],
-        profile=shards["profile"], create_bucket=shards["create_bucket"], epoch_steps=shards["epoch_steps"])
+    rows = split_manifest_rows(dataset_split, TRAIN)
+    options = {"dataset_id": p["dataset.id"], "random_crop": p["dataset.random_crop"],
+               "samples_per_shard": shards["samples_per_shard"], "audio_format": shards["audio_format"],
+               "s3_url": shards["s3_url"], "endpoint_url": shards["endpoint_url"], "profile": shards["profile"],
+               "create_bucket": shards["create_bucket"], "epoch_steps": shards["epoch_steps"]}
+
+    def write(folder: Path) -> dict[str, Any]:
+        config, report = shard_training_set(rows, folder, **options)
+        return {**report, "dataset_config": config}
+
+    return write
+
+
+def select_training_dataset_config(dataset_config: dict[str, Any], shards: dict[str, Any]) -> dict[str, Any]:
+    """What trains: the shards' dataset config when shards were packed, else the train split's ``audio_dir`` one."""
+    return shards["dataset_config"] if shards["enabled"] else dataset_config

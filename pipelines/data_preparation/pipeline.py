@@ -9,6 +9,7 @@ from pipelines.data_preparation.nodes import (
     plot_data_histograms,
     render_demo_dataset,
     scan_raw_audio,
+    select_training_dataset_config,
     shard_dataset,
     split_dataset,
     write_dataset_config,
@@ -50,9 +51,15 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 shard_dataset,
-                inputs=["audio_dir_dataset_config", "dataset_split", "params:data_preparation"],
-                outputs=["prepared_dataset_config", "dataset_shards_summary"],
+                inputs=["dataset_split", "params:data_preparation"],
+                outputs="dataset_shards_summary",
                 name="shard_dataset",
+            ),
+            node(
+                select_training_dataset_config,
+                inputs=["audio_dir_dataset_config", "dataset_shards_summary"],
+                outputs="prepared_dataset_config",
+                name="select_training_dataset_config",
             ),
         ]
     )

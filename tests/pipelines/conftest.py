@@ -17,7 +17,7 @@ from kedro.io import AbstractDataset, DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
-from pipelines.datasets import TrainingRunDataset, UnwrappedModelDataset
+from pipelines.datasets import RecordedFolderDataset, TrainingRunDataset, UnwrappedModelDataset
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_AE = REPO / "tests" / "fixtures" / "configs" / "autoencoder_tiny.json"
@@ -119,6 +119,16 @@ def run_pipeline(pipeline: Pipeline, inputs: Mapping[str, Any],
     return {name: catalog.load(name) for name in names}
 
 
+def data_preparation_datasets(root: Path, *, raw: Path | None = None) -> dict[str, AbstractDataset]:
+    """data_preparation's folder datasets (as in conf/base/catalog.yml) under ``root``: the demo notes render into
+    ``raw`` (default ``root / "raw"``), the split into ``root / "splits"``, the shards into ``root / "shards"``."""
+    return {"demo_dataset_summary": RecordedFolderDataset(str(root / "demo_notes_summary.json"),
+                                                          folder=str(raw or root / "raw")),
+            "dataset_split": RecordedFolderDataset(str(root / "split.json"), folder=str(root / "splits")),
+            "dataset_shards_summary": RecordedFolderDataset(str(root / "dataset_shards.json"),
+                                                            folder=str(root / "shards"))}
+
+
 def autoencoder_datasets(root: Path) -> dict[str, AbstractDataset]:
     """The autoencoder pipeline's file datasets (as in conf/base/catalog.yml) under ``root``."""
     return {"autoencoder_training_result": TrainingRunDataset(str(root / "autoencoder_training.json"),
@@ -140,10 +150,9 @@ def autoencoder_run(tmp_path_factory) -> dict[str, Any]:
     conf = REPO / "conf" / "base"
     prep = yaml.safe_load((conf / "parameters_data_preparation.yml").read_text())["data_preparation"]
     prep.update(raw_dirs=[str(root / "raw" / "audio")])
-    prep["demo"].update(output_dir=str(root / "raw"), instruments=["flute", "church organ"], midi_low=60,
-                        midi_high=61, velocities=[40, 120])
-    prep["split"].update(output_dir=str(root / "splits"))
-    prepared = run_pipeline(data_preparation_pipeline(), {"params:data_preparation": prep})
+    prep["demo"].update(instruments=["flute", "church organ"], midi_low=60, midi_high=61, velocities=[40, 120])
+    prepared = run_pipeline(data_preparation_pipeline(), {"params:data_preparation": prep},
+                            datasets=data_preparation_datasets(root))
 
     autoencoder = yaml.safe_load((conf / "parameters_autoencoder.yml").read_text())["autoencoder"]
     autoencoder["train"].update(max_steps=6, batch_size=2, checkpoint_every=3, threads=1)

@@ -16,21 +16,21 @@ from kedro.runner import SequentialRunner
 from pipelines.data_preparation.pipeline import create_pipeline
 from stable_audio_ops.data.dataloader import create_dataloader_from_config
 from stable_audio_ops.evaluation.judge import load_dataset_clips
+from tests.pipelines.conftest import data_preparation_datasets
 
 
 def _params(tmp_path: Path, shards: bool = False) -> dict:
     raw = tmp_path / "raw"
     return {
         "raw_dirs": [str(raw / "demo_notes" / "audio"), str(raw / "mine")],
-        "demo": {"enabled": True, "output_dir": str(raw / "demo_notes"), "instruments": ["flute", "church organ"],
+        "demo": {"enabled": True, "instruments": ["flute", "church organ"],
                  "midi_low": 60, "midi_high": 63, "velocities": [40, 120], "sample_rate": 16000,
                  "clip_seconds": 0.5, "hold_seconds": 0.3},
-        "split": {"method": "auto", "test_fraction": 0.5, "seed": 0, "every_nth_pitch": 2,
-                  "output_dir": str(tmp_path / "03_primary" / "splits")},
+        "split": {"method": "auto", "test_fraction": 0.5, "seed": 0, "every_nth_pitch": 2},
         "dataset": {"id": "demo_notes", "random_crop": True, "drop_last": True,
                     "custom_metadata_module": "stable_audio_ops.data.sidecar_metadata"},
-        "shards": {"enabled": shards, "samples_per_shard": 5, "audio_format": "flac",
-                   "output_dir": str(tmp_path / "03_primary" / "shards"), "s3_url": None, "endpoint_url": None,
+        "shards": {"enabled": shards, "samples_per_shard": 5, "audio_format": "flac", "s3_url": None,
+                   "endpoint_url": None,
                    "profile": None, "create_bucket": False, "epoch_steps": None},
     }
 
@@ -39,10 +39,13 @@ SAVED = ("dataset_split", "prepared_dataset_config", "test_dataset_config", "dat
 
 
 def _run(params: dict, folder: Path) -> dict:
-    """The pipeline over a catalog like conf/base/catalog.yml (JSON files for what later stages read, memory for
-    the rest); returns what those files hold after the run."""
+    """The pipeline over a catalog like conf/base/catalog.yml (the demo notes, split and shards as folder datasets
+    under ``folder``, JSON files for the dataset configs, memory for the rest); returns what the saved datasets
+    hold after the run."""
     catalog = DataCatalog.from_config({name: {"type": "json.JSONDataset", "filepath": str(folder / f"{name}.json")}
-                                       for name in SAVED})
+                                       for name in ("prepared_dataset_config", "test_dataset_config")})
+    for name, dataset in data_preparation_datasets(folder / "03_primary", raw=folder / "raw" / "demo_notes").items():
+        catalog[name] = dataset
     catalog["params:data_preparation"] = MemoryDataset(params)
     SequentialRunner().run(create_pipeline(), catalog)
     return {name: catalog.load(name) for name in SAVED}

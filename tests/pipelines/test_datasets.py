@@ -15,7 +15,8 @@ from tests.pipelines.conftest import REPO
 
 def catalog_entry(name: str, entry: dict, tmp_path: Path) -> DataCatalog:
     """A catalog built from config as ``conf/base/catalog*.yml`` declares it (the paths moved under tmp_path)."""
-    moved = {key: str(tmp_path / value) if key.endswith(("path", "run_dir")) else value for key, value in entry.items()}
+    moved = {key: str(tmp_path / value) if key.endswith(("path", "run_dir", "folder")) else value
+             for key, value in entry.items()}
     return DataCatalog.from_config({name: moved})
 
 
@@ -30,6 +31,13 @@ def test_the_shipped_catalog_declares_every_artifact_with_these_datasets() -> No
     for model in ("autoencoder", "latent_diffusion"):
         assert entries[f"{model}_training_result"]["run_dir"] == f"data/06_models/{model}"
         assert entries[f"{model}_model"]["model_filepath"] == f"data/06_models/{model}.safetensors"
+    # data_preparation's folders, where they were when they were parameters (existing data stays put)
+    folders = {name: (entries[name]["type"], entries[name]["folder"])
+               for name in ("demo_dataset_summary", "dataset_split", "dataset_shards_summary")}
+    assert folders == {"demo_dataset_summary": ("pipelines.datasets.RecordedFolderDataset", "data/01_raw/demo_notes"),
+                       "dataset_split": ("pipelines.datasets.RecordedFolderDataset", "data/03_primary/splits"),
+                       "dataset_shards_summary": ("pipelines.datasets.RecordedFolderDataset",
+                                                  "data/03_primary/shards")}
 
 
 def test_folder_dataset_swaps_in_a_whole_new_folder_and_keeps_the_old_one_on_failure(tmp_path: Path) -> None:
@@ -66,6 +74,29 @@ def test_training_run_dataset_trains_into_its_folder_and_keeps_the_record(tmp_pa
     assert record == json.loads((tmp_path / "run.json").read_text())
     assert Path(record["checkpoint_path"]).read_text() == "weights"
     assert isinstance(TrainingRunDataset(str(tmp_path / "run.json"), str(tmp_path / "run")).load(), dict)
+
+
+def test_recorded_folder_dataset_writes_in_place_with_the_record_format_asked(tmp_path: Path) -> None:
+    """The split's copies are written where its record says they are, and split.json keeps its compact format."""
+    entry = {"type": "pipelines.datasets.RecordedFolderDataset", "filepath": "split.json", "folder": "splits",
+             "save_args": {"indent": 1, "sort_keys": True}}
+    catalog = catalog_entry("dataset_split", entry, tmp_path)
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "kept.wav").write_text("an earlier render")
+
+    def split(folder: Path) -> dict:
+        (folder / "train").mkdir()
+        return {"output_dir": str(folder), "counts": {"train": 1}}
+
+    catalog.save("dataset_split", split)
+    record = catalog.load("dataset_split")
+    assert record == {"output_dir": str(tmp_path / "splits"), "counts": {"train": 1}}
+    assert (tmp_path / "splits" / "train").is_dir() and (tmp_path / "splits" / "kept.wav").exists()
+    assert (tmp_path / "split.json").read_text() == json.dumps(record, indent=1, sort_keys=True)
+    catalog.save("dataset_split", lambda folder: {"enabled": False})  # a disabled step writes its record only
+    assert catalog.load("dataset_split") == {"enabled": False}
+    with pytest.raises(DatasetError, match="writer"):
+        catalog.save("dataset_split", {"not": "a writer"})
 
 
 def test_unwrapped_model_dataset_moves_the_staged_file_into_place(tmp_path: Path) -> None:

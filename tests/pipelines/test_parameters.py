@@ -44,8 +44,8 @@ def test_nodes_fail_on_a_missing_key_before_doing_any_work(tmp_path: Path) -> No
 
 def test_render_demo_dataset_does_nothing_when_disabled(tmp_path: Path) -> None:
     prep = yaml.safe_load((CONF / "parameters_data_preparation.yml").read_text())["data_preparation"]
-    prep["demo"].update(enabled=False, output_dir=str(tmp_path / "notes"))
-    assert render_demo_dataset(prep) == {"enabled": False}
+    prep["demo"].update(enabled=False)
+    assert render_demo_dataset(prep)(tmp_path / "notes") == {"enabled": False}
     assert not (tmp_path / "notes").exists()
 
 

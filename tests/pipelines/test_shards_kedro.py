@@ -73,11 +73,12 @@ def test_data_preparation_writes_and_uploads_shards(kedro_project: Path, monkeyp
         assert tuple(audio.shape) == (2, 1, 4096) and all("prompt" in m for m in metadata)
 
 
-def test_shards_disabled_keeps_the_audio_dir_config() -> None:
-    from pipelines.data_preparation.nodes import shard_dataset
+def test_shards_disabled_keeps_the_audio_dir_config(tmp_path: Path) -> None:
+    from pipelines.data_preparation.nodes import select_training_dataset_config, shard_dataset
 
     audio_dir = {"dataset_type": "audio_dir", "datasets": [{"id": "a", "path": "x"}]}
-    config, summary = shard_dataset(audio_dir, {}, {"shards": {"enabled": False}})
-    assert config is audio_dir and summary == {"enabled": False}
-    config, summary = shard_dataset(audio_dir, {}, {})  # no shards block at all (older parameter files)
-    assert config is audio_dir and summary == {"enabled": False}
+    for params in ({"shards": {"enabled": False}}, {}):  # {}: no shards block at all (older parameter files)
+        folder = tmp_path / "shards"
+        summary = shard_dataset({}, params)(folder)
+        config = select_training_dataset_config(audio_dir, summary)
+        assert config is audio_dir and summary == {"enabled": False} and not folder.exists()
