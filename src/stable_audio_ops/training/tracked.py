@@ -80,52 +80,73 @@ class LossReport:
     windowed: str | None = None
 
 
-def _loss_metrics(run_id: str, report: LossReport) -> dict[str, dict[str, float]]:
+def _latest_losses(client: Any, run_id: str, keys: Sequence[str]) -> dict[str, dict[str, float]]:
+    """``final_<last path part>`` = the last logged value of each of ``keys`` the run has."""
+    latest = client.get_run(run_id).data.metrics
+    return {f"final_{key.split('/')[-1]}": {"value": float(latest[key]), "step": 0} for key in keys if key in latest}
+
+
+def _windowed_losses(client: Any, run_id: str, key: str) -> dict[str, dict[str, float]]:
+    """``first_<name>`` / ``final_<name>`` = the mean over the first / last tenth of ``key``'s history (none
+    when the run never logged it)."""
+    history = client.get_metric_history(run_id, key)
+    if not history:
+        return {}
+    values = [m.value for m in sorted(history, key=lambda m: m.step)]
+    window = max(1, len(values) // 10)
+    short = key.split("/")[-1]
+    return {f"first_{short}": {"value": float(np.mean(values[:window])), "step": 0},
+            f"final_{short}": {"value": float(np.mean(values[-window:])), "step": 0}}
+
+
+def loss_metrics(run_id: str, report: LossReport) -> dict[str, dict[str, float]]:
+    """The losses ``report`` chooses from MLflow run ``run_id``, as ``{name: {"value", "step"}}`` (the shape
+    kedro-mlflow's metrics datasets log)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
-    metrics: dict[str, dict[str, float]] = {}
-    if report.latest:
-        latest = client.get_run(run_id).data.metrics
-        for key in report.latest:
-            if key in latest:
-                metrics[f"final_{key.split('/')[-1]}"] = {"value": float(latest[key]), "step": 0}
+    metrics = _latest_losses(client, run_id, report.latest) if report.latest else {}
     if report.windowed:
-        history = client.get_metric_history(run_id, report.windowed)
-        if history:
-            values = [m.value for m in sorted(history, key=lambda m: m.step)]
-            window = max(1, len(values) // 10)
-            short = report.windowed.split("/")[-1]
-            metrics[f"first_{short}"] = {"value": float(np.mean(values[:window])), "step": 0}
-            metrics[f"final_{short}"] = {"value": float(np.mean(values[-window:])), "step": 0}
+        metrics.update(_windowed_losses(client, run_id, report.windowed))
     return metrics
+
+
+def model_record(model_path: str | Path, training_result: Mapping[str, Any],
+                 model_config: Mapping[str, Any]) -> dict[str, Any]:
+    """What later steps read about an unwrapped model without loading it: ``path``, ``size_bytes``,
+    ``trained_from``, ``mlflow_run_id``, ``model_type``, ``sample_size``, ``sample_rate``."""
+    return {"path": str(model_path), "size_bytes": Path(model_path).stat().st_size,
+            "trained_from": training_result["checkpoint_path"], "mlflow_run_id": training_result.get("mlflow_run_id"),
+            "model_type": model_config.get("model_type"), "sample_size": model_config.get("sample_size"),
+            "sample_rate": model_config.get("sample_rate")}
+
+
+def attach_to_run(run_id: str, path: str | Path, artifact_path: str) -> None:
+    """Log the file ``path`` as an artifact of MLflow run ``run_id`` under ``artifact_path``."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient().log_artifact(run_id, str(path), artifact_path=artifact_path)
 
 
 def unwrap_trained_model(training_result: Mapping[str, Any], model_config: Mapping[str, Any],
                          output_path: str | Path, *, artifact_path: str,
                          losses: LossReport = LossReport()) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """Unwrap the final training checkpoint into a model-only safetensors file (config embedded, EMA weights
-    when trained with EMA); returns (model info, loss metrics).
+    """The unwrap step: the final training checkpoint unwrapped into a model-only safetensors file
+    (:func:`unwrap_checkpoint`: config embedded, EMA weights when trained with EMA); returns
+    (:func:`model_record`, loss metrics).
 
-    The model info is what later steps read: ``path``, ``size_bytes``, ``trained_from``, ``mlflow_run_id``,
-    ``model_type``, ``sample_size``, ``sample_rate``. When training logged to MLflow, the file is attached
-    to that run under ``artifact_path`` and the losses chosen by ``losses`` are returned
-    (``{name: {"value", "step"}}``, the shape kedro-mlflow's metrics datasets log); else no metrics.
+    When training logged to MLflow, the file is attached to that run under ``artifact_path``
+    (:func:`attach_to_run`) and the losses chosen by ``losses`` are returned (:func:`loss_metrics`); else no
+    metrics.
     """
     output = unwrap_checkpoint(dict(model_config), training_result["checkpoint_path"], output_path)
+    record = model_record(output, training_result, model_config)
     run_id = training_result.get("mlflow_run_id")
-    info = {"path": str(output), "size_bytes": Path(output).stat().st_size,
-            "trained_from": training_result["checkpoint_path"], "mlflow_run_id": run_id,
-            "model_type": model_config.get("model_type"), "sample_size": model_config.get("sample_size"),
-            "sample_rate": model_config.get("sample_rate")}
-    metrics: dict[str, dict[str, float]] = {}
+    metrics = loss_metrics(run_id, losses) if run_id else {}
     if run_id:
-        from mlflow.tracking import MlflowClient
-
-        metrics = _loss_metrics(run_id, losses)
-        MlflowClient().log_artifact(run_id, str(output), artifact_path=artifact_path)
+        attach_to_run(run_id, output, artifact_path)
     log.info("%s: unwrapped model written to %s", artifact_path, output)
-    return info, metrics
+    return record, metrics
 
 
-__all__ = ["LossReport", "train_in_process", "unwrap_trained_model"]
+__all__ = ["LossReport", "attach_to_run", "loss_metrics", "model_record", "train_in_process", "unwrap_trained_model"]
