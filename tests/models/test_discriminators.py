@@ -12,8 +12,6 @@ from stable_audio_ops.errors import ConfigError, UnknownTypeError
 from stable_audio_ops.models.discriminators import (
     EncodecDiscriminator,
     create_discriminator_from_config,
-    hinge_losses,
-    relativistic_losses,
 )
 
 CASE = Path(__file__).resolve().parents[1] / "fixtures" / "parity" / "unwrap_autoencoder"
@@ -73,17 +71,6 @@ def test_stereo_discriminator_sees_real_and_imaginary_parts_of_both_channels():
     assert disc.state_dict()["discriminators.discriminators.0.convs.0.conv.weight_v"].shape == (4, 4, 3, 9)
 
 
-def test_hinge_and_relativistic_losses_reward_separation():
-    real, fake = torch.full((4,), 2.0), torch.full((4,), -2.0)
-    dis, adv = hinge_losses(real, fake)
-    assert dis.item() == 0.0 and adv.item() == 2.0
-    dis_swapped, adv_swapped = hinge_losses(fake, real)
-    assert dis_swapped.item() == 6.0 and adv_swapped.item() == -2.0
-    rp_dis, rp_adv = relativistic_losses(real, fake)
-    rp_dis_swapped, _ = relativistic_losses(fake, real)
-    assert rp_dis.item() < rp_dis_swapped.item() and rp_adv.item() > rp_dis.item()
-
-
 @pytest.mark.parametrize("loss_type", ["hinge", "rpgan"])
 def test_training_the_discriminator_lowers_its_loss_and_raises_the_generator_loss(loss_type):
     torch.manual_seed(0)
@@ -125,7 +112,7 @@ def test_normalized_feature_matching_divides_by_real_feature_scale():
 
 def test_factory_errors_name_the_problem():
     with pytest.raises(UnknownTypeError, match="encodec"):
-        create_discriminator_from_config({"type": "oobleck", "config": {}})
+        create_discriminator_from_config({"type": "melgan", "config": {}})
     with pytest.raises(ConfigError, match="in_channels"):
         create_discriminator_from_config(
             {"type": "encodec", "config": {"filters": 4, "in_channels": 2}}, in_channels=1

@@ -1,4 +1,6 @@
-"""Adversarial critics for autoencoder training: EnCodec's multi-scale STFT discriminator.
+"""Adversarial critics for autoencoder training: EnCodec's multi-scale STFT discriminator, and the one
+registry (``DISCRIMINATORS``) of every ``loss_configs.discriminator.type``: ``encodec`` (here),
+``oobleck`` (:mod:`.oobleck_discriminator`) and ``dac`` (:mod:`.dac_discriminator`).
 
 Layout and parameter names follow stable-audio-tools 0.0.20 exactly, because its training
 checkpoints store the discriminator under ``discriminator.discriminators.discriminators.{scale}.*``:
@@ -19,32 +21,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from stable_audio_ops.config.schema import ConfigNode, lookup
 from stable_audio_ops.errors import ConfigError
+from stable_audio_ops.models.gan_losses import hinge_losses, relativistic_losses
 
 LOSS_TYPES = ("hinge", "rpgan")
-
-
-def hinge_losses(score_real: torch.Tensor, score_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(discriminator loss, generator loss) of the hinge GAN objective."""
-    dis_loss = torch.relu(1 - score_real).mean() + torch.relu(1 + score_fake).mean()
-    return dis_loss, -score_fake.mean()
-
-
-def relativistic_losses(
-    score_real: torch.Tensor, score_fake: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(discriminator loss, generator loss) of the relativistic pairing GAN (RpGAN) objective.
-
-    Upstream's GitHub code names this branch but never defines the function (NameError); 0.0.20's
-    successor defines it as softplus of the real-minus-fake score difference, which is what we use.
-    """
-    diff = score_real - score_fake
-    return F.softplus(-diff).mean(), F.softplus(diff).mean()
+__all__ = ["DISCRIMINATORS", "EncodecDiscriminator", "create_discriminator_from_config", "hinge_losses",
+           "relativistic_losses"]
 
 
 def _weight_normed_conv2d(*args, **kwargs) -> nn.Conv2d:
@@ -282,7 +268,7 @@ class EncodecDiscriminator(nn.Module):
         return dis_total / scales, adv_total / scales, fm_total / scales
 
 
-def _build_encodec(config: ConfigNode, in_channels: int | None) -> EncodecDiscriminator:
+def _build_encodec(config: ConfigNode, in_channels: int | None, sample_rate: int | None) -> EncodecDiscriminator:
     kwargs = dict(config.data)
     if in_channels is not None:
         if "in_channels" in kwargs and kwargs["in_channels"] != in_channels:
@@ -305,19 +291,74 @@ def _build_encodec(config: ConfigNode, in_channels: int | None) -> EncodecDiscri
         raise ConfigError(config.source, config.path, str(exc)) from exc
 
 
-# name -> builder(config node, in_channels)
-DISCRIMINATORS = {"encodec": _build_encodec}
+def _check_keys(config: ConfigNode, allowed: Sequence[str], kind: str) -> dict:
+    """The config's options, after rejecting any key the ``kind`` discriminator does not take."""
+    if not isinstance(config.data, dict):
+        raise config.error(f"the {kind} discriminator config must be a mapping")
+    for key in config.data:
+        if key not in allowed:
+            raise config.error(f"unknown {kind} discriminator option (expected one of {', '.join(allowed)})", key)
+    return dict(config.data)
+
+
+def _auto_fill(config: ConfigNode, kwargs: dict, key: str, value: int | None) -> None:
+    """Set an option the trainer derives from the model, refusing a config value that contradicts it."""
+    if value is None:
+        return
+    if key in kwargs and kwargs[key] != value:
+        raise config.error(f"{key} {kwargs[key]} conflicts with the model's {value}", key)
+    kwargs[key] = value
+
+
+def _build_oobleck(config: ConfigNode, in_channels: int | None, sample_rate: int | None) -> nn.Module:
+    from stable_audio_ops.models.oobleck_discriminator import OobleckDiscriminator
+
+    kwargs = _check_keys(config, ("in_channels",), "oobleck")
+    # Upstream leaves in_channels at 1 unless the config sets it, which crashes on stereo models; we
+    # fill it from the model when absent (identical for mono) and keep an explicit value.
+    if "in_channels" in kwargs:
+        config.get("in_channels", "a positive int")
+    elif in_channels is not None:
+        kwargs["in_channels"] = in_channels
+    return OobleckDiscriminator(**kwargs)
+
+
+DAC_OPTIONS = ("use_hinge", "channels", "sample_rate", "rates", "periods", "fft_sizes", "bands")
+
+
+def _build_dac(config: ConfigNode, in_channels: int | None, sample_rate: int | None) -> nn.Module:
+    from stable_audio_ops.models.dac_discriminator import DACGANLoss
+
+    kwargs = _check_keys(config, DAC_OPTIONS, "dac")
+    _auto_fill(config, kwargs, "channels", in_channels)
+    _auto_fill(config, kwargs, "sample_rate", sample_rate)
+    for key in ("rates", "periods", "fft_sizes", "bands"):
+        if key in kwargs:
+            config.get(key, "a list")
+    try:
+        return DACGANLoss(**kwargs)
+    except ValueError as exc:
+        raise ConfigError(config.source, config.path, str(exc)) from exc
+
+
+# name -> builder(config node, in_channels, sample_rate)
+DISCRIMINATORS = {"encodec": _build_encodec, "oobleck": _build_oobleck, "dac": _build_dac}
 
 
 def create_discriminator_from_config(
-    disc_config: dict, node: ConfigNode | None = None, *, in_channels: int | None = None
+    disc_config: dict,
+    node: ConfigNode | None = None,
+    *,
+    in_channels: int | None = None,
+    sample_rate: int | None = None,
 ) -> nn.Module:
     """Build the discriminator of a ``loss_configs.discriminator`` block (``{"type", "config", ...}``).
 
-    ``in_channels`` is the autoencoder's ``out_channels``; upstream's training wrapper always sets it
-    that way, so pass it rather than writing it into the config.
+    ``in_channels`` is the autoencoder's ``out_channels`` and ``sample_rate`` the model's; upstream's
+    training wrapper fills them that way (``channels``/``sample_rate`` for ``dac``), so pass them
+    rather than writing them into the config.
     """
     node = node if node is not None else ConfigNode(disc_config, "<discriminator config>", "")
     name = node.get("type", "a string")
     builder = lookup(DISCRIMINATORS, name, "discriminator type", node)
-    return builder(node.child("config", default={}), in_channels)
+    return builder(node.child("config", default={}), in_channels, sample_rate)

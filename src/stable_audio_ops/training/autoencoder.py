@@ -201,7 +201,7 @@ class AutoencoderTrainingModule(pl.LightningModule):
         gen_terms: list[nn.Module] = []
         if self.use_disc:
             disc_node = loss_node.child("discriminator")
-            self.discriminator = _build_discriminator(disc_node, out_channels)
+            self.discriminator = _build_discriminator(disc_node, out_channels, self.sample_rate)
             disc_weights = disc_node.child("weights")
             gen_terms += [
                 ValueLoss(key="loss_adv", weight=disc_weights.get("adversarial", "a number"), name="loss_adv"),
@@ -408,11 +408,11 @@ class AutoencoderTrainingModule(pl.LightningModule):
         return self.autoencoder_ema.ema_model if self.autoencoder_ema is not None else self.autoencoder
 
 
-def _build_discriminator(node: ConfigNode, out_channels: int) -> nn.Module:
+def _build_discriminator(node: ConfigNode, out_channels: int, sample_rate: int) -> nn.Module:
     from stable_audio_ops.models.discriminators import create_discriminator_from_config
 
-    # Upstream always feeds the discriminator the autoencoder's output channels.
-    return create_discriminator_from_config(node.data, node, in_channels=out_channels)
+    # Upstream always feeds the discriminator the autoencoder's output channels (and DAC's the sample rate).
+    return create_discriminator_from_config(node.data, node, in_channels=out_channels, sample_rate=sample_rate)
 
 
 def create_autoencoder_training_module(
