@@ -30,15 +30,10 @@ from stable_audio_ops.training.checkpointing import (
 )
 from stable_audio_ops.training.distributed import plan_distribution, rank_seed, read_rank_reports
 from stable_audio_ops.training.factory import create_training_module_from_config
-from stable_audio_ops.training.run import (
-    TrainOptions,
-    build_trainer,
-    load_initial_weights,
-    make_checkpoint_callback,
-    remove_weight_norm_everywhere,
-    resolve_precision,
-    run_training,
-)
+from stable_audio_ops.training.initial_weights import load_initial_weights, remove_weight_norm_everywhere
+from stable_audio_ops.training.options import TrainOptions
+from stable_audio_ops.training.run import run_training
+from stable_audio_ops.training.trainer import build_trainer, make_checkpoint_callback, resolve_precision
 from tests.training.train_fixtures import TINY_AE, tiny_model_config, write_tone_dataset
 
 
@@ -195,7 +190,7 @@ def test_pretrained_checkpoint_strict_by_default_partial_on_request(tmp_path: Pa
 
     options = _options(["--pretrained-ckpt-path", str(path), "--pretrained-ckpt-strict", "false"])
     model = create_model_from_config(config)
-    with caplog.at_level(logging.INFO, logger="stable_audio_ops.training.run"):
+    with caplog.at_level(logging.INFO, logger="stable_audio_ops.training.initial_weights"):
         load_initial_weights(model, options)
     report = caplog.text
     assert f"--pretrained-ckpt-path {path}" in report and "shape mismatch" in report and "loaded " in report

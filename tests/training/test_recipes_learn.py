@@ -24,7 +24,8 @@ from stable_audio_ops.evaluation.pitch import acf_f0, pitch_accuracy
 from stable_audio_ops.inference.pre_encode import load_autoencoder, pre_encode_dataset
 from stable_audio_ops.models.checkpoints import load_ckpt_state_dict
 from stable_audio_ops.models.factory import create_model_from_config
-from stable_audio_ops.training.run import TrainOptions, run_training
+from stable_audio_ops.training.options import TrainOptions
+from stable_audio_ops.training.run import run_training
 from stable_audio_ops.training.timesteps import noise_and_target
 from stable_audio_ops.training.unwrap import unwrap_checkpoint
 

@@ -13,13 +13,10 @@ import torch
 from stable_audio_ops.errors import CheckpointError, ConfigError, DatasetError
 from stable_audio_ops.models.checkpoints import save_model_checkpoint
 from stable_audio_ops.models.factory import create_model_from_config
-from stable_audio_ops.training.run import (
-    TrainOptions,
-    process_rank,
-    resolve_accelerator,
-    resolve_precision,
-    run_training,
-)
+from stable_audio_ops.training.options import TrainOptions
+from stable_audio_ops.training.run import run_training
+from stable_audio_ops.training.trainer import resolve_accelerator, resolve_precision
+from stable_audio_ops.utils.ranks import process_rank
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "parity" / "unwrap_autoencoder"
 

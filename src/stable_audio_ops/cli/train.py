@@ -24,7 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args_from_ini(argv, prog="train.py", description="Train a stable-audio model (Lightning).")
     # The command's implementation loads torch and Lightning: imported after argument parsing so --help and flag
     # errors answer at once (entry points are the one place project imports wait inside a function).
-    from stable_audio_ops.training.run import TrainOptions, run_training
+    from stable_audio_ops.training.options import TrainOptions
+    from stable_audio_ops.training.run import run_training
     from stable_audio_ops.training.stopping import TrainingStoppedEarly
 
     configure_logging()

@@ -135,14 +135,26 @@ def local_checkpoint(source: str | Path) -> Path:
     return find_checkpoint(model_files_dir(path)) if path.is_dir() else path
 
 
+def load_weights_into(model: torch.nn.Module, source: str | Path, *, what: str, assign: bool = False) -> Path:
+    """Load the weights of a local source (a checkpoint file, or the one in a model folder) into ``model``,
+    strictly (any missing, unexpected or mis-shaped key raises, naming ``what``); returns the checkpoint read.
+
+    The one strict-load step of every model load: :func:`load_local_model` fills a model it built, training
+    fills a model's pretransform (``--pretransform-ckpt-path``) with it, so both accept the same sources and
+    fail the same way."""
+    checkpoint = local_checkpoint(source)
+    load_state_dict_checked(model, load_ckpt_state_dict(checkpoint), strict=True, assign=assign, what=what)
+    return checkpoint
+
+
 def build_and_load(model_config: dict, where: str, checkpoint: Path) -> torch.nn.Module:
     """Build the model with its parameters on ``meta`` and make the memory-mapped checkpoint tensors its
     parameters (strict, ``assign=True``): peak memory is about one copy of the weights, not two (random init
     plus the file's), and no time goes into a random initialisation that the load overwrites."""
     with parameters_on_meta():
         model = create_model_from_config(model_config, where)
-    load_state_dict_checked(model, load_ckpt_state_dict(checkpoint), strict=True, assign=True,
-                            what=f"{checkpoint} ({model_config['model_type']}, config: {where})")
+    load_weights_into(model, checkpoint, assign=True,
+                      what=f"{checkpoint} ({model_config['model_type']}, config: {where})")
     return model
 
 
@@ -172,4 +184,4 @@ def load_local_model(source: str | Path, config: str | Path | Mapping[str, Any] 
 
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "WEIGHTS_NAMES", "LoadedModel", "build_and_load", "find_checkpoint", "load_local_model",
-           "local_checkpoint", "model_files_dir", "read_config_for", "resolve_device"]
+           "load_weights_into", "local_checkpoint", "model_files_dir", "read_config_for", "resolve_device"]
