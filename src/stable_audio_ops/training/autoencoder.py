@@ -27,7 +27,19 @@ import torch
 from torch import nn
 
 from stable_audio_ops.config.schema import ConfigNode
+from stable_audio_ops.losses.mel import MultiScaleMelLoss
+from stable_audio_ops.models.bottlenecks import VAEBottleneck, WassersteinBottleneck
+from stable_audio_ops.models.discrete_bottlenecks import (
+    DACRVQBottleneck,
+    DACRVQVAEBottleneck,
+    RVQBottleneck,
+    RVQVAEBottleneck,
+)
+from stable_audio_ops.models.discriminators import create_discriminator_from_config
+from stable_audio_ops.models.factory import create_model_from_config
 from stable_audio_ops.training.ema import EMA
+from stable_audio_ops.training.losses.core import AuralossLoss, L1Loss, MSELoss, MultiLoss, ValueLoss
+from stable_audio_ops.training.losses.spectral import MultiResolutionSTFTLoss, SumAndDifferenceSTFTLoss
 from stable_audio_ops.training.optim import create_optimizer_from_config, create_scheduler_from_config
 
 WARMUP_MODES = ("adv", "full")
@@ -71,15 +83,6 @@ def bottleneck_loss_terms(bottleneck: nn.Module | None, loss_node: ConfigNode) -
     ``losses_gen.losses.{i}.weight``): KL for the VAE kinds (``bottleneck.weights.kl``, default 1e-6),
     the commitment loss of rvq/rvq_vae (x1), DAC's codebook (x1) and commitment (x0.25) losses, and the
     wasserstein MMD (``bottleneck.weights.mmd``, default 100)."""
-    from stable_audio_ops.models.bottlenecks import VAEBottleneck, WassersteinBottleneck
-    from stable_audio_ops.models.discrete_bottlenecks import (
-        DACRVQBottleneck,
-        DACRVQVAEBottleneck,
-        RVQBottleneck,
-        RVQVAEBottleneck,
-    )
-    from stable_audio_ops.training.losses.core import ValueLoss
-
     weights = loss_node.child("bottleneck", {}).child("weights", {})
     terms: list[nn.Module] = []
     if isinstance(bottleneck, (VAEBottleneck, RVQVAEBottleneck, DACRVQVAEBottleneck)):
@@ -100,9 +103,6 @@ def mel_loss_terms(loss_node: ConfigNode, sample_rate: int) -> list[nn.Module]:
     ``{"type": "multiscale_mel", "config": {...MultiScaleMelLoss args}, "weights": {"mel": w}}``. It holds
     no weights of its own and comes after every 0.0.20 term, so upstream configs keep their state-dict keys.
     """
-    from stable_audio_ops.losses.mel import MultiScaleMelLoss
-    from stable_audio_ops.training.losses.core import AuralossLoss
-
     if not loss_node.has("mel"):
         return []
     mel = loss_node.child("mel")
@@ -148,12 +148,6 @@ class AutoencoderTrainingModule(pl.LightningModule):
         path: str = "training",
     ):
         super().__init__()
-        from stable_audio_ops.training.losses.core import AuralossLoss, L1Loss, MSELoss, MultiLoss, ValueLoss
-        from stable_audio_ops.training.losses.spectral import (
-            MultiResolutionSTFTLoss,
-            SumAndDifferenceSTFTLoss,
-        )
-
         self.automatic_optimization = False
         self.autoencoder = autoencoder
         self.sample_rate = int(sample_rate)
@@ -409,8 +403,6 @@ class AutoencoderTrainingModule(pl.LightningModule):
 
 
 def _build_discriminator(node: ConfigNode, out_channels: int, sample_rate: int) -> nn.Module:
-    from stable_audio_ops.models.discriminators import create_discriminator_from_config
-
     # Upstream always feeds the discriminator the autoencoder's output channels (and DAC's the sample rate).
     return create_discriminator_from_config(node.data, node, in_channels=out_channels, sample_rate=sample_rate)
 
@@ -427,8 +419,6 @@ def create_autoencoder_training_module(
     training = root.child("training", {})
     use_ema = training.get("use_ema", "a bool", False)
     if use_ema and ema_copy is None:
-        from stable_audio_ops.models.factory import create_model_from_config
-
         ema_copy = create_model_from_config(model_config, source=source)
         ema_copy.load_state_dict(model.state_dict())
     optimizer_configs = training.get("optimizer_configs", "an object", None)
