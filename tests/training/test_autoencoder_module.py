@@ -254,7 +254,9 @@ def test_tiny_dac_and_seanet_autoencoders_train(kind: str) -> None:
 @pytest.mark.parametrize(
     ("disc_type", "disc_config"),
     [("oobleck", {}), ("dac", {"periods": [2, 3], "fft_sizes": [128]}),
-     ("dac", {"periods": [5], "rates": [2], "fft_sizes": [64], "use_hinge": True})],
+     ("dac", {"periods": [5], "rates": [2], "fft_sizes": [64], "use_hinge": True}),
+     ("big_vgan", {"periods": [2], "cqtd_filters": 4, "cqtd_dilations": [1], "cqtd_hop_lengths": [32],
+                   "cqtd_n_octaves": [3], "cqtd_bins_per_octaves": [12]})],
 )
 def test_each_discriminator_type_trains_a_tiny_autoencoder(disc_type, disc_config):
     cfg = fixture_config()

@@ -1,6 +1,7 @@
 """Adversarial critics for autoencoder training: EnCodec's multi-scale STFT discriminator, and the one
 registry (``DISCRIMINATORS``) of every ``loss_configs.discriminator.type``: ``encodec`` (here),
-``oobleck`` (:mod:`.oobleck_discriminator`) and ``dac`` (:mod:`.dac_discriminator`).
+``oobleck`` (:mod:`.oobleck_discriminator`), ``dac`` (:mod:`.dac_discriminator`) and ``big_vgan``
+(:mod:`.bigvgan_discriminator`).
 
 Layout and parameter names follow stable-audio-tools 0.0.20 exactly, because its training
 checkpoints store the discriminator under ``discriminator.discriminators.discriminators.{scale}.*``:
@@ -341,8 +342,27 @@ def _build_dac(config: ConfigNode, in_channels: int | None, sample_rate: int | N
         raise ConfigError(config.source, config.path, str(exc)) from exc
 
 
+def _build_big_vgan(config: ConfigNode, in_channels: int | None, sample_rate: int | None) -> nn.Module:
+    from stable_audio_ops.models.bigvgan_discriminator import CQTD_DEFAULTS, BigVGANDiscriminator
+
+    kwargs = _check_keys(config, ("use_hinge", "periods", "channels", "sample_rate", *CQTD_DEFAULTS), "big_vgan")
+    _auto_fill(config, kwargs, "channels", in_channels)
+    _auto_fill(config, kwargs, "sample_rate", sample_rate)
+    if "cqtd_in_channels" in kwargs and kwargs["cqtd_in_channels"] != kwargs.get("channels", 1):
+        raise config.error("cqtd_in_channels must equal the model's output channels", "cqtd_in_channels")
+    if "sample_rate" not in kwargs:
+        raise config.error("the big_vgan discriminator needs the model's sample rate", "sample_rate")
+    for key in ("periods", "cqtd_dilations", "cqtd_hop_lengths", "cqtd_n_octaves", "cqtd_bins_per_octaves"):
+        if key in kwargs:
+            config.get(key, "a list of ints")
+    try:
+        return BigVGANDiscriminator(**kwargs)
+    except ValueError as exc:
+        raise ConfigError(config.source, config.path, str(exc)) from exc
+
+
 # name -> builder(config node, in_channels, sample_rate)
-DISCRIMINATORS = {"encodec": _build_encodec, "oobleck": _build_oobleck, "dac": _build_dac}
+DISCRIMINATORS = {"encodec": _build_encodec, "oobleck": _build_oobleck, "dac": _build_dac, "big_vgan": _build_big_vgan}
 
 
 def create_discriminator_from_config(
