@@ -15,14 +15,12 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
-from torch import nn
 
 from stable_audio_ops.cli.args import parse_args_from_ini
 from stable_audio_ops.cli.train import main as train_main
 from stable_audio_ops.errors import CheckpointError, ConfigError
 from stable_audio_ops.models.checkpoints import save_model_checkpoint
 from stable_audio_ops.models.factory import create_model_from_config
-from stable_audio_ops.models.pretransforms import AutoencoderPretransform
 from stable_audio_ops.training.checkpointing import (
     AtomicCheckpointIO,
     check_resume_checkpoint,
@@ -30,7 +28,7 @@ from stable_audio_ops.training.checkpointing import (
 )
 from stable_audio_ops.training.distributed import plan_distribution, rank_seed, read_rank_reports
 from stable_audio_ops.training.factory import create_training_module_from_config
-from stable_audio_ops.training.initial_weights import load_initial_weights, remove_weight_norm_everywhere
+from stable_audio_ops.training.initial_weights import load_initial_weights
 from stable_audio_ops.training.options import TrainOptions
 from stable_audio_ops.training.run import run_training
 from stable_audio_ops.training.trainer import build_trainer, make_checkpoint_callback, resolve_precision
@@ -131,48 +129,6 @@ def test_seed_gets_the_rank_added(monkeypatch) -> None:
     assert rank_seed(42, devices_per_node=2) == 47
     monkeypatch.setenv("SLURM_PROCID", "3")  # upstream's variable wins
     assert rank_seed(42) == 45
-
-
-class _WithPretransform(nn.Module):
-    def __init__(self, autoencoder: nn.Module):
-        super().__init__()
-        self.pretransform = AutoencoderPretransform(autoencoder)
-
-
-def test_remove_pretransform_weight_norm_pre_and_post_load(tmp_path: Path) -> None:
-    config = json.loads(TINY_AE.read_text())
-    torch.manual_seed(0)
-    source = create_model_from_config(config)
-    with_wn = tmp_path / "vae_wn.safetensors"
-    save_model_checkpoint(source.state_dict(), with_wn)
-    latents = torch.randn(1, 4, 16)
-    with torch.no_grad():
-        expected = source.decode(latents)
-
-    # post_load: load the weight-normed checkpoint, then fold weight norm into plain weights
-    model = _WithPretransform(create_model_from_config(config))
-    load_initial_weights(model, TrainOptions(pretransform_ckpt_path=str(with_wn),
-                                             remove_pretransform_weight_norm="post_load"))
-    assert not any(k.endswith("weight_g") for k in model.pretransform.state_dict())
-    with torch.no_grad():
-        torch.testing.assert_close(model.pretransform.model.decode(latents), expected)
-
-    # pre_load: strip weight norm first, so the checkpoint must be a weight-norm-free one
-    assert remove_weight_norm_everywhere(source) > 0
-    without_wn = tmp_path / "vae_plain.safetensors"
-    save_model_checkpoint(source.state_dict(), without_wn)
-    model = _WithPretransform(create_model_from_config(config))
-    load_initial_weights(model, TrainOptions(pretransform_ckpt_path=str(without_wn),
-                                             remove_pretransform_weight_norm="pre_load"))
-    with torch.no_grad():
-        torch.testing.assert_close(model.pretransform.model.decode(latents), expected)
-    model = _WithPretransform(create_model_from_config(config))
-    with pytest.raises(CheckpointError, match="weight_g"):  # a weight-normed file no longer fits
-        load_initial_weights(model, TrainOptions(pretransform_ckpt_path=str(with_wn),
-                                                 remove_pretransform_weight_norm="pre_load"))
-
-    with pytest.raises(ConfigError, match="pretransform"):  # the flag needs a model that has one
-        load_initial_weights(create_model_from_config(config), TrainOptions(remove_pretransform_weight_norm="pre_load"))
 
 
 def test_pretrained_checkpoint_strict_by_default_partial_on_request(tmp_path: Path, caplog) -> None:
