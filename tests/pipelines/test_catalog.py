@@ -49,3 +49,32 @@ def test_layers_follow_the_flow_without_a_cycle() -> None:
         depends[layer] |= layered_ancestors(name, {name}) - {layer}
     order = list(TopologicalSorter(depends).static_order())  # raises CycleError on a cycle
     assert order.index("primary") < order.index("feature") < order.index("models") < order.index("reporting")
+
+
+PATH_KEYS = ("filepath", "folder", "run_dir", "model_filepath", "path")  # where the catalog's datasets write
+
+
+def test_each_dvc_stage_declares_what_its_pipeline_writes_as_outs() -> None:
+    """`dvc.yaml` mirrors the catalog: every file or folder a stage's pipeline saves is one of that stage's outs
+    (or inside one), so DVC caches and restores all of it and nothing is written behind its back."""
+    import yaml
+
+    catalog = OmegaConfigLoader(str(REPO / "conf"), base_env="base", default_run_env="base")["catalog"]
+    pipelines = register_pipelines()
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    checked, missing = 0, []
+    for stage_name, stage in stages.items():
+        if "--pipelines=" not in stage["cmd"]:
+            continue
+        outs = [next(iter(out)) if isinstance(out, dict) else out
+                for key in ("outs", "metrics", "plots") for out in stage.get(key, [])]
+        pipeline = pipelines[stage["cmd"].split("--pipelines=")[1].split()[0]]
+        for name in sorted(pipeline.all_outputs()):
+            for key in PATH_KEYS:
+                path = str(catalog.get(name, {}).get(key, ""))
+                if not path.startswith("data/"):
+                    continue
+                checked += 1
+                if not any(path == out or path.startswith(out.rstrip("/") + "/") for out in outs):
+                    missing.append(f"{stage_name}: {name}.{key} = {path}")
+    assert checked > 20 and missing == []
