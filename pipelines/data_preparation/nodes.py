@@ -22,8 +22,23 @@ from stable_audio_ops.data.preparation.split import (
     split_manifest_rows,
 )
 from stable_audio_ops.data.preparation.training_shards import shard_training_set
+from stable_audio_ops.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+# the settings whose output folder moved from the parameters to the catalog: section -> catalog entry
+FOLDER_DATASETS = {"demo": "demo_dataset_summary", "split": "dataset_split", "shards": "dataset_shards_summary"}
+
+
+def _settings(params: Mapping[str, Any], section: str) -> Parameters:
+    """``data_preparation.<section>``; an ``output_dir`` left there (an older conf/local override) is an error
+    saying where the folder is set now, rather than a path that is silently ignored."""
+    settings = Parameters(params, "data_preparation").sub(section)
+    if "output_dir" in settings:
+        raise ConfigError(settings.source, f"{settings.section}.output_dir",
+                          f"no longer a parameter: the folder is the catalog's ({FOLDER_DATASETS[section]}.folder "
+                          "in conf/base/catalog.yml; override it in conf/local/catalog.yml)")
+    return settings
 
 
 def render_demo_dataset(params: Mapping[str, Any]) -> WriteInto:
@@ -34,7 +49,7 @@ def render_demo_dataset(params: Mapping[str, Any]) -> WriteInto:
     renderer's own choice" (e.g. ``soundfont: null`` = the system's FluidR3_GM). Disabled, the writer touches
     nothing. The parameters are read now, so a missing key fails before any work.
     """
-    demo = Parameters(params, "data_preparation").sub("demo")
+    demo = _settings(params, "demo")
     if not demo["enabled"]:
         return lambda folder: {"enabled": False}
     options = {k: v for k, v in demo.data.items() if k != "enabled" and v is not None}
@@ -73,7 +88,7 @@ def split_dataset(manifest: list[dict[str, Any]], params: Mapping[str, Any]) -> 
     """Plan the train/test split of the readable files (demo rule or seeded by file); returns a writer that copies
     them into the catalog's folder (``dataset_split``) and returns the split manifest."""
     p = Parameters(params, "data_preparation")
-    split = p.sub("split")
+    split = _settings(params, "split")
     plan = plan_split(manifest, p["raw_dirs"], method=str(split["method"]),
                       test_fraction=float(split["test_fraction"]), seed=int(split["seed"]),
                       every_nth_pitch=int(split["every_nth_pitch"]))
@@ -106,7 +121,7 @@ def shard_dataset(dataset_split: dict[str, Any], params: Mapping[str, Any]) -> W
     p = Parameters(params, "data_preparation")
     if "shards" not in p or not p["shards.enabled"]:
         return lambda folder: {"enabled": False}
-    shards = p.sub("shards")
+    shards = _settings(params, "shards")
     rows = split_manifest_rows(dataset_split, TRAIN)
     options = {"dataset_id": p["dataset.id"], "random_crop": p["dataset.random_crop"],
                "samples_per_shard": shards["samples_per_shard"], "audio_format": shards["audio_format"],

@@ -49,6 +49,15 @@ def test_render_demo_dataset_does_nothing_when_disabled(tmp_path: Path) -> None:
     assert not (tmp_path / "notes").exists()
 
 
+def test_an_output_dir_left_in_the_parameters_says_the_folder_is_the_catalog_s(tmp_path: Path) -> None:
+    """An older conf/local override still naming split.output_dir must not be silently ignored."""
+    prep = yaml.safe_load((CONF / "parameters_data_preparation.yml").read_text())["data_preparation"]
+    prep["split"]["output_dir"] = str(tmp_path / "my_splits")
+    with pytest.raises(ConfigError, match=r"data_preparation\.split\.output_dir.*dataset_split\.folder"):
+        split_dataset([], prep)
+    assert not (tmp_path / "my_splits").exists()
+
+
 def test_a_conf_local_override_keeps_the_keys_it_does_not_name(tmp_path: Path) -> None:
     """The README's own-folder override names raw_dirs only; the split, demo and shard settings must survive."""
     import shutil
