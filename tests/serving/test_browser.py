@@ -27,6 +27,12 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 pytestmark = pytest.mark.slow
 
+# Enough sampler steps that generation outlasts several of the page's 250 ms status polls even on a fast
+# machine (CI once finished 8 steps of the fixture model in 0.3 s, before the first poll): the test must see
+# the page report steps, not race it.
+STEPS = 150
+MAX_STEPS = 200
+
 
 def _require_browser():
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists()]
@@ -61,7 +67,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server():
-    with uvicorn_server("--max-seconds", "1.0", "--max-steps", "20") as base:
+    with uvicorn_server("--max-seconds", "1.0", "--max-steps", str(MAX_STEPS)) as base:
         yield base
 
 
@@ -84,7 +90,7 @@ def test_user_generates_plays_and_downloads_audio(browser, server, tmp_path):
 
     browser.find_element("id", "prompt").send_keys("soft marimba arpeggio")
     _set(browser, "seconds", "0.5")
-    _set(browser, "steps", "8")
+    _set(browser, "steps", str(STEPS))
     _set(browser, "seed", "1234")
     # record every status the page shows while it works, and whether the progress bar moved
     browser.execute_script("""
@@ -100,7 +106,7 @@ def test_user_generates_plays_and_downloads_audio(browser, server, tmp_path):
         "const a = document.getElementById('player'); return a.src && a.readyState >= 1 && a.duration > 0;"))
     wait.until(lambda d: d.find_element("id", "status-text").text.startswith("Done in"))
     log = browser.execute_script("return window.statusLog")
-    assert log[0] == "Submitting…" and any(t.startswith("Step ") and "/8" in t for t in log), log
+    assert log[0] == "Submitting…" and any(t.startswith("Step ") and f"/{STEPS}" in t for t in log), log
     assert browser.execute_script("return window.barValues.some((v) => v > 0 && v <= 1)")
     assert browser.find_element("id", "progress").get_attribute("hidden") is not None  # gone when done
     # the spectrogram of the result, next to the player
@@ -134,8 +140,8 @@ def test_page_shows_the_reason_for_a_rejected_request(browser, server):
     browser.get(server + "/")
     wait = WebDriverWait(browser, 30)
     wait.until(lambda d: "Model" in d.find_element("id", "model-info").text)
-    _set(browser, "steps", "500")  # above the server limit (20): the server answers 422 with the reason
+    _set(browser, "steps", str(MAX_STEPS + 100))  # above the server limit: the server answers 422 with the reason
     browser.execute_script("document.getElementById('steps').removeAttribute('max')")  # bypass the form check
     browser.find_element("id", "generate").click()
-    wait.until(lambda d: "steps must be <= 20" in d.find_element("id", "status-text").text)
+    wait.until(lambda d: f"steps must be <= {MAX_STEPS}" in d.find_element("id", "status-text").text)
     assert "error" in browser.find_element("id", "status").get_attribute("class")
