@@ -46,9 +46,11 @@ class DiTWrapper(nn.Module):
                 negative_input_concat_cond: torch.Tensor | None = None,
                 cross_attn_cond_mask: torch.Tensor | None = None, global_embed: torch.Tensor | None = None,
                 negative_global_embed: torch.Tensor | None = None, return_info: bool = False,
+                exit_layer_ix: int | None = None,
                 **kwargs: Any) -> torch.Tensor | tuple[torch.Tensor, dict]:
         """``rescale_cfg`` and ``negative_input_concat_cond`` are accepted and ignored, as upstream (the
-        DiT's CFG rescale is ``scale_phi``; the uncond half reuses the input-concat conditioning)."""
+        DiT's CFG rescale is ``scale_phi``; the uncond half reuses the input-concat conditioning).
+        ``exit_layer_ix`` returns the hidden states after that transformer block (ARC's discriminator)."""
         if not batch_cfg:
             raise ValueError("the DiT only supports batch CFG (batch_cfg=True)")
         for name, value in kwargs.items():
@@ -74,6 +76,7 @@ class DiTWrapper(nn.Module):
             apg_scale=apg_scale,
             cfg_norm_threshold=cfg_norm_threshold,
             return_info=return_info,  # CFG++ samplers need the unconditional estimate
+            exit_layer_ix=exit_layer_ix,
         )
 
 

@@ -72,6 +72,26 @@ def padding_masks_from_metadata(metadata: Sequence[Mapping[str, Any]], length: i
     return torch.stack(rows).to(device) > 0.5
 
 
+def diffusion_input(diffusion: nn.Module, reals: torch.Tensor, metadata: Sequence[Mapping[str, Any]],
+                    pre_encoded: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latents of a batch for ``diffusion`` (a ConditionedDiffusionModelWrapper) and their ``[B, T]`` padding
+    masks: encoded by the frozen pretransform, or pre-encoded latents divided by its ``scale``. Shared with the
+    ARC module, which must see the data exactly as diffusion training does."""
+    pretransform = diffusion.pretransform
+    x = reals
+    if pretransform is not None:
+        if pre_encoded:
+            scale = getattr(pretransform, "scale", 1.0)
+            if scale != 1.0:
+                x = x / scale
+        else:
+            pretransform.train(pretransform.enable_grad)
+            with torch.set_grad_enabled(pretransform.enable_grad):
+                x = pretransform.encode(reals)
+    x = x.float() if x.dtype != next(diffusion.model.parameters()).dtype else x
+    return x, padding_masks_from_metadata(metadata, x.shape[-1], x.device)
+
+
 class DiffusionCondTrainingModule(pl.LightningModule):
     """Trains a ConditionedDiffusionModelWrapper (see the module docstring)."""
 
@@ -161,19 +181,7 @@ class DiffusionCondTrainingModule(pl.LightningModule):
     def diffusion_input(self, reals: torch.Tensor, metadata: Sequence[Mapping[str, Any]]
                         ) -> tuple[torch.Tensor, torch.Tensor]:
         """Latents to diffuse and their ``[B, T]`` padding masks."""
-        pretransform = self.diffusion.pretransform
-        x = reals
-        if pretransform is not None:
-            if self.pre_encoded:
-                scale = getattr(pretransform, "scale", 1.0)
-                if scale != 1.0:
-                    x = x / scale
-            else:
-                pretransform.train(pretransform.enable_grad)
-                with torch.set_grad_enabled(pretransform.enable_grad):
-                    x = pretransform.encode(reals)
-        x = x.float() if x.dtype != next(self.diffusion.model.parameters()).dtype else x
-        return x, padding_masks_from_metadata(metadata, x.shape[-1], x.device)
+        return diffusion_input(self.diffusion, reals, metadata, self.pre_encoded)
 
     def add_inpainting(self, conditioning: dict, x: torch.Tensor, padding_masks: torch.Tensor) -> None:
         if self.inpaint_mask_kwargs is None:

@@ -1,4 +1,5 @@
-"""One factory for training modules, keyed by ``model_type`` (autoencoder now; diffusion types later)."""
+"""One factory for training modules, keyed by ``model_type``; a diffusion_cond(_inpaint) config whose
+``training`` has ``arc`` gets the ARC post-training module instead of diffusion training, as upstream."""
 
 from __future__ import annotations
 
@@ -8,15 +9,24 @@ import lightning.pytorch as pl
 from torch import nn
 
 from stable_audio_ops.config.schema import ConfigNode, lookup
+from stable_audio_ops.training.arc_factory import create_arc_training_module
 from stable_audio_ops.training.autoencoder import create_autoencoder_training_module
 from stable_audio_ops.training.diffusion import create_diffusion_cond_training_module
 
 TrainingModuleBuilder = Callable[..., pl.LightningModule]
 
+
+def _diffusion_cond_module(model_config: dict, model: nn.Module, source: str = "<model config>") -> pl.LightningModule:
+    training = model_config.get("training")
+    if isinstance(training, dict) and "arc" in training:
+        return create_arc_training_module(model_config, model, source=source)
+    return create_diffusion_cond_training_module(model_config, model, source=source)
+
+
 TRAINING_MODULES: dict[str, TrainingModuleBuilder] = {
     "autoencoder": create_autoencoder_training_module,
-    "diffusion_cond": create_diffusion_cond_training_module,
-    "diffusion_cond_inpaint": create_diffusion_cond_training_module,
+    "diffusion_cond": _diffusion_cond_module,
+    "diffusion_cond_inpaint": _diffusion_cond_module,
 }
 
 

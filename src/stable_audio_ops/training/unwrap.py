@@ -49,7 +49,7 @@ UNWRAP_RULES: dict[str, UnwrapRule] = {
 
 # Prefixes that mark a state dict as a training-wrapper state dict (any model type).
 WRAPPER_PREFIXES = ("autoencoder.", "autoencoder_ema.", "discriminator.", "losses_gen.", "losses_disc.",
-                    "diffusion.", "diffusion_ema.", "losses.")
+                    "diffusion.", "diffusion_ema.", "losses.", "teacher_model.", "discriminator_head.")
 
 
 def read_training_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
