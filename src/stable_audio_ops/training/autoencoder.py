@@ -15,6 +15,13 @@ which change the numbers that are trained:
 - losses are computed in float32 with autocast off, so ``bf16-mixed``/``16-mixed`` never feed
   half-precision audio into STFTs (CPU STFT has no bf16 kernel);
 - a scheduler may be configured for only one of the two optimizers (upstream needs both or none).
+
+Training keys of 0.0.20 beyond the basics, each in its own module where it has code of its own:
+``teacher_model``/``teacher_model_ckpt`` (:mod:`.distillation`), ``eval_loss_configs``
+(:mod:`.eval_losses`), ``num_synthetic_chirps`` (:mod:`.chirps`) and ``decoder_finetune`` (only the
+decoder and pretransform are optimised; the encoder runs without gradients). ``decoder_loss`` is refused:
+it asks the decoder for a generative loss of its own, which no decoder of 0.0.20 (or of this package) has,
+so 0.0.20 fails on it at the first step. docs/autoencoder-training.md has a paragraph per key.
 """
 
 from __future__ import annotations
@@ -37,7 +44,15 @@ from stable_audio_ops.models.discrete_bottlenecks import (
 )
 from stable_audio_ops.models.discriminators import create_discriminator_from_config
 from stable_audio_ops.models.factory import create_model_from_config
+from stable_audio_ops.training.chirps import append_synthetic_chirps, chirp_band
+from stable_audio_ops.training.distillation import (
+    add_teacher_outputs,
+    build_teacher,
+    cross_gan_losses,
+    distillation_loss_terms,
+)
 from stable_audio_ops.training.ema import EMA
+from stable_audio_ops.training.eval_losses import create_eval_losses, eval_loss_values
 from stable_audio_ops.training.losses.core import AuralossLoss, L1Loss, MSELoss, MultiLoss, ValueLoss
 from stable_audio_ops.training.losses.spectral import MultiResolutionSTFTLoss, SumAndDifferenceSTFTLoss
 from stable_audio_ops.training.optim import create_optimizer_from_config, create_scheduler_from_config
@@ -144,6 +159,10 @@ class AutoencoderTrainingModule(pl.LightningModule):
         force_input_mono: bool = False,
         latent_mask_ratio: float = 0.0,
         clip_grad_norm: float = 0.0,
+        teacher_model: nn.Module | None = None,
+        eval_loss_config: dict | None = None,
+        decoder_finetune: bool = False,
+        num_synthetic_chirps: int = 0,
         source: str = "<model config>",
         path: str = "training",
     ):
@@ -160,6 +179,14 @@ class AutoencoderTrainingModule(pl.LightningModule):
         self.latent_mask_ratio = float(latent_mask_ratio)
         self.clip_grad_norm = float(clip_grad_norm)
         self.lr = lr
+        self.teacher_model = teacher_model
+        self.decoder_finetune = bool(decoder_finetune)
+        self.num_synthetic_chirps = int(num_synthetic_chirps)
+        if self.num_synthetic_chirps > 0:
+            try:
+                chirp_band(sample_rate)
+            except ValueError as exc:
+                raise ConfigNode({}, source, path).error(str(exc), "num_synthetic_chirps") from exc
 
         if optimizer_configs is None:
             if lr is None:
@@ -207,14 +234,18 @@ class AutoencoderTrainingModule(pl.LightningModule):
             ]
         else:
             self.discriminator = None
-        # Discriminator steps never touch the autoencoder's parameters: DDP must not wait for their grads.
-        self.ddp_find_unused_parameters = self.use_disc
+        # Discriminator steps never touch the autoencoder's parameters, and decoder_finetune never the
+        # encoder's: DDP must not wait for their grads.
+        self.ddp_find_unused_parameters = self.use_disc or self.decoder_finetune
 
-        gen_terms.append(
-            AuralossLoss(self.sdstft, input_key="decoded", target_key="reals", name="mrstft_loss",
-                         weight=mrstft_weight, decay=stft_decay)
-        )
-        if out_channels == 2:
+        if self.teacher_model is not None:
+            gen_terms += distillation_loss_terms(self.sdstft, mrstft_weight, stft_decay, loss_node)
+        else:
+            gen_terms.append(
+                AuralossLoss(self.sdstft, input_key="decoded", target_key="reals", name="mrstft_loss",
+                             weight=mrstft_weight, decay=stft_decay)
+            )
+        if out_channels == 2 and self.teacher_model is None:
             gen_terms += [
                 AuralossLoss(self.lrstft, input_key="decoded_left", target_key="reals_left", name="stft_loss_left",
                              weight=mrstft_weight / 2, decay=stft_decay),
@@ -250,6 +281,17 @@ class AutoencoderTrainingModule(pl.LightningModule):
             self.autoencoder_ema = EMA(
                 self.autoencoder, ema_model=ema_copy, beta=0.9999, power=3 / 4, update_every=1, update_after_step=1
             )
+        self.eval_losses = create_eval_losses(
+            ConfigNode(eval_loss_config if eval_loss_config is not None else {}, source, f"{path}.eval_loss_configs"),
+            self.sample_rate,
+        )
+
+    def train(self, mode: bool = True):
+        """Lightning puts every submodule in train mode at fit start; the teacher stays frozen in eval."""
+        super().train(mode)
+        if self.teacher_model is not None:
+            self.teacher_model.eval()
+        return self
 
     # --- optimizers ---------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -261,10 +303,20 @@ class AutoencoderTrainingModule(pl.LightningModule):
                 entry["lr_scheduler"] = {"scheduler": scheduler, "interval": "step"}
             return entry
 
-        entries = [build("autoencoder", self.autoencoder.parameters())]
+        entries = [build("autoencoder", self.generator_parameters())]
         if self.use_disc:
             entries.append(build("discriminator", self.discriminator.parameters()))
         return entries
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        """What the generator optimizer trains: the whole autoencoder, or with ``decoder_finetune`` only the
+        decoder and the pretransform (0.0.20's choice; the bottleneck and encoder stay as they are)."""
+        if not self.decoder_finetune:
+            return list(self.autoencoder.parameters())
+        params = list(self.autoencoder.decoder.parameters())
+        if getattr(self.autoencoder, "pretransform", None) is not None:
+            params += list(self.autoencoder.pretransform.parameters())
+        return params
 
     def _optimizers_and_schedulers(self):
         optimizers = self.optimizers()
@@ -287,22 +339,28 @@ class AutoencoderTrainingModule(pl.LightningModule):
         warmed_up = step >= self.warmup_steps
         return bool(self.use_disc and step % 2 == 1 and (self.warmup_mode == "adv" or warmed_up))
 
-    def _reconstruct(self, reals: torch.Tensor, warmed_up: bool) -> dict[str, torch.Tensor]:
+    def _reconstruct(self, reals: torch.Tensor, warmed_up: bool, model: nn.Module | None = None,
+                     training: bool = True) -> dict[str, torch.Tensor]:
+        """Encode and decode ``reals`` with ``model`` (the trained autoencoder by default) into the loss info.
+
+        ``training`` applies the training-only parts: latent masking (``latent_mask_ratio``)."""
+        model = self.autoencoder if model is None else model
         encoder_input = reals
         if self.force_input_mono and encoder_input.shape[1] > 1:
             encoder_input = encoder_input.mean(dim=1, keepdim=True)
         info: dict[str, torch.Tensor] = {"reals": reals, "encoder_input": encoder_input}
-        if warmed_up and self.encoder_freeze_on_warmup:
+        if self.decoder_finetune or (warmed_up and self.encoder_freeze_on_warmup):
             with torch.no_grad():
-                latents, encoder_info = self.autoencoder.encode(encoder_input, return_info=True)
+                latents, encoder_info = model.encode(encoder_input, return_info=True)
         else:
-            latents, encoder_info = self.autoencoder.encode(encoder_input, return_info=True)
+            latents, encoder_info = model.encode(encoder_input, return_info=True)
         info.update(encoder_info)
         info["latents"] = latents  # after the update: DAC bottlenecks report their projections as "latents"
-        if self.latent_mask_ratio > 0.0:
+        if training and self.latent_mask_ratio > 0.0:
             mask = torch.rand_like(latents) < self.latent_mask_ratio
             latents = torch.where(mask, torch.zeros_like(latents), latents)
-        decoded = self.autoencoder.decode(latents)
+        info["decoder_latents"] = latents
+        decoded = model.decode(latents)
         decoded, reals = trim_to_shortest(decoded, reals)
         # Losses in float32 whatever the autocast precision (see module docstring).
         info["decoded"] = decoded.float()
@@ -315,17 +373,22 @@ class AutoencoderTrainingModule(pl.LightningModule):
         return info
 
     def training_step(self, batch, batch_idx):
-        reals = _audio_from_batch(batch)
+        reals = append_synthetic_chirps(_audio_from_batch(batch), self.sample_rate, self.num_synthetic_chirps)
         step = int(self.global_step)
         warmed_up = step >= self.warmup_steps
         disc_step = self.is_discriminator_step(step)
         opt_gen, opt_disc, sched_gen, sched_disc = self._optimizers_and_schedulers()
 
+        distilling = self.teacher_model is not None
         if disc_step:
             with torch.no_grad():
                 info = self._reconstruct(reals, warmed_up)
+                if distilling and warmed_up:
+                    add_teacher_outputs(info, self.autoencoder, self.teacher_model)
             with torch.autocast(device_type=self.device.type, enabled=False):
                 loss_dis, _, _ = self.discriminator.loss(info["reals"], info["decoded"])
+                if distilling and warmed_up:
+                    loss_dis = loss_dis + cross_gan_losses(self.discriminator, info)["loss_dis"]
                 info["loss_dis"] = loss_dis
                 loss, losses = self.losses_disc(info)
             opt_disc.zero_grad()
@@ -338,10 +401,19 @@ class AutoencoderTrainingModule(pl.LightningModule):
             log = {"train/disc_lr": opt_disc.param_groups[0]["lr"]}
         else:
             info = self._reconstruct(reals, warmed_up)
+            cross_log: dict[str, torch.Tensor] = {}
+            if distilling:
+                add_teacher_outputs(info, self.autoencoder, self.teacher_model)
             with torch.autocast(device_type=self.device.type, enabled=False):
                 if self.use_disc:
                     if warmed_up:
                         _, loss_adv, fm = self.discriminator.loss(info["reals"], info["decoded"])
+                        if distilling:
+                            cross = cross_gan_losses(self.discriminator, info)
+                            loss_adv = loss_adv + cross.pop("loss_adv")
+                            fm = fm + cross.pop("feature_matching_distance")
+                            cross.pop("loss_dis")
+                            cross_log = {f"train/{name}": value.detach() for name, value in cross.items()}
                     else:
                         loss_adv = fm = torch.zeros((), device=reals.device)
                     info["loss_adv"], info["feature_matching_distance"] = loss_adv, fm
@@ -360,6 +432,7 @@ class AutoencoderTrainingModule(pl.LightningModule):
                 "train/latent_std": info["latents"].detach().float().std(),
                 "train/data_std": info["encoder_input"].detach().float().std(),
                 "train/gen_lr": opt_gen.param_groups[0]["lr"],
+                **cross_log,
             }
         for name, value in losses.items():
             log[f"train/{name}"] = value.detach()
@@ -385,13 +458,16 @@ class AutoencoderTrainingModule(pl.LightningModule):
 
     # --- validation (only with a validation dataset) ----------------------------------------------
     def validation_step(self, batch, batch_idx):
+        """``val/mrstft_loss``, ``val/l1_time_loss`` and the ``eval_loss_configs`` metrics of the model that
+        would be exported (the EMA copy when EMA is on, as 0.0.20 scores it), without latent masking."""
         reals = _audio_from_batch(batch)
         with torch.no_grad():
-            info = self._reconstruct(reals, warmed_up=True)
+            info = self._reconstruct(reals, warmed_up=True, model=self.inference_model(), training=False)
             with torch.autocast(device_type=self.device.type, enabled=False):
                 values = {
                     "val/mrstft_loss": self.sdstft(info["reals"], info["decoded"]),
                     "val/l1_time_loss": torch.nn.functional.l1_loss(info["decoded"], info["reals"]),
+                    **eval_loss_values(self.eval_losses, info["decoded"], info["reals"]),
                 }
         self.log_dict(values, on_epoch=True, sync_dist=True, batch_size=reals.shape[0])
         return values
@@ -405,6 +481,37 @@ class AutoencoderTrainingModule(pl.LightningModule):
 def _build_discriminator(node: ConfigNode, out_channels: int, sample_rate: int) -> nn.Module:
     # Upstream always feeds the discriminator the autoencoder's output channels (and DAC's the sample rate).
     return create_discriminator_from_config(node.data, node, in_channels=out_channels, sample_rate=sample_rate)
+
+
+# 0.0.20 training keys and loss blocks that change training but are not implemented here: refused rather
+# than ignored. (key, whether a value means "on", why).
+UNSUPPORTED_TRAINING_KEYS = (
+    ("stride_curriculum", lambda v: v is not None, "it needs encoders/decoders that take override_stride, "
+     "which no 0.0.20 encoder type has"),
+    ("tail_masking_max_patches", lambda v: bool(v), "it zeroes the last patches of a patched pretransform's "
+     "input, which is not implemented here"),
+)
+UNSUPPORTED_LOSS_BLOCKS = {
+    "mrmel": "the DAC-style mel loss of 0.0.20 is not implemented here; loss_configs.mel is this package's "
+             "multi-scale log-mel loss",
+    "hubert": "it needs pretrained HuBERT/WavLM weights from torchaudio, which this package does not load",
+    "clap": "it needs a pretrained CLAP model",
+    "contrastive": "it needs 0.0.20's LatentAudioCritic (and T5Gemma for text), not implemented here",
+    "jepa": "it needs 0.0.20's LatentJEPA, not implemented here",
+    "generative": "it needs 0.0.20's latent diffusion critic, not implemented here",
+    "semantic_regressors": "it needs torchaudio's prototype chroma transforms, not implemented here",
+}
+
+
+def refuse_unsupported_keys(training: ConfigNode) -> None:
+    """Raise for a 0.0.20 key that would change training but is not implemented (never ignore it)."""
+    for key, is_on, why in UNSUPPORTED_TRAINING_KEYS:
+        if training.has(key) and is_on(training.data[key]):
+            raise training.error(f"not supported: {why}; remove the key", key)
+    losses = training.child("loss_configs", {})
+    for key, why in UNSUPPORTED_LOSS_BLOCKS.items():
+        if losses.has(key):
+            raise losses.error(f"not supported: {why}; remove the block", key)
 
 
 def create_autoencoder_training_module(
@@ -421,6 +528,14 @@ def create_autoencoder_training_module(
     if use_ema and ema_copy is None:
         ema_copy = create_model_from_config(model_config, source=source)
         ema_copy.load_state_dict(model.state_dict())
+    refuse_unsupported_keys(training)
+    if training.get("decoder_loss", "a bool", False):
+        raise training.error(
+            "decoder_loss asks the decoder for a generative loss of its own (decode(..., return_loss=True) "
+            "with the pretransform output as target); no decoder type of stable-audio-tools 0.0.20 or of this "
+            "package has one (0.0.20 fails at the first step), so it cannot be trained; set it to false",
+            "decoder_loss",
+        )
     optimizer_configs = training.get("optimizer_configs", "an object", None)
     lr = training.get("learning_rate", "a positive number", None)
     loss_configs = training.get("loss_configs", "an object", None)
@@ -438,6 +553,10 @@ def create_autoencoder_training_module(
         force_input_mono=training.get("force_input_mono", "a bool", False),
         latent_mask_ratio=training.get("latent_mask_ratio", "a non-negative number", 0.0),
         clip_grad_norm=training.get("clip_grad_norm", "a non-negative number", 0.0),
+        teacher_model=build_teacher(training, model),
+        eval_loss_config=training.get("eval_loss_configs", "an object", None),
+        decoder_finetune=training.get("decoder_finetune", "a bool", False),
+        num_synthetic_chirps=training.get("num_synthetic_chirps", "a non-negative int", 0),
         source=source,
         path="training",
     )
