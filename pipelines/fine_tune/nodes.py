@@ -5,8 +5,8 @@ Data flow: the pretrained model (a Stable Audio Open-style folder, a checkpoint 
 local files and an identity; its autoencoder pretransform is written out and encodes the prepared train split;
 the fine-tune config is the base's own config plus the fine-tune settings; training starts from the base weights
 (``--pretrained-ckpt-path``, strict) in a nested MLflow run; the result is exported as a merged model and, for
-LoRA, an adapter; the base and the fine-tuned model are judged on the same held-out captions; the merged model is
-registered with the base, adapter, data and run as lineage.
+LoRA, an adapter; the base and the fine-tuned model are judged on the same held-out captions; the merged model
+and/or the adapter alone (naming its base) are registered with the base, adapter, data and run as lineage.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pipelines.parameters import Parameters
 from stable_audio_ops.inference.pre_encode import pre_encode_training_set
 from stable_audio_ops.models.pretransform_file import write_pretransform_autoencoder
 from stable_audio_ops.tracking.pretrained import resolve_pretrained_model
-from stable_audio_ops.tracking.registration import register_fine_tuned
+from stable_audio_ops.tracking.registration import fine_tune_registry_kinds, register_fine_tune_versions
 from stable_audio_ops.training.fine_tune import export_adapter, fine_tune_model_config, lora_config_of
 from stable_audio_ops.training.tracked import LossReport, train_in_process, unwrap_trained_model
 
@@ -63,6 +63,7 @@ def pre_encode_latents(pretransform_model: Mapping[str, Any], dataset_config: di
 def build_fine_tune_config(base_model: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     """The base's config with the fine-tune's mode, LoRA, optimizer, EMA, checkpointing and crop length."""
     p = Parameters(params, "fine_tune")
+    fine_tune_registry_kinds(p["registry.register"], p["mode"], p.source)  # a wrong choice fails before training
     return fine_tune_model_config(base_model["model_config"], mode=p["mode"], lora=p["lora"],
                                   optimizer=p["optimizer"], sample_size=int(p["pre_encode.sample_size"]),
                                   use_ema=bool(p["use_ema"]), gradient_checkpointing=bool(p["gradient_checkpointing"]),
@@ -113,9 +114,11 @@ def evaluate_against_base(base_model: Mapping[str, Any], fine_tuned_model: Mappi
 
 def register_fine_tune(fine_tuned_model: Mapping[str, Any], adapter: Mapping[str, Any], base_model: Mapping[str, Any],
                        evaluation: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
-    """Register the merged model with its lineage (base, mode, adapter, data, training run) and scores."""
+    """Register the merged model and/or the adapter alone (``registry.register``: merged | adapter | both), each
+    with the same lineage (base, mode, adapter, data, training run) and scores."""
     p = Parameters(params, "fine_tune")
-    return register_fine_tuned(fine_tuned_model["path"], p["registry.name"], base_model=base_model, mode=p["mode"],
-                               adapter=adapter if adapter.get("path") else None,
-                               training_run_id=fine_tuned_model.get("mlflow_run_id"),
-                               metrics=evaluation["fine_tuned"])
+    return register_fine_tune_versions(fine_tuned_model["path"], adapter, register=p["registry.register"],
+                                       merged_name=p["registry.name"], adapter_name=p["registry.adapter_name"],
+                                       base_model=base_model, mode=p["mode"],
+                                       training_run_id=fine_tuned_model.get("mlflow_run_id"),
+                                       metrics=evaluation["fine_tuned"])

@@ -3,7 +3,8 @@ folder layout of Stable Audio Open, LoRA-fine-tuned for a few steps on rendered 
 
 What a user relies on: the latents come from the base's own pretransform; only the adapted layers change; the
 adapter file holds adapter tensors only and names its base; base + adapter (unmerged) gives the merged model's
-output; base and fine-tune are judged on the same captions; the registered version records its base."""
+output; base and fine-tune are judged on the same captions; the registered versions (merged, and the adapter alone,
+which loads by alias as base + adapter) record the same lineage."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def prepared_data(root: Path) -> tuple[dict, dict]:
 
 def fine_tune_params(base: Path) -> dict:
     params = yaml.safe_load((REPO / "conf/base/parameters_fine_tune.yml").read_text())["fine_tune"]
-    params.update(base_model=str(base), registry={"name": "t-fine-tuned"},
+    params.update(base_model=str(base), registry={"register": "both", "name": "t-fine-tuned",
+                                                      "adapter_name": "t-fine-tuned-lora"},
                   lora={"rank": 4, "alpha": 8, "dropout": 0.0, "targets": ["self_attn", "cross_attn", "ff"]})
     params["optimizer"]["config"]["lr"] = 1e-2
     params["pre_encode"].update(sample_size=1024, batch_size=4)
@@ -123,9 +125,19 @@ def test_lora_fine_tune_pipeline_from_a_model_folder(tmp_path, monkeypatch) -> N
     assert evaluation["delta"]["pitch_acc_acf"] == pytest.approx(
         evaluation["fine_tuned"]["pitch_acc_acf"] - evaluation["base"]["pitch_acc_acf"])
 
-    registration = out["fine_tune_registration"]
+    # registry.register: both -> a merged version and an adapter-only version, with the same lineage
+    registration = out["fine_tune_registration"]["merged"]
     assert registration["fine_tune_mode"] == "lora" and registration["base_model_source"] == str(base)
     assert registration["adapter_sha256"] == file_sha256(adapter["path"])
     registered = load_model(f"models:/t-fine-tuned/{registration['version']}")
     assert state_dict_sha256(registered.model.state_dict()) == state_dict_sha256(merged_state)
+    adapter_version = out["fine_tune_registration"]["adapter"]
+    lineage = ("base_model_source", "base_model_weights_file_sha256", "lora_config", "adapter_sha256", "git_commit",
+               "dvc_data_hash", "training_run_id", "eval.pitch_acc_acf")
+    assert {k: adapter_version[k] for k in lineage} == {k: registration[k] for k in lineage}
+    assert (adapter_version["version_kind"], registration["version_kind"]) == ("adapter", "merged")
+    by_alias = load_model("models:/t-fine-tuned-lora@challenger").model  # base + adapter, from the registry
+    with torch.no_grad():
+        torch.testing.assert_close(by_alias(x, t, cond=by_alias.conditioner(meta, "cpu")),
+                                   unmerged(x, t, cond=unmerged.conditioner(meta, "cpu")), atol=0, rtol=0)
 

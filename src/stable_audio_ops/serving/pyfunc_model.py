@@ -12,6 +12,8 @@ registry only ships the file, it never imports it.
   audio in both. Each row returns ``audio_wav_base64`` (16-bit WAV), ``sample_rate``, ``seed``,
   ``num_samples`` and ``channels``.
 - Autoencoders: rows with ``audio_wav_base64`` come back reconstructed (encode -> decode).
+- Adapter-only versions (artifacts ``adapter`` + ``base_model``) load their base (the registry at
+  ``MLFLOW_TRACKING_URI``, or ``$SAO_BASE_MODEL``) and apply the adapter, then serve as a diffusion model.
 
 Inputs: rows with a ``prompt`` as a DataFrame, a list of dicts or one dict, checked by MLflow against the
 version's signature (:func:`stable_audio_ops.tracking.model_card.model_signature`); the generation settings
@@ -72,8 +74,12 @@ class StableAudioModel(mlflow.pyfunc.PythonModel):
     """Generates audio from prompts (diffusion) or reconstructs audio (autoencoder)."""
 
     def load_context(self, context: Any) -> None:
-        weights = Path(context.artifacts["weights"])
-        loaded = load_model(weights, Path(context.artifacts["model_config"]), "auto", model_types=PYFUNC_MODEL_TYPES,
+        artifacts = context.artifacts
+        if "adapter" in artifacts:  # an adapter-only version: its folder names the base (tracking.adapter_versions)
+            weights, config = Path(artifacts["adapter"]).parent, None
+        else:
+            weights, config = Path(artifacts["weights"]), Path(artifacts["model_config"])
+        loaded = load_model(weights, config, "auto", model_types=PYFUNC_MODEL_TYPES,
                             purpose="served by the MLflow pyfunc")
         self.model_type = loaded.model_type
         self.model, self.device = loaded.model, loaded.device

@@ -10,7 +10,9 @@ version's requirements can run it), with a signature, an input example and a des
 :func:`promote_if_better`. So the same version serves three ways: ``mlflow models serve``, our
 FastAPI server / generate command and :func:`stable_audio_ops.tracking.loading.load_model` in Python (which
 looks into ``artifacts/``). :func:`download_registered_model` (one ``models:/`` URI -> a local folder +
-registry facts) is how that loader resolves ``models:/`` sources.
+registry facts) is how that loader resolves ``models:/`` sources. A fine-tune may instead register its LoRA
+adapter alone, naming its base (:mod:`stable_audio_ops.tracking.adapter_versions`, same pyfunc, other artifacts:
+:func:`log_pyfunc_version` is the part both share).
 
 Aliases, not stages: every new version gets ``challenger``; :func:`promote_if_better` moves ``champion``
 to it only when it beats the current champion on the chosen metrics (or there is none), and writes the
@@ -173,6 +175,79 @@ def _source_run(client: Any, training_run_id: str | None) -> Any:
         return None
 
 
+def existing_version(name: str, weights_sha256: str, model_type: str, tags: Mapping[str, str],
+                     tracking_uri: str | None = None) -> RegisteredVersion | None:
+    """The version of ``name`` already holding these weights (its tags updated with ``tags``), or None: so a
+    re-run registers nothing new and moves no alias."""
+    client = _client(tracking_uri)
+    existing = find_version_by_weights(name, weights_sha256)
+    if existing is None:
+        return None
+    for key, value in tags.items():
+        client.set_model_version_tag(name, existing.version, key, value)
+    return RegisteredVersion(name=name, version=str(existing.version), run_id=existing.run_id,
+                             weights_sha256=weights_sha256, model_type=model_type, new=False,
+                             aliases=list(getattr(existing, "aliases", []) or []))
+
+
+def log_pyfunc_version(name: str, artifacts: Mapping[str, str | Path], *, model_type: str, config: Mapping[str, Any],
+                       weights_sha256: str, tags: Mapping[str, str], description: str | None = None,
+                       model_description: str | None = None, alias: str | None = CHALLENGER,
+                       artifact_name: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
+                       tracking_uri: str | None = None, training_run_id: str | None = None) -> RegisteredVersion:
+    """Log staged ``artifacts`` as the pyfunc of a new version of ``name`` and register it: the layout every
+    version shares (signature and input example for ``config``, requirements, this package as code), tagged
+    ``weights_sha256``, ``model_type`` and ``tags``, described, ``alias`` pointed at it. What the artifacts are
+    (a full model, or an adapter naming its base) is the caller's; :mod:`~stable_audio_ops.serving.pyfunc_model`
+    reads them by their keys."""
+    import mlflow.pyfunc
+
+    import mlflow
+
+    client = _client(tracking_uri)
+    source = _source_run(client, training_run_id)
+    started_here = mlflow.active_run() is None
+    if started_here:
+        mlflow.set_experiment(experiment)
+        mlflow.start_run(run_name=f"register-{name}")
+    try:
+        run_id = source.info.run_id if source is not None else mlflow.active_run().info.run_id
+        experiment_id = source.info.experiment_id if source is not None else mlflow.active_run().info.experiment_id
+        model_name = artifact_name or name.replace("-", "_")
+        logged = mlflow.initialize_logged_model(name=model_name, source_run_id=run_id, model_type=model_type,
+                                                experiment_id=experiment_id)
+        with tempfile.TemporaryDirectory(prefix="sao-register-code-") as tmp:
+            info = mlflow.pyfunc.log_model(
+                name=model_name,
+                model_id=logged.model_id,
+                python_model=str(PYFUNC_CODE),
+                artifacts={key: str(value) for key, value in artifacts.items()},
+                code_paths=[str(_stage_package(Path(tmp)))],
+                pip_requirements=model_card.pip_requirements(),
+                signature=model_card.model_signature(model_type),
+                input_example=model_card.input_example(model_type, config),
+                registered_model_name=name,
+                metadata={"model_type": model_type, "weights_sha256": weights_sha256},
+            )
+    finally:
+        if started_here:
+            mlflow.end_run()
+    version = str(info.registered_model_version)
+    for key, value in {"weights_sha256": weights_sha256, "model_type": model_type, **tags}.items():
+        client.set_model_version_tag(name, version, key, str(value))
+    client.update_model_version(name, version,
+                                description=description or model_card.version_description(model_type, config, run_id))
+    if not client.get_registered_model(name).description:
+        client.update_registered_model(name, description=model_description or MODEL_DESCRIPTIONS.get(
+            model_type, MODEL_DESCRIPTIONS["diffusion"]))
+    aliases = []
+    if alias:
+        client.set_registered_model_alias(name, alias, version)
+        aliases.append(alias)
+    return RegisteredVersion(name=name, version=version, run_id=run_id, weights_sha256=weights_sha256,
+                             model_type=model_type, new=True, aliases=aliases)
+
+
 def log_model_to_registry(unwrapped_path: str | Path, name: str, *, model_config: Mapping[str, Any] | None = None,
                           tags: Mapping[str, Any] | None = None, description: str | None = None,
                           alias: str | None = CHALLENGER, artifact_name: str | None = None,
@@ -187,69 +262,22 @@ def log_model_to_registry(unwrapped_path: str | Path, name: str, *, model_config
     and points ``alias`` (default ``challenger``) at it. With ``reuse_identical`` an already registered
     version holding the same weights is returned unchanged (``new=False``; its tags are updated with ``tags``).
     """
-    import mlflow.pyfunc
-
-    import mlflow
-
-    client = _client(tracking_uri)
     path = Path(unwrapped_path)
     config, state_dict = _read_unwrapped(path, model_config)
     weights_sha = state_dict_sha256(state_dict)
     model_type = str(config["model_type"])
     extra_tags = {k: str(v) for k, v in (tags or {}).items()}
-    if reuse_identical:
-        existing = find_version_by_weights(name, weights_sha)
-        if existing is not None:
-            for key, value in extra_tags.items():
-                client.set_model_version_tag(name, existing.version, key, value)
-            return RegisteredVersion(name=name, version=str(existing.version), run_id=existing.run_id,
-                                     weights_sha256=weights_sha, model_type=model_type, new=False,
-                                     aliases=list(getattr(existing, "aliases", []) or []))
-
-    source = _source_run(client, training_run_id)
-    started_here = mlflow.active_run() is None
-    if started_here:
-        mlflow.set_experiment(experiment)
-        mlflow.start_run(run_name=f"register-{name}")
-    try:
-        run_id = source.info.run_id if source is not None else mlflow.active_run().info.run_id
-        experiment_id = source.info.experiment_id if source is not None else mlflow.active_run().info.experiment_id
-        model_name = artifact_name or name.replace("-", "_")
-        logged = mlflow.initialize_logged_model(name=model_name, source_run_id=run_id, model_type=model_type,
-                                                experiment_id=experiment_id)
-        with tempfile.TemporaryDirectory(prefix="sao-register-") as tmp:
-            staged = Path(tmp)
-            _stage_model_files(path, config, state_dict, staged)
-            info = mlflow.pyfunc.log_model(
-                name=model_name,
-                model_id=logged.model_id,
-                python_model=str(PYFUNC_CODE),
-                artifacts={"model_config": str(staged / CONFIG_NAME), "weights": str(staged / WEIGHTS_NAME)},
-                code_paths=[str(_stage_package(staged / "code"))],
-                pip_requirements=model_card.pip_requirements(),
-                signature=model_card.model_signature(model_type),
-                input_example=model_card.input_example(model_type, config),
-                registered_model_name=name,
-                metadata={"model_type": model_type, "weights_sha256": weights_sha},
-            )
-    finally:
-        if started_here:
-            mlflow.end_run()
-    version = str(info.registered_model_version)
-    version_tags = {"weights_sha256": weights_sha, "model_type": model_type, "source_path": str(path),
-                    **extra_tags}
-    for key, value in version_tags.items():
-        client.set_model_version_tag(name, version, key, value)
-    client.update_model_version(name, version,
-                                description=description or model_card.version_description(model_type, config, run_id))
-    if not client.get_registered_model(name).description:
-        client.update_registered_model(name, description=MODEL_DESCRIPTIONS.get(model_type, MODEL_DESCRIPTIONS["diffusion"]))
-    aliases = []
-    if alias:
-        client.set_registered_model_alias(name, alias, version)
-        aliases.append(alias)
-    return RegisteredVersion(name=name, version=version, run_id=run_id, weights_sha256=weights_sha,
-                             model_type=model_type, new=True, aliases=aliases)
+    if reuse_identical and (existing := existing_version(name, weights_sha, model_type, extra_tags,
+                                                         tracking_uri)) is not None:
+        return existing
+    with tempfile.TemporaryDirectory(prefix="sao-register-") as tmp:
+        staged = Path(tmp)
+        _stage_model_files(path, config, state_dict, staged)
+        return log_pyfunc_version(name, {"model_config": staged / CONFIG_NAME, "weights": staged / WEIGHTS_NAME},
+                                  model_type=model_type, config=config, weights_sha256=weights_sha,
+                                  tags={"source_path": str(path), **extra_tags}, description=description,
+                                  alias=alias, artifact_name=artifact_name, experiment=experiment,
+                                  tracking_uri=tracking_uri, training_run_id=training_run_id)
 
 
 # --------------------------------------------------------------------------- promotion
@@ -426,21 +454,31 @@ def download_registered_model(uri: str, tracking_uri: str | None = None,
     return local, facts
 
 
-def load_registered(uri: str, config: str | Path | Mapping[str, Any] | None = None,
-                    device: str | torch.device = "cpu", *, tracking_uri: str | None = None,
-                    dst_dir: str | Path | None = None, name: str | None = None, **options: Any) -> LoadedModel:
-    """Download a registered version (:func:`download_registered_model`) and load it like a local model folder
-    (:func:`stable_audio_ops.models.loading.load_local_model`; ``options`` go to it). The ``models:/``
-    branch of :func:`stable_audio_ops.tracking.loading.load_model`; the result keeps the registry facts
-    and is named ``NAME@alias`` / ``NAME/version`` unless ``name`` is given."""
-    local, facts = download_registered_model(uri, tracking_uri, dst_dir=dst_dir)
-    default_name = f"{facts['name']}@{facts['alias']}" if facts.get("alias") else f"{facts['name']}/{facts['version']}"
+def registered_name(facts: Mapping[str, Any]) -> str:
+    """How a registered model is named when loaded: ``NAME@alias``, else ``NAME/version``."""
+    return f"{facts['name']}@{facts['alias']}" if facts.get("alias") else f"{facts['name']}/{facts['version']}"
+
+
+def load_downloaded(uri: str, local: Path, facts: Mapping[str, Any], config: str | Path | Mapping[str, Any] | None = None,
+                    device: str | torch.device = "cpu", *, name: str | None = None, **options: Any) -> LoadedModel:
+    """Load a downloaded registered version (full model files) like a local model folder; errors name ``uri``."""
     try:
-        loaded = load_local_model(local, config, device, name=name or default_name, registry=facts, **options)
+        loaded = load_local_model(local, config, device, name=name or registered_name(facts), registry=facts, **options)
     except CheckpointError as exc:  # say which registered version the downloaded files belong to
         raise CheckpointError(f"{uri} (version {facts['version']}): {exc}") from exc
     loaded.source = uri
     return loaded
+
+
+def load_registered(uri: str, config: str | Path | Mapping[str, Any] | None = None,
+                    device: str | torch.device = "cpu", *, tracking_uri: str | None = None,
+                    dst_dir: str | Path | None = None, name: str | None = None, **options: Any) -> LoadedModel:
+    """Download a registered version (:func:`download_registered_model`) and load it like a local model folder
+    (:func:`load_downloaded`; ``options`` go to :func:`stable_audio_ops.models.loading.load_local_model`); the
+    result keeps the registry facts and is named ``NAME@alias`` / ``NAME/version`` unless ``name`` is given.
+    Full-model versions only: :func:`stable_audio_ops.tracking.loading.load_model` loads adapter versions too."""
+    local, facts = download_registered_model(uri, tracking_uri, dst_dir=dst_dir)
+    return load_downloaded(uri, local, facts, config, device, name=name, **options)
 
 
 def load_registered_model(uri: str, *, device: str = "cpu", tracking_uri: str | None = None,
