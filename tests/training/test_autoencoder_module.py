@@ -13,6 +13,7 @@ import torch
 
 from stable_audio_ops.errors import ConfigError
 from stable_audio_ops.models.factory import create_model_from_config
+from stable_audio_ops.training.autoencoder import is_ema_update_step
 from stable_audio_ops.training.factory import create_training_module_from_config
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "parity" / "unwrap_autoencoder"
@@ -55,12 +56,44 @@ def test_generator_terms_in_upstream_order_mono_and_stereo():
     cfg = stereo_config(fixture_config())
     cfg["training"]["loss_configs"]["time"]["weights"] = {"l1": 0.5, "l2": 0.25}
     stereo = build(cfg)
+    # 0.0.20: one lr_stft_loss at the full mrstft weight (0.0.19 had stft_loss_left/right at half each)
     assert stereo.losses_gen.names == [
-        "loss_adv", "feature_matching_loss", "mrstft_loss", "stft_loss_left", "stft_loss_right",
-        "l1_time_loss", "l2_time_loss", "kl_loss",
+        "loss_adv", "feature_matching_loss", "mrstft_loss", "lr_stft_loss", "l1_time_loss", "l2_time_loss",
+        "kl_loss",
     ]
     weights = {t.name: float(t.weight) for t in stereo.losses_gen.losses}
-    assert weights["stft_loss_left"] == weights["stft_loss_right"] == pytest.approx(0.5)
+    assert weights["lr_stft_loss"] == pytest.approx(1.0)
+
+
+def test_stereo_lr_stft_loss_is_the_mean_of_the_channel_losses_as_0_0_20():
+    cfg = stereo_config(fixture_config())
+    del cfg["training"]["loss_configs"]["discriminator"]
+    module = build(cfg)
+    torch.manual_seed(0)
+    reals = torch.randn(2, 2, 512)
+    decoded = reals + 0.3 * torch.randn(2, 2, 512)
+    info = {"reals": reals, "decoded": decoded, "kl": torch.tensor(0.5)}
+    total, losses = module.losses_gen(info)
+    assert list(losses) == ["mrstft_loss", "lr_stft_loss", "kl_loss"]
+    mrstft = module.lrstft  # the plain multi-resolution STFT loss; the term calls it (reals, decoded)
+    left = mrstft(reals[:, :1], decoded[:, :1])
+    right = mrstft(reals[:, 1:], decoded[:, 1:])
+    assert losses["lr_stft_loss"] == pytest.approx(float((left + right) / 2), rel=1e-5)
+    by_hand = module.sdstft(reals, decoded) + (left + right) / 2 + 1e-4 * 0.5
+    assert float(total) == pytest.approx(float(by_hand), rel=1e-5)
+    # 0.0.19's stft_loss_left/right at half weight summed to the same number: only names and layout changed
+    assert float(left / 2 + right / 2) == pytest.approx(float(losses["lr_stft_loss"]), rel=1e-5)
+
+
+def test_ema_settings_and_cadence_follow_0_0_20():
+    module = build(fixture_config())
+    ema = module.autoencoder_ema
+    assert (ema.beta, ema.power, ema.update_every, ema.update_after_step) == (0.999, 0.75, 1, 2000)
+    # generator steps run at even global steps; 0.0.20 updates after those that leave global_step at 10k+9
+    generator_steps = range(0, 60, 2)
+    assert [g for g in generator_steps if is_ema_update_step(g + 1)] == [8, 18, 28, 38, 48, 58]
+    # without a discriminator every step is a generator step: still one update per 10 global steps
+    assert [g for g in range(40) if is_ema_update_step(g + 1)] == [8, 18, 28, 38]
 
 
 def test_defaults_without_loss_configs_or_ema():
@@ -149,10 +182,11 @@ def test_training_on_one_repeated_batch_reduces_reconstruction_loss():
     # warm-up: no adversarial terms before warmup_steps, then they are live
     assert gen_rows[0]["train/loss_adv"] == 0.0 and gen_rows[-1]["train/loss_adv"] != 0.0
     assert "train/discriminator_loss" in rows[-1]
-    # EMA advanced once per generator step and differs from the online weights
-    assert int(module.autoencoder_ema.step) == steps // 2
+    # EMA as 0.0.20: updated after the generator steps at global steps 8, 18 and 28 only, and still in its
+    # copy phase (update_after_step 2000), so it holds the online weights of step 28, the last generator step
+    assert int(module.autoencoder_ema.step) == 3
     online = module.autoencoder.state_dict()["decoder.layers.0.weight_v"]
-    assert not torch.equal(module.autoencoder_ema.ema_model.state_dict()["decoder.layers.0.weight_v"], online)
+    assert torch.equal(module.autoencoder_ema.ema_model.state_dict()["decoder.layers.0.weight_v"], online)
 
 
 def test_schedulers_step_every_optimizer_step_and_lr_is_logged():

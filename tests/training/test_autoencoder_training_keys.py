@@ -107,7 +107,7 @@ def test_force_input_mono_encodes_mono_and_compares_with_the_stereo_input():
     rows = fit(module, stereo, steps=1)
     assert seen.shapes[0][1] == 1
     assert torch.allclose(seen.last, stereo.mean(dim=1, keepdim=True))
-    assert "train/stft_loss_left" in rows[-1]  # the losses see both channels
+    assert "train/lr_stft_loss" in rows[-1]  # the losses see both channels (0.0.20's stereo term)
 
 
 def test_eval_loss_configs_are_logged_as_val_metrics():

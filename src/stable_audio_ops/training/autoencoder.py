@@ -22,6 +22,19 @@ Training keys of 0.0.20 beyond the basics, each in its own module where it has c
 decoder and pretransform are optimised; the encoder runs without gradients). ``decoder_loss`` is refused:
 it asks the decoder for a generative loss of its own, which no decoder of 0.0.20 (or of this package) has,
 so 0.0.20 fails on it at the first step. docs/autoencoder-training.md has a paragraph per key.
+
+Where 0.0.20 (PyPI) differs from 0.0.19 / GitHub 50049e3, this module follows 0.0.20:
+- stereo spectral terms: 0.0.19 added ``stft_loss_left`` and ``stft_loss_right`` (MRSTFT of each channel,
+  weight ``mrstft / 2`` each); 0.0.20 adds one ``lr_stft_loss``, the MRSTFT of the two-channel signal,
+  weight ``mrstft``. Its vendored STFT loss folds channels into the batch and reduces per signal, so the
+  term is the mean of the two channel losses and the summed loss is the same number as 0.0.19's; what
+  changes is the logged name (``train/lr_stft_loss``) and the checkpoint (one ``losses_gen`` weight buffer
+  instead of two, so later terms shift index). Mono runs are unchanged (one ``mrstft_loss``).
+- EMA: 0.0.19 updated before every generator step with ``beta 0.9999, update_after_step 1``; 0.0.20 updates
+  after the generator's optimizer step, only when the global step (counted after that optimizer step)
+  plus one is a multiple of :data:`EMA_EVERY_GLOBAL_STEPS`, with ``beta 0.999, power 3/4,
+  update_after_step 2000`` (:data:`EMA_SETTINGS`). The EMA's own ``step`` counts those calls, so the copy
+  follows the online weights for the first 2001 updates (about 20 000 global steps) before averaging.
 """
 
 from __future__ import annotations
@@ -60,6 +73,19 @@ from stable_audio_ops.training.optim import create_optimizer_from_config, create
 WARMUP_MODES = ("adv", "full")
 # Shown on the progress bar (everything is logged; the bar keeps to what fits on one line).
 PROGRESS_BAR_KEYS = ("train/loss", "train/mrstft_loss", "train/discriminator_loss")
+# 0.0.20's autoencoder EMA (see the module docstring for how it differs from 0.0.19).
+EMA_SETTINGS = {"beta": 0.999, "power": 3 / 4, "update_every": 1, "update_after_step": 2000}
+EMA_EVERY_GLOBAL_STEPS = 10
+
+
+def is_ema_update_step(global_step_after: int) -> bool:
+    """Whether 0.0.20 updates the EMA after a generator step that left ``global_step`` at ``global_step_after``.
+
+    0.0.20 tests ``(self.global_step + 1) % 10 == 0`` right after ``opt_gen.step()``, which Lightning has
+    already counted; with a discriminator (generators on even steps) that is every 10 global steps, 5 of them
+    generator steps.
+    """
+    return (global_step_after + 1) % EMA_EVERY_GLOBAL_STEPS == 0
 
 
 def default_loss_config() -> dict:
@@ -246,12 +272,11 @@ class AutoencoderTrainingModule(pl.LightningModule):
                              weight=mrstft_weight, decay=stft_decay)
             )
         if out_channels == 2 and self.teacher_model is None:
-            gen_terms += [
-                AuralossLoss(self.lrstft, input_key="decoded_left", target_key="reals_left", name="stft_loss_left",
-                             weight=mrstft_weight / 2, decay=stft_decay),
-                AuralossLoss(self.lrstft, input_key="decoded_right", target_key="reals_right",
-                             name="stft_loss_right", weight=mrstft_weight / 2, decay=stft_decay),
-            ]
+            # 0.0.20: one term on both channels (0.0.19 had stft_loss_left/right at half weight each).
+            gen_terms.append(
+                AuralossLoss(self.lrstft, input_key="decoded", target_key="reals", name="lr_stft_loss",
+                             weight=mrstft_weight, decay=stft_decay)
+            )
         time_weights = time.child("weights", {})
         time_decay = time.get("decay", "a number", 1.0)
         l1 = time_weights.get("l1", "a number", 0.0)
@@ -278,9 +303,7 @@ class AutoencoderTrainingModule(pl.LightningModule):
                         "use_ema needs ema_copy (a second model built from the same config) when the "
                         f"autoencoder cannot be deep-copied: {exc}"
                     ) from exc
-            self.autoencoder_ema = EMA(
-                self.autoencoder, ema_model=ema_copy, beta=0.9999, power=3 / 4, update_every=1, update_after_step=1
-            )
+            self.autoencoder_ema = EMA(self.autoencoder, ema_model=ema_copy, **EMA_SETTINGS)
         self.eval_losses = create_eval_losses(
             ConfigNode(eval_loss_config if eval_loss_config is not None else {}, source, f"{path}.eval_loss_configs"),
             self.sample_rate,
@@ -367,9 +390,6 @@ class AutoencoderTrainingModule(pl.LightningModule):
         info["reals"] = reals.float()
         if "kl" in info:
             info["kl"] = info["kl"].float()
-        if decoded.shape[1] == 2:
-            info["decoded_left"], info["decoded_right"] = info["decoded"][:, 0:1], info["decoded"][:, 1:2]
-            info["reals_left"], info["reals_right"] = info["reals"][:, 0:1], info["reals"][:, 1:2]
         return info
 
     def training_step(self, batch, batch_idx):
@@ -418,13 +438,14 @@ class AutoencoderTrainingModule(pl.LightningModule):
                         loss_adv = fm = torch.zeros((), device=reals.device)
                     info["loss_adv"], info["feature_matching_distance"] = loss_adv, fm
                 loss, losses = self.losses_gen(info)
-            if self.autoencoder_ema is not None:
-                self.autoencoder_ema.update()  # before the step, as upstream
             opt_gen.zero_grad()
             self.manual_backward(loss)
             if self.clip_grad_norm > 0.0:
                 torch.nn.utils.clip_grad_norm_(self.autoencoder.parameters(), self.clip_grad_norm)
             opt_gen.step()
+            # After the step and every 10 global steps, as 0.0.20 (0.0.19: before every generator step).
+            if self.autoencoder_ema is not None and is_ema_update_step(step + 1):
+                self.autoencoder_ema.update()
             if sched_gen is not None:
                 sched_gen.step()
             log = {

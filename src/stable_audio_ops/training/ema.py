@@ -13,6 +13,11 @@ Update rule (per :meth:`EMA.update` call, ``s`` = calls so far):
   ``decay = clamp(1 - (1 + e / inv_gamma) ** -power, min_value, beta)``, ``e = max(s - update_after_step - 1, 0)``
   and ``decay = 0`` when ``e == 0``.
 Only float32/float16 parameters and buffers are averaged (others, e.g. integer counters, are left alone).
+
+0.0.20 vendors ema-pytorch 0.2.3 with this same rule; what changed from 0.0.19 is how often the wrappers
+call :meth:`EMA.update` and with which settings (the autoencoder's: every 10 global steps, ``beta 0.999``,
+``update_after_step 2000``; see :mod:`stable_audio_ops.training.autoencoder`). ``step`` counts calls, not
+global steps, so a caller that updates every 10 steps reaches ``update_after_step`` 10 times later.
 """
 
 from __future__ import annotations
@@ -101,7 +106,7 @@ class EMA(nn.Module):
 
     @torch.no_grad()
     def update(self) -> None:
-        """Advance one step (call once per generator optimizer step)."""
+        """Advance one call; the caller picks the cadence (each wrapper's docstring says which)."""
         step = int(self.step.item())
         self.step += 1
         if step % self.update_every != 0:
