@@ -20,6 +20,7 @@ from typing import Any
 
 from pipelines.evaluation import plots
 from pipelines.parameters import Parameters
+from stable_audio_ops.config.dataset_config import validate_dataset_config
 from stable_audio_ops.evaluation import autoencoder as autoencoder_judge
 from stable_audio_ops.evaluation import generation as generation_judge
 from stable_audio_ops.evaluation.input_dependence import collapse_reason
@@ -73,7 +74,7 @@ def load_evaluation_clips(test_dataset_config: Mapping[str, Any],
     split = Parameters(params, "evaluation").sub("split")
     options = {"holdout_fraction": split["holdout_fraction"], "seed": split["seed"],
                "max_reference_clips": split["max_reference_clips"]}
-    clips = load_dataset_clips(test_dataset_config)
+    clips = load_dataset_clips(validate_dataset_config(test_dataset_config, "test_dataset_config"))
     parts = split_evaluation_clips(clips, **options)
     log.info("evaluation clips (test split): %d reference, %d held out (of %d)", len(parts["reference"]),
              len(parts["heldout"]), len(clips))

@@ -20,6 +20,7 @@ from typing import Any
 from pipelines.datasets import WriteInto, staged_file
 from pipelines.evaluation.nodes import evaluate_generation
 from pipelines.parameters import Parameters
+from stable_audio_ops.config.dataset_config import validate_dataset_config
 from stable_audio_ops.inference.pre_encode import pre_encode_training_set
 from stable_audio_ops.models.pretransform_file import write_pretransform_autoencoder
 from stable_audio_ops.tracking.pretrained import resolve_pretrained_model
@@ -54,7 +55,8 @@ def pre_encode_latents(pretransform_model: Mapping[str, Any], dataset_config: di
     """Encoding of the prepared (train) dataset with the base's own pretransform, run when the catalog saves
     the ``fine_tune_latents`` folder."""
     options = Parameters(params, "fine_tune").sub("pre_encode")
-    return partial(pre_encode_training_set, pretransform_model["path"], dataset_config,
+    training_set = validate_dataset_config(dataset_config, "prepared_dataset_config")
+    return partial(pre_encode_training_set, pretransform_model["path"], training_set,
                    sample_size=int(options["sample_size"]), batch_size=int(options["batch_size"]),
                    num_workers=int(options["num_workers"]), random_crop=bool(options["random_crop"]),
                    latent_mode=options["latent_mode"], seed=options["seed"], args=options.to_dict())

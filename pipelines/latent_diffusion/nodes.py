@@ -19,6 +19,7 @@ from typing import Any
 
 from pipelines.datasets import WriteInto, staged_file
 from pipelines.parameters import Parameters
+from stable_audio_ops.config.dataset_config import validate_dataset_config
 from stable_audio_ops.config.latent_diffusion import latent_diffusion_config
 from stable_audio_ops.data.pre_encoded import pre_encoded_dataset_config, summarize_latents
 from stable_audio_ops.inference.pre_encode import pre_encode_training_set
@@ -36,7 +37,8 @@ def pre_encode_latents(autoencoder_model: dict[str, Any], dataset_config: dict[s
     """Encoding of the prepared (train) dataset with the unwrapped autoencoder, run when the catalog saves the
     ``latents`` folder (a fresh folder each time: latents of an older run never mix in)."""
     options = Parameters(params, "latent_diffusion").sub("pre_encode")
-    return partial(pre_encode_training_set, autoencoder_model["path"], dataset_config,
+    training_set = validate_dataset_config(dataset_config, "prepared_dataset_config")
+    return partial(pre_encode_training_set, autoencoder_model["path"], training_set,
                    sample_size=int(options["sample_size"]), batch_size=int(options["batch_size"]),
                    num_workers=int(options["num_workers"]), random_crop=bool(options["random_crop"]),
                    latent_mode=options["latent_mode"], seed=options["seed"], args=options.to_dict())
@@ -52,7 +54,8 @@ def summarize_latent_folder(latents: Path) -> dict[str, Any]:
 
 def latent_dataset_config(latents: Path, dataset_config: dict[str, Any]) -> dict[str, Any]:
     """The ``pre_encoded`` dataset config over the latents folder (id: the prepared dataset's + ``_latents``)."""
-    return pre_encoded_dataset_config(latents, f"{dataset_config['datasets'][0]['id']}_latents")
+    prepared = validate_dataset_config(dataset_config, "prepared_dataset_config")
+    return pre_encoded_dataset_config(latents, f"{prepared.datasets[0].id}_latents")
 
 
 def build_model_config(dit_config: dict[str, Any], autoencoder_model: dict[str, Any],

@@ -1,4 +1,5 @@
-"""Dataset config validation: upstream defaults, and errors that name the file and the key path."""
+"""Dataset config validation: one frozen object with upstream's defaults, and errors that name the file and the
+key path."""
 
 from __future__ import annotations
 
@@ -6,18 +7,28 @@ import json
 
 import pytest
 
-from stable_audio_ops.config.dataset_config import load_dataset_config, validate_dataset_config
+from stable_audio_ops.config.dataset_config import (
+    AudioDirConfig,
+    FolderSource,
+    PreEncodedConfig,
+    S3Retry,
+    ShardSource,
+    WdsConfig,
+    dataset_config_to_dict,
+    load_dataset_config,
+    validate_dataset_config,
+)
 from stable_audio_ops.errors import ConfigError, UnknownTypeError
 
 
 def test_defaults_follow_upstream():
     cfg = validate_dataset_config({"dataset_type": "audio_dir", "datasets": [{"id": "a", "path": "/x"}]})
-    assert cfg["random_crop"] is True and cfg["drop_last"] is True
-    assert cfg["datasets"][0]["custom_metadata_module"] is None
+    assert cfg.random_crop is True and cfg.drop_last is True
+    assert cfg.datasets[0].custom_metadata_module is None
     pre = validate_dataset_config({"dataset_type": "pre_encoded", "datasets": [{"id": "a", "path": "/x"}]})
-    assert pre["random_crop"] is False and pre["latent_extension"] == "npy"
+    assert pre.random_crop is False and pre.latent_extension == "npy"
     wds = validate_dataset_config({"dataset_type": "s3", "datasets": [{"id": "a", "s3_path": "s3://b/p"}]})
-    assert wds["epoch_steps"] == 2000 and wds["random_crop"] is True
+    assert wds.epoch_steps == 2000 and wds.random_crop is True
 
 
 @pytest.mark.parametrize(
@@ -50,8 +61,9 @@ def test_keys_upstream_reads_but_this_package_ignores_are_a_warning_naming_file_
         "dataset.json: strip_silence: ignored", "dataset.json: epoch_steps: ignored",
         "dataset.json: datasets[0].latent_crop_length: ignored", "dataset.json: datasets[0].weight: ignored"]
     assert "top level" in messages[2]
-    assert "strip_silence" not in out and "latent_crop_length" not in out["datasets"][0]
-    assert out["latent_crop_length"] is None  # not taken from the source entry
+    as_json = dataset_config_to_dict(out)
+    assert "strip_silence" not in as_json and "latent_crop_length" not in as_json["datasets"][0]
+    assert out.latent_crop_length is None  # not taken from the source entry
 
 
 @pytest.mark.parametrize(
@@ -84,7 +96,7 @@ def test_unknown_dataset_type_lists_known():
 def test_load_dataset_config_file_errors(tmp_path):
     good = tmp_path / "ds.json"
     good.write_text(json.dumps({"dataset_type": "audio_dir", "datasets": [{"id": "a", "path": "/x"}]}))
-    assert load_dataset_config(good)["datasets"][0]["path"] == "/x"
+    assert load_dataset_config(good).datasets[0].path == "/x"
     bad = tmp_path / "bad.json"
     bad.write_text('{"dataset_type": "audio_dir",\n "datasets": [,]}')
     with pytest.raises(ConfigError, match=r"bad\.json: invalid JSON at line 2"):
@@ -95,3 +107,44 @@ def test_load_dataset_config_file_errors(tmp_path):
     top.write_text("[]")
     with pytest.raises(ConfigError, match="expected a JSON object"):
         load_dataset_config(top)
+
+
+def test_validated_config_is_a_frozen_typed_object_whose_json_form_validates_back_to_it():
+    cfg = {"dataset_type": "s3", "epoch_steps": 10, "silence_threshold": [0.02, 1], "s3_retry": {"max_attempts": 2},
+           "datasets": [{"id": "a", "s3_path": "s3://b/p", "profile": "p"}, {"id": "b", "path": "/shards"}]}
+    wds = validate_dataset_config(cfg, "ds.json")
+    assert isinstance(wds, WdsConfig) and wds.dataset_type == "s3" and wds.source == "ds.json"
+    assert wds.datasets == (ShardSource("a", s3_path="s3://b/p", profile="p", key_path="datasets[0]"),
+                            ShardSource("b", path="/shards", key_path="datasets[1]"))
+    assert wds.silence_threshold == (0.02, 1) and wds.s3_retry == S3Retry(max_attempts=2)
+    with pytest.raises(AttributeError):
+        wds.epoch_steps = 5  # frozen: what was validated is what every builder reads
+    for config in ({"dataset_type": "audio_dir", "min_length_sec": 1.5,
+                    "datasets": [{"id": "a", "path": "/x", "custom_metadata_module": "m.py"}]},
+                   {"dataset_type": "pre_encoded", "latent_crop_length": 64, "datasets": [{"id": "a", "path": "/x"}]},
+                   cfg):
+        validated = validate_dataset_config(config, "ds.json")
+        as_json = json.loads(json.dumps(dataset_config_to_dict(validated)))
+        assert validate_dataset_config(as_json, "ds.json") == validated
+    audio = validate_dataset_config({"dataset_type": "audio_dir", "datasets": [{"id": "a", "path": "/x"}]}, "ds.json")
+    assert audio == AudioDirConfig((FolderSource("a", "/x", key_path="datasets[0]"),), source="ds.json")
+    assert isinstance(validate_dataset_config({"dataset_type": "pre_encoded", "datasets": [{"id": "a", "path": "/x"}]}),
+                      PreEncodedConfig)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        ({"latent_crop_length": 8}, "dataset.json: latent_crop_length: latent_crop_length only applies with "
+                                    "pre_encoded: true"),
+        ({"volume_norm_param": [-16]}, "dataset.json: volume_norm_param: expected [target LUFS, gain range dB]"),
+        ({"s3_retry": {"max_atempts": 3}}, "dataset.json: s3_retry.max_atempts: unknown key"),
+        ({"s3_retry": {"base_delay": -1}}, "dataset.json: s3_retry.base_delay: expected a non-negative number"),
+    ],
+)
+def test_shard_options_are_checked_when_the_config_is_read(cfg, message):
+    """Checks the WebDataset builder used to make late (or not at all) now fail when the file is read."""
+    with pytest.raises(ConfigError) as info:
+        validate_dataset_config({"dataset_type": "wds", "datasets": [{"id": "a", "path": "/s"}], **cfg},
+                                "dataset.json")
+    assert str(info.value).startswith(message)

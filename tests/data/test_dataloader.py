@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from stable_audio_ops.config.dataset_config import validate_dataset_config
 from stable_audio_ops.data.collate import collation_fn
 from stable_audio_ops.data.dataloader import create_dataloader_from_config
 from stable_audio_ops.errors import DatasetError, UnknownTypeError
@@ -47,6 +49,18 @@ def test_drop_last_false_and_mono(audio_folder):
     batches = list(loader)
     assert len(batches) == 3 and batches[-1][0].shape == (1, 1, 512)
     assert batches[0][0].shape == (2, 1, 512)
+
+
+def test_a_validated_config_is_built_as_it_is_and_names_its_own_file(audio_folder, tmp_path):
+    """Training and pre-encoding pass the frozen object: what it says is used (no second validation filling
+    defaults back in), and dataset errors name the file it was read from."""
+    cfg = dataclasses.replace(validate_dataset_config(_cfg(audio_folder), "ds.json"), drop_last=False)
+    loader = create_dataloader_from_config(cfg, batch_size=2, sample_size=256, sample_rate=SR, num_workers=0,
+                                           source="ignored.json")
+    assert len(loader) == 3  # 5 files: the last partial batch is kept
+    missing = validate_dataset_config(_cfg(tmp_path / "missing"), "ds.json")
+    with pytest.raises(DatasetError, match=r"ds\.json"):
+        create_dataloader_from_config(missing, batch_size=2, sample_size=256, sample_rate=SR, num_workers=0)
 
 
 def test_worker_process_with_file_metadata_module(audio_folder, tmp_path):

@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from stable_audio_ops.config.dataset_config import validate_dataset_config
 from stable_audio_ops.data import s3
 from stable_audio_ops.data.dataloader import LoaderOptions
 from stable_audio_ops.data.preparation.shards import upload_folder_to_s3
@@ -114,13 +115,15 @@ def test_config_builder_reads_s3_keys(s3_shards, moto):
         "random_crop": True,
         "s3_retry": FAST,
     }
-    loader = build_wds_loader(cfg, LoaderOptions(batch_size=3, sample_size=N, sample_rate=SR, audio_channels=1,
-                                                 num_workers=2, source="ds.json"))
+    loader = build_wds_loader(validate_dataset_config(cfg, "ds.json"),
+                              LoaderOptions(batch_size=3, sample_size=N, sample_rate=SR, audio_channels=1,
+                                            num_workers=2))
     assert len(loader) == 6
     batches = list(loader)
     assert len(batches) == 6 and all(a.shape == (3, 1, N) for a, _ in batches)
+    assert loader.dataset.sources[0].s3.retry == s3.RetryPolicy(**FAST)  # top-level s3_retry reaches the client
     with pytest.raises(ConfigError, match=r"ds\.json: latent_crop_length"):
-        build_wds_loader({**cfg, "latent_crop_length": 8}, LoaderOptions(3, N, SR, source="ds.json"))
+        validate_dataset_config({**cfg, "latent_crop_length": 8}, "ds.json")
 
 
 def test_node_splitting_explicit_and_from_env(shard_dir, monkeypatch):

@@ -10,12 +10,14 @@ import pytest
 import soundfile as sf
 import torch
 
+from stable_audio_ops.config.dataset_config import DatasetConfig, validate_dataset_config
 from stable_audio_ops.errors import CheckpointError, ConfigError
 from stable_audio_ops.inference.pre_encode import (
     encode_batch,
     load_autoencoder,
     pre_encode_dataset,
     pre_encode_training_set,
+    pre_encoding_dataset_config,
 )
 from stable_audio_ops.models.checkpoints import save_model_checkpoint
 from stable_audio_ops.models.factory import create_model_from_config
@@ -45,10 +47,15 @@ def dataset_config(root: Path) -> dict:
                           "custom_metadata_module": "stable_audio_ops.data.sidecar_metadata"}]}
 
 
+def encoding_config(root: Path) -> DatasetConfig:
+    """:func:`dataset_config` as pre-encoding reads it (validated; drop_last off since it does not set it)."""
+    return pre_encoding_dataset_config(dataset_config(root), "ds.json")
+
+
 def test_writes_upstreams_layout_with_latent_rate_padding_masks(tmp_path: Path) -> None:
     audio = make_audio_folder(tmp_path / "audio")
     model = load_autoencoder(AE_CONFIG, make_ae_checkpoint(tmp_path / "ae.safetensors"))
-    result = pre_encode_dataset(model, AE_CONFIG, dataset_config(audio), tmp_path / "latents", batch_size=2,
+    result = pre_encode_dataset(model, AE_CONFIG, encoding_config(audio), tmp_path / "latents", batch_size=2,
                                 sample_size=1024, num_workers=0, progress=False, model_config_path="ae.json",
                                 args={"batch_size": 2})
     assert result.count == 5  # drop_last is off for pre-encoding: the last partial batch is kept
@@ -95,10 +102,10 @@ def test_training_set_covers_every_clip_and_is_summarized_from_the_folder(tmp_pa
 
     audio = make_audio_folder(tmp_path / "audio")
     ae = make_ae_checkpoint(tmp_path / "ae.safetensors")
-    training = {**dataset_config(audio), "drop_last": True, "random_crop": True}
+    training = validate_dataset_config({**dataset_config(audio), "drop_last": True, "random_crop": True})
     result = pre_encode_training_set(ae, training, tmp_path / "latents", sample_size=1024, batch_size=2,
                                      num_workers=0, random_crop=False, latent_mode="mean", seed=0, progress=False)
-    assert result.count == 5 and training["drop_last"] is True  # the caller's config is not modified
+    assert result.count == 5 and training.drop_last is True  # the caller's config is not modified
     summary = summarize_latents(tmp_path / "latents")
     stack = np.stack([np.load(f) for f in sorted((tmp_path / "latents").glob("*/*.npy"))])
     assert summary == {"count": 5, "latent_shape": [4, 128], "latent_std": pytest.approx(float(stack.std())),
@@ -119,7 +126,7 @@ def test_same_inputs_and_seed_write_bitwise_identical_files(tmp_path: Path) -> N
 
     def encode(out: str, seed: int) -> dict[str, bytes]:
         random.seed(seed * 1000 + len(out))  # the global state must not matter
-        pre_encode_dataset(model, AE_CONFIG, dataset_config(audio), tmp_path / out, batch_size=4, sample_size=1024,
+        pre_encode_dataset(model, AE_CONFIG, encoding_config(audio), tmp_path / out, batch_size=4, sample_size=1024,
                            num_workers=0, progress=False, latent_mode="sample", seed=seed)
         return {str(p.relative_to(tmp_path / out)): p.read_bytes()
                 for p in sorted((tmp_path / out).rglob("*")) if p.is_file()}
@@ -148,7 +155,7 @@ def test_is_discrete_writes_integer_tokens_with_frame_rate_padding_masks(tmp_pat
     cfg = _discrete_config(bottleneck)
     torch.manual_seed(0)
     model = create_model_from_config(cfg).eval()
-    result = pre_encode_dataset(model, cfg, dataset_config(make_audio_folder(tmp_path / "audio")),
+    result = pre_encode_dataset(model, cfg, encoding_config(make_audio_folder(tmp_path / "audio")),
                                 tmp_path / "tokens", batch_size=2, sample_size=1024, num_workers=0, progress=False,
                                 is_discrete=True)
     assert result.count == 5

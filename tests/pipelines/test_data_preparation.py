@@ -14,6 +14,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from pipelines.data_preparation.pipeline import create_pipeline
+from stable_audio_ops.config.dataset_config import validate_dataset_config
 from stable_audio_ops.data.dataloader import create_dataloader_from_config
 from stable_audio_ops.evaluation.judge import load_dataset_clips
 from tests.pipelines.conftest import data_preparation_datasets
@@ -88,7 +89,7 @@ def test_train_config_reaches_train_clips_only_and_test_config_the_unseen_captio
     assert sum(p is not None for p in prompts) == 12  # every demo clip keeps its caption, the user's takes have none
 
     # what evaluation reads: the labelled test clips, each an (instrument, pitch, loudness) training never saw
-    test_clips = load_dataset_clips(test_config)
+    test_clips = load_dataset_clips(validate_dataset_config(test_config, "test_dataset_config"))
     assert len(test_clips) == 4
     train_rows = [json.loads(line) for line in
                   (splits_dir / "train" / "demo_notes" / "metadata.jsonl").read_text().splitlines()]

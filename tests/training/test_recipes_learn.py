@@ -18,6 +18,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from stable_audio_ops.config.dataset_config import validate_dataset_config
 from stable_audio_ops.data.preparation.demo_notes import render_demo_notes
 from stable_audio_ops.evaluation.input_dependence import reconstruction_input_dependence
 from stable_audio_ops.evaluation.pitch import acf_f0, pitch_accuracy
@@ -120,9 +121,9 @@ def test_dit_recipe_uses_its_caption(notes: Path, trained_autoencoder: Path, tmp
     torch.set_num_threads(1)
     ae_config = json.loads(AE_RECIPE.read_text())
     autoencoder = load_autoencoder(ae_config, trained_autoencoder)
-    dataset = {"dataset_type": "audio_dir", "random_crop": False, "drop_last": False,
-               "datasets": [{"id": "notes", "path": str(notes),
-                             "custom_metadata_module": "stable_audio_ops.data.sidecar_metadata"}]}
+    dataset = validate_dataset_config({"dataset_type": "audio_dir", "random_crop": False, "drop_last": False,
+                                       "datasets": [{"id": "notes", "path": str(notes),
+                                                     "custom_metadata_module": "stable_audio_ops.data.sidecar_metadata"}]})
     sample_size = 24576
     encoded = pre_encode_dataset(autoencoder, ae_config, dataset, tmp_path / "latents", batch_size=6,
                                  sample_size=sample_size, num_workers=0, latent_mode="mean", seed=0,

@@ -16,13 +16,12 @@ progress bar.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
 from stable_audio_ops.cli.help_format import HelpFormatter
 from stable_audio_ops.cli.logs import configure_logging
-from stable_audio_ops.config.dataset_config import load_dataset_config
+from stable_audio_ops.config.dataset_config import read_dataset_config_json
 from stable_audio_ops.errors import StableAudioOpsError
 
 
@@ -55,16 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def dataset_config_for_pre_encoding(path: str) -> dict:
-    """The validated dataset config, with ``drop_last`` false unless the file sets it: validation fills in the
-    training default (true), which would silently leave the last partial batch of clips without latents."""
-    config = load_dataset_config(path)
-    with open(path, encoding="utf-8") as f:
-        if "drop_last" not in json.load(f):
-            config["drop_last"] = False
-    return config
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for name in ("batch_size", "sample_size"):
@@ -72,12 +61,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             build_parser().error(f"--{name.replace('_', '-')} must be >= 1")
     # The command's implementation loads torch: imported after argument parsing so --help and flag
     # errors answer at once (entry points are the one place project imports wait inside a function).
-    from stable_audio_ops.inference.pre_encode import AUTOENCODER_TYPES, pre_encode_dataset
+    from stable_audio_ops.inference.pre_encode import (
+        AUTOENCODER_TYPES,
+        pre_encode_dataset,
+        pre_encoding_dataset_config,
+    )
     from stable_audio_ops.tracking.loading import load_model
 
     configure_logging()
     try:
-        dataset_config = dataset_config_for_pre_encoding(args.dataset_config)
+        dataset_config = pre_encoding_dataset_config(read_dataset_config_json(args.dataset_config),
+                                                     args.dataset_config)
         loaded = load_model(args.ckpt_path, args.model_config, args.device, model_types=AUTOENCODER_TYPES,
                             purpose="pre-encoded", tracking_uri=args.tracking_uri)
         model, model_config = loaded.model, loaded.config
@@ -88,8 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sample_size=args.sample_size, is_discrete=args.is_discrete, model_half=args.model_half,
             num_workers=args.num_workers, shuffle=args.shuffle, limit_batches=args.limit_batches,
             latent_mode=args.latent_mode, seed=args.seed, progress=not args.no_progress,
-            model_config_path=args.model_config, dataset_config_path=args.dataset_config, args=vars(args),
-            dataset_source=args.dataset_config)
+            model_config_path=args.model_config, dataset_config_path=args.dataset_config, args=vars(args))
     except StableAudioOpsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -50,6 +50,7 @@ from typing import Any
 
 import torch
 
+from stable_audio_ops.config.dataset_config import AudioDirConfig, FolderSource
 from stable_audio_ops.data.audio_io import AUDIO_EXTENSIONS, AudioInfo
 from stable_audio_ops.data.custom_metadata import CustomMetadataHook, hooks_for_sources
 from stable_audio_ops.data.files import check_audio_file, printable_path, scan_audio_folder
@@ -65,14 +66,8 @@ from stable_audio_ops.errors import DatasetError
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class AudioSource:
-    """One entry of a dataset config's ``datasets`` list (``key_path`` locates it in error messages)."""
-
-    id: str
-    path: str
-    custom_metadata_module: str | None = None
-    key_path: str = ""
+# One entry of a dataset config's ``datasets`` list: the validated config's own entries are taken as is.
+AudioSource = FolderSource
 
 
 @dataclass(frozen=True)
@@ -277,30 +272,20 @@ class AudioDirDataset(torch.utils.data.Dataset):
 
 
 def audio_dir_dataset_from_config(
-    dataset_config: dict[str, Any],
+    cfg: AudioDirConfig,
     sample_size: int,
     sample_rate: int,
     audio_channels: int = 2,
-    source: str = "<dataset config>",
     **kwargs: Any,
 ) -> AudioDirDataset:
-    """Build an :class:`AudioDirDataset` from a validated ``audio_dir`` dataset config."""
-    sources = [
-        AudioSource(
-            id=d["id"],
-            path=d["path"],
-            custom_metadata_module=d.get("custom_metadata_module"),
-            key_path=f"datasets[{i}]",
-        )
-        for i, d in enumerate(dataset_config["datasets"])
-    ]
+    """Build an :class:`AudioDirDataset` from a validated ``audio_dir`` config (its entries taken as they are)."""
     return AudioDirDataset(
-        sources,
+        cfg.datasets,
         sample_size=sample_size,
         sample_rate=sample_rate,
-        random_crop=dataset_config.get("random_crop", True),
+        random_crop=cfg.random_crop,
         force_channels="mono" if audio_channels == 1 else "stereo",
-        min_length_sec=dataset_config.get("min_length_sec") or 0.0,
-        source=source,
+        min_length_sec=cfg.min_length_sec,
+        source=cfg.source,
         **kwargs,
     )

@@ -11,7 +11,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class LoaderOptions:
-    """The training-side settings every dataset builder receives (they come from the model config / CLI)."""
+    """The training-side settings every dataset builder receives (they come from the model config / CLI).
+
+    What the dataset config says (and the file it came from, for messages) is in the validated
+    :data:`~stable_audio_ops.config.dataset_config.DatasetConfig` the builder gets beside these.
+    """
 
     batch_size: int
     sample_size: int
@@ -19,7 +23,6 @@ class LoaderOptions:
     audio_channels: int = 2
     num_workers: int = 4
     shuffle: bool = True
-    source: str = "<dataset config>"
     # audio_dir only: items seeded by (seed, index), bitwise-reproducible (pre-encoding); None = global random
     seed: int | None = None
 

@@ -33,13 +33,13 @@ import math
 import os
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from stable_audio_ops.config.dataset_config import FolderSource, PreEncodedConfig
 from stable_audio_ops.data.custom_metadata import hooks_for_sources
 from stable_audio_ops.data.files import files_with_suffix, walk_files
 from stable_audio_ops.errors import DatasetError
@@ -50,12 +50,8 @@ FILELIST_NAME = "filelist.txt"
 DETAILS_NAME = "details.json"
 
 
-@dataclass(frozen=True)
-class LatentSource:
-    id: str
-    path: str
-    custom_metadata_module: str | None = None
-    key_path: str = ""
+# One entry of a dataset config's ``datasets`` list: the validated config's own entries are taken as is.
+LatentSource = FolderSource
 
 
 def find_latent_files(root: str | os.PathLike[str], extension: str = "npy") -> list[str]:
@@ -224,19 +220,16 @@ class PreEncodedDataset(torch.utils.data.Dataset):
         return latents, info
 
 
-def pre_encoded_dataset_from_config(dataset_config: dict[str, Any], source: str = "<dataset config>",
-                                    **kwargs: Any) -> PreEncodedDataset:
-    """Build a :class:`PreEncodedDataset` from a validated ``pre_encoded`` dataset config."""
-    sources = [LatentSource(id=d["id"], path=d["path"], custom_metadata_module=d.get("custom_metadata_module"),
-                            key_path=f"datasets[{i}]") for i, d in enumerate(dataset_config["datasets"])]
+def pre_encoded_dataset_from_config(cfg: PreEncodedConfig, **kwargs: Any) -> PreEncodedDataset:
+    """Build a :class:`PreEncodedDataset` from a validated ``pre_encoded`` config (its entries taken as they are)."""
     return PreEncodedDataset(
-        sources,
-        latent_crop_length=dataset_config.get("latent_crop_length"),
-        min_length_sec=dataset_config.get("min_length_sec"),
-        max_length_sec=dataset_config.get("max_length_sec"),
-        random_crop=dataset_config.get("random_crop", False),
-        latent_extension=dataset_config.get("latent_extension", "npy"),
-        source=source,
+        cfg.datasets,
+        latent_crop_length=cfg.latent_crop_length,
+        min_length_sec=cfg.min_length_sec,
+        max_length_sec=cfg.max_length_sec,
+        random_crop=cfg.random_crop,
+        latent_extension=cfg.latent_extension,
+        source=cfg.source,
         **kwargs,
     )
 

@@ -57,7 +57,7 @@ import os
 import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -65,14 +65,13 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from stable_audio_ops.config.schema import ConfigNode
+from stable_audio_ops.config.dataset_config import WdsConfig
 from stable_audio_ops.data.audio_io import resample
 from stable_audio_ops.data.collate import collation_fn
 from stable_audio_ops.data.custom_metadata import CustomMetadataHook, hooks_for_sources
 from stable_audio_ops.data.files import files_with_suffix, walk_files
 from stable_audio_ops.data.loader_options import LoaderOptions
 from stable_audio_ops.data.s3 import (
-    RetryPolicy,
     S3Settings,
     is_s3_url,
     list_shards,
@@ -567,103 +566,67 @@ class WebDatasetLoader(DataLoader):
 
 
 # -------------------------------------------------------------------------------------- factory
-def wds_sources_from_config(cfg: dict[str, Any], source: str = "<dataset config>") -> list[WdsSource]:
-    """:class:`WdsSource` list from a dataset config (S3 settings merged from top level and source)."""
-    root = ConfigNode(cfg, source)
-    top = {
-        "endpoint_url": root.get("endpoint_url", "a string", None),
-        "region": root.get("region", "a string", None),
-        "s3_retry": root.get("s3_retry", "an object", None),
-    }
-    if top["s3_retry"]:
-        retry = root.child("s3_retry")
-        top["s3_retry"] = {
-            "max_attempts": retry.get("max_attempts", "a positive int", RetryPolicy.max_attempts),
-            "base_delay": retry.get("base_delay", "a non-negative number", RetryPolicy.base_delay),
-            "max_delay": retry.get("max_delay", "a non-negative number", RetryPolicy.max_delay),
-        }
+def wds_sources_from_config(cfg: WdsConfig) -> list[WdsSource]:
+    """:class:`WdsSource` list of a validated ``wds``/``s3`` config: each entry's S3 settings are the top-level
+    ones with the entry's own ``endpoint_url`` / ``profile`` / ``region`` winning."""
+    top: dict[str, Any] = {"endpoint_url": cfg.endpoint_url, "region": cfg.region}
+    if cfg.s3_retry is not None:
+        top["s3_retry"] = {k: v for k, v in asdict(cfg.s3_retry).items() if v is not None}
     out = []
-    for node in root.children("datasets"):
-        has_s3, has_path = node.has("s3_path"), node.has("path")
-        if not has_s3 and not has_path:
-            raise node.error("give 'path' (local folder of .tar shards) or 's3_path'")
+    for entry in cfg.datasets:
         settings = None
-        if has_s3:
-            settings = S3Settings.from_config(
-                top,
-                endpoint_url=node.get("endpoint_url", "a string", None),
-                profile=node.get("profile", "a string", None),
-                region=node.get("region", "a string", None),
-            )
-        out.append(
-            WdsSource(
-                id=node.get("id", "a string"),
-                path=node.get("path", "a string", None),
-                s3_path=node.get("s3_path", "a string", None),
-                custom_metadata_module=node.get("custom_metadata_module", "a string", None),
-                s3=settings,
-                key_path=node.path,
-            )
-        )
+        if entry.s3_path is not None:
+            settings = S3Settings.from_config(top, endpoint_url=entry.endpoint_url, profile=entry.profile,
+                                              region=entry.region)
+        out.append(WdsSource(id=entry.id, path=entry.path, s3_path=entry.s3_path,
+                             custom_metadata_module=entry.custom_metadata_module, s3=settings,
+                             key_path=entry.key_path))
     return out
 
 
 def wds_dataset_from_config(
-    cfg: dict[str, Any],
+    cfg: WdsConfig,
     batch_size: int,
     sample_size: int,
     sample_rate: int,
     audio_channels: int = 2,
     num_workers: int = 0,
     shuffle: bool = True,
-    source: str = "<dataset config>",
     **kwargs: Any,
 ) -> WebDatasetAudio:
-    """Build a :class:`WebDatasetAudio` from a ``wds``/``s3`` dataset config (keys in the module docstring)."""
-    root = ConfigNode(cfg, source)
-    pre_encoded = root.get("pre_encoded", "a bool", False)
-    latent_crop_length = root.get("latent_crop_length", "a positive int", None)
-    if latent_crop_length is not None and not pre_encoded:
-        raise root.error("latent_crop_length only applies with pre_encoded: true", "latent_crop_length")
-    threshold = root.get("silence_threshold", "a list of numbers", [0.01, 0.5])
-    if len(threshold) != 2:
-        raise root.error(f"expected [amplitude, seconds], got {threshold!r}", "silence_threshold")
-    norm = root.get("volume_norm_param", "a list of numbers", [-16, 2])
-    if len(norm) != 2:
-        raise root.error(f"expected [target LUFS, gain range dB], got {norm!r}", "volume_norm_param")
+    """Build a :class:`WebDatasetAudio` from a validated ``wds``/``s3`` config (keys in the module docstring)."""
     options: dict[str, Any] = dict(
-        random_crop=root.get("random_crop", "a bool", True),
+        random_crop=cfg.random_crop,
         force_channels="mono" if audio_channels == 1 else "stereo",
-        resampled_shards=root.get("resampled_shards", "a bool", True),
-        epoch_steps=root.get("epoch_steps", "a positive int", 2000),
+        resampled_shards=cfg.resampled_shards,
+        epoch_steps=cfg.epoch_steps,
         num_workers=num_workers,
         shuffle=shuffle,
-        shuffle_buffer=root.get("shuffle_buffer", "a non-negative int", 256),
-        remove_silence=root.get("remove_silence", "a bool", False),
-        silence_threshold=threshold,
-        max_silence_duration=root.get("max_silence_duration", "a non-negative number", 0.25),
-        volume_norm=root.get("volume_norm", "a bool", False),
-        volume_norm_param=norm,
-        pre_encoded=pre_encoded,
-        latent_crop_length=latent_crop_length,
-        seed=root.get("seed", "an int", 0),
-        source=source,
+        shuffle_buffer=cfg.shuffle_buffer,
+        remove_silence=cfg.remove_silence,
+        silence_threshold=cfg.silence_threshold,
+        max_silence_duration=cfg.max_silence_duration,
+        volume_norm=cfg.volume_norm,
+        volume_norm_param=cfg.volume_norm_param,
+        pre_encoded=cfg.pre_encoded,
+        latent_crop_length=cfg.latent_crop_length,
+        seed=cfg.seed,
+        source=cfg.source,
     )
     options.update(kwargs)
-    return WebDatasetAudio(wds_sources_from_config(cfg, source), sample_size, sample_rate, batch_size, **options)
+    return WebDatasetAudio(wds_sources_from_config(cfg), sample_size, sample_rate, batch_size, **options)
 
 
-def build_wds_loader(dataset_config: dict[str, Any], options: LoaderOptions) -> WebDatasetLoader:
+def build_wds_loader(cfg: WdsConfig, options: LoaderOptions) -> WebDatasetLoader:
     """``DATASET_TYPES`` builder for ``wds`` and ``s3`` (signature of the dataloader registry)."""
     dataset = wds_dataset_from_config(
-        dataset_config,
+        cfg,
         batch_size=options.batch_size,
         sample_size=options.sample_size,
         sample_rate=options.sample_rate,
         audio_channels=options.audio_channels,
         num_workers=options.num_workers,
         shuffle=options.shuffle,
-        source=options.source,
         item_seed=options.seed,
     )
     return WebDatasetLoader(dataset, num_workers=options.num_workers)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from stable_audio_ops.config.dataset_config import DatasetConfig
 from stable_audio_ops.evaluation._audio import to_mono
 from stable_audio_ops.evaluation.distribution import distribution_distances
 from stable_audio_ops.evaluation.embeddings import Embedder, get_embedder
@@ -264,14 +265,14 @@ def load_labelled_clips(folder: str | Path, limit: int | None = None) -> list[La
     return clips
 
 
-def load_dataset_clips(dataset_config: Mapping[str, Any]) -> list[LabelledClip]:
+def load_dataset_clips(dataset_config: DatasetConfig) -> list[LabelledClip]:
     """Labelled clips of every source folder of an ``audio_dir`` dataset config that holds a ``metadata.jsonl``.
 
     The evaluation reads the test split this way (``test_dataset_config`` of data_preparation), so it judges
     exactly the clips training never saw. Folders without labels cannot be judged against captions and are
     left out; none at all raises.
     """
-    folders = [Path(source["path"]) for source in dataset_config.get("datasets", []) if "path" in source]
+    folders = [Path(source.path) for source in dataset_config.datasets if source.path]
     labelled = [folder for folder in folders if (folder / "metadata.jsonl").is_file()]
     if not labelled:
         raise FileNotFoundError(f"no metadata.jsonl in the dataset folders {[str(f) for f in folders]}: the "

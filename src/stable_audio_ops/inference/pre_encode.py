@@ -28,6 +28,7 @@ Decisions:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
+from stable_audio_ops.config.dataset_config import (
+    DEFAULT_SOURCE,
+    AudioDirConfig,
+    DatasetConfig,
+    PreEncodedConfig,
+    validate_dataset_config,
+)
 from stable_audio_ops.data.dataloader import create_dataloader_from_config
 from stable_audio_ops.data.pre_encoded import DETAILS_NAME
 from stable_audio_ops.errors import ConfigError
@@ -117,10 +125,26 @@ def _loader_for_rank(loader: DataLoader, rank: int, world_size: int) -> DataLoad
                       num_workers=loader.num_workers, collate_fn=loader.collate_fn, drop_last=loader.drop_last)
 
 
+def pre_encoding_dataset_config(cfg: Mapping[str, Any], source: str = DEFAULT_SOURCE) -> DatasetConfig:
+    """``cfg`` validated for pre-encoding: ``drop_last`` is false unless ``cfg`` sets it (validation fills in
+    the training default, true, which would silently leave the last partial batch of clips without latents)."""
+    config = validate_dataset_config(cfg, source)
+    if "drop_last" not in cfg and isinstance(config, (AudioDirConfig, PreEncodedConfig)):
+        config = dataclasses.replace(config, drop_last=False)
+    return config
+
+
+def _every_clip(cfg: DatasetConfig, random_crop: bool) -> DatasetConfig:
+    """``cfg`` with ``random_crop`` replaced and, where the type has it, ``drop_last`` off."""
+    if isinstance(cfg, (AudioDirConfig, PreEncodedConfig)):
+        return dataclasses.replace(cfg, random_crop=random_crop, drop_last=False)
+    return dataclasses.replace(cfg, random_crop=random_crop)
+
+
 def pre_encode_dataset(
     model: torch.nn.Module,
     model_config: dict,
-    dataset_config: dict,
+    dataset_config: DatasetConfig,
     output_path: str | Path,
     *,
     batch_size: int = 1,
@@ -150,12 +174,10 @@ def pre_encode_dataset(
     if seed is not None:
         torch.manual_seed(seed + rank)
 
-    dataset_config = dict(dataset_config)
-    dataset_config.setdefault("drop_last", False)
     loader = create_dataloader_from_config(
         dataset_config, batch_size=batch_size, sample_size=sample_size, sample_rate=int(model_config["sample_rate"]),
         audio_channels=int(model_config.get("audio_channels", 2)), num_workers=num_workers, shuffle=shuffle,
-        source=dataset_source, seed=seed)
+        seed=seed)
     loader = _loader_for_rank(loader, rank, world_size)
 
     output_path = Path(output_path)
@@ -218,7 +240,7 @@ def pre_encode_dataset(
                            details_path=details_path)
 
 
-def pre_encode_training_set(autoencoder_path: str | Path, dataset_config: Mapping[str, Any], output_path: str | Path,
+def pre_encode_training_set(autoencoder_path: str | Path, dataset_config: DatasetConfig, output_path: str | Path,
                             *, sample_size: int, batch_size: int, num_workers: int, random_crop: bool,
                             latent_mode: str, seed: int | None, args: Mapping[str, Any] | None = None,
                             progress: bool = True) -> PreEncodeResult:
@@ -230,7 +252,7 @@ def pre_encode_training_set(autoencoder_path: str | Path, dataset_config: Mappin
     ``details.json`` as ``model_config``, so the latents name the autoencoder that made them.
     """
     loaded = load_local_model(autoencoder_path, None, "cpu", model_types=AUTOENCODER_TYPES, purpose="pre-encoded")
-    source = {**dict(dataset_config), "random_crop": bool(random_crop), "drop_last": False}
+    source = _every_clip(dataset_config, bool(random_crop))
     return pre_encode_dataset(loaded.model, loaded.config, source, output_path, batch_size=batch_size, sample_size=sample_size,
                               num_workers=num_workers, latent_mode=latent_mode, seed=seed,
                               model_config_path=str(autoencoder_path), dataset_config_path="training dataset config",

@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
 
+from stable_audio_ops.config.dataset_config import DatasetConfig, dataset_config_to_dict
 from stable_audio_ops.errors import ConfigError
 from stable_audio_ops.training.options import TrainOptions
 
@@ -75,12 +76,15 @@ def flatten(prefix: str, value: Any, out: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def log_run_inputs(logger: MLFlowLogger, options: TrainOptions, model_config: dict, dataset_config: dict) -> None:
-    """Params (CLI options, flattened configs) and the two config files as artifacts of the run."""
+def log_run_inputs(logger: MLFlowLogger, options: TrainOptions, model_config: dict,
+                   dataset_config: DatasetConfig) -> None:
+    """Params (CLI options, flattened configs) and the two config files as artifacts of the run; the dataset
+    config as validated, every default written out (what the run actually read)."""
     client, run_id = logger.experiment, logger.run_id
+    dataset_json = dataset_config_to_dict(dataset_config)
     params = flatten("train", {k: v for k, v in vars(options).items() if v not in ("", None)}, {})
     flatten("model_config", model_config, params)
-    flatten("dataset_config", dataset_config, params)
+    flatten("dataset_config", dataset_json, params)
     items = [Param(k[:250], str(v)[:6000]) for k, v in params.items()]
     try:
         for start in range(0, len(items), 100):
@@ -88,7 +92,7 @@ def log_run_inputs(logger: MLFlowLogger, options: TrainOptions, model_config: di
     except MlflowException as exc:  # e.g. logging into a run that already has other values for these keys
         log.warning("some training params were not logged to MLflow: %s", exc)
     with tempfile.TemporaryDirectory(prefix="sao-configs-") as tmp:
-        for filename, cfg in (("model_config.json", model_config), ("dataset_config.json", dataset_config)):
+        for filename, cfg in (("model_config.json", model_config), ("dataset_config.json", dataset_json)):
             path = Path(tmp) / filename
             path.write_text(json.dumps(cfg, indent=2))
             client.log_artifact(run_id, str(path), "configs")

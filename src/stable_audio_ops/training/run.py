@@ -31,6 +31,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
+from stable_audio_ops.config.dataset_config import DatasetConfig
 from stable_audio_ops.data.dataloader import create_dataloader_from_config
 from stable_audio_ops.errors import ConfigError, DatasetError
 from stable_audio_ops.models.factory import create_model_from_config
@@ -55,8 +56,8 @@ from stable_audio_ops.utils.ranks import process_rank
 
 log = logging.getLogger(__name__)
 
-# (dataset config, its source for messages, batch size, shuffle, workers) -> a DataLoader of training crops
-LoaderFactory = Callable[[dict, str, int, bool, int], DataLoader]
+# (validated dataset config, batch size, shuffle, workers) -> a DataLoader of training crops
+LoaderFactory = Callable[[DatasetConfig, int, bool, int], DataLoader]
 
 
 def loader_factory(model_config: dict) -> LoaderFactory:
@@ -65,18 +66,18 @@ def loader_factory(model_config: dict) -> LoaderFactory:
     sample_size = int(model_config["sample_size"])
     channels = int(model_config.get("audio_channels", 2))
 
-    def loader(cfg: dict, source: str, batch_size: int, shuffle: bool, workers: int) -> DataLoader:
+    def loader(cfg: DatasetConfig, batch_size: int, shuffle: bool, workers: int) -> DataLoader:
         return create_dataloader_from_config(cfg, batch_size=batch_size, sample_size=sample_size,
                                              sample_rate=sample_rate, audio_channels=channels,
-                                             num_workers=workers, shuffle=shuffle, source=source)
+                                             num_workers=workers, shuffle=shuffle)
 
     return loader
 
 
-def training_loaders(options: TrainOptions, loader: LoaderFactory, dataset_config: dict,
-                     val_config: dict | None) -> tuple[DataLoader, DataLoader | None]:
+def training_loaders(options: TrainOptions, loader: LoaderFactory, dataset_config: DatasetConfig,
+                     val_config: DatasetConfig | None) -> tuple[DataLoader, DataLoader | None]:
     """The training loader (an error when it yields no complete batch) and the validation loader, if any."""
-    train_dl = loader(dataset_config, options.dataset_config, options.batch_size, True, options.num_workers)
+    train_dl = loader(dataset_config, options.batch_size, True, options.num_workers)
     if len(train_dl) == 0:
         raise DatasetError(
             f"{options.dataset_config}: no complete batch of {options.batch_size} "
@@ -84,7 +85,7 @@ def training_loaders(options: TrainOptions, loader: LoaderFactory, dataset_confi
         )
     val_dl = None
     if val_config is not None:
-        val_dl = loader(val_config, options.val_dataset_config, options.batch_size, False, options.num_workers)
+        val_dl = loader(val_config, options.batch_size, False, options.num_workers)
     return train_dl, val_dl
 
 
@@ -179,8 +180,7 @@ def run_training(options: TrainOptions) -> TrainResult:
                                     stop, RankReport(save_dir / "ranks", seed=seed, batch_size=options.batch_size)]
     if logger is not None:
         demo_source = val_config if val_config is not None else dataset_config
-        demo_name = options.val_dataset_config or options.dataset_config
-        demo = build_demo_callback(model_config, options, lambda bs: loader(demo_source, demo_name, bs, False, 0))
+        demo = build_demo_callback(model_config, options, lambda bs: loader(demo_source, bs, False, 0))
         if demo is not None:
             callbacks.append(demo)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from stable_audio_ops.config.dataset_config import validate_dataset_config
+from stable_audio_ops.config.dataset_config import DatasetConfig, PreEncodedConfig, validate_dataset_config
 from stable_audio_ops.config.model_config import load_model_config, read_json_file
 from stable_audio_ops.errors import ConfigError
 from stable_audio_ops.training.options import TrainOptions
@@ -16,8 +16,9 @@ from stable_audio_ops.training.options import TrainOptions
 log = logging.getLogger(__name__)
 
 
-def load_configs(options: TrainOptions) -> tuple[dict, dict, dict | None]:
-    """Model, dataset and optional validation dataset configs, validated (errors name the file)."""
+def load_configs(options: TrainOptions) -> tuple[dict, DatasetConfig, DatasetConfig | None]:
+    """Model, dataset and optional validation dataset configs, validated (errors name the file); the dataset
+    configs come back as frozen :data:`DatasetConfig` objects that the loaders take as they are."""
     if not options.model_config:
         raise ConfigError("", "model_config", "no model config given (--model-config)")
     if not options.dataset_config:
@@ -37,11 +38,11 @@ def load_configs(options: TrainOptions) -> tuple[dict, dict, dict | None]:
     return model_config, dataset_config, val_config
 
 
-def apply_pre_encoded_dataset(model_config: dict, dataset_config: dict, model_source: str = "",
+def apply_pre_encoded_dataset(model_config: dict, dataset_config: DatasetConfig, model_source: str = "",
                               dataset_source: str = "") -> None:
     """A ``pre_encoded`` dataset needs ``training.pre_encoded`` (latents must not be encoded again):
     switched on when the model config leaves it out, an error when it says false."""
-    if dataset_config.get("dataset_type") != "pre_encoded":
+    if not isinstance(dataset_config, PreEncodedConfig):
         return
     training = model_config.setdefault("training", {})
     if training.get("pre_encoded") is False:
