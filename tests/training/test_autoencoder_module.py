@@ -290,7 +290,13 @@ def test_tiny_dac_and_seanet_autoencoders_train(kind: str) -> None:
     [("oobleck", {}), ("dac", {"periods": [2, 3], "fft_sizes": [128]}),
      ("dac", {"periods": [5], "rates": [2], "fft_sizes": [64], "use_hinge": True}),
      ("big_vgan", {"periods": [2], "cqtd_filters": 4, "cqtd_dilations": [1], "cqtd_hop_lengths": [32],
-                   "cqtd_n_octaves": [3], "cqtd_bins_per_octaves": [12]})],
+                   "cqtd_n_octaves": [3], "cqtd_bins_per_octaves": [12]}),
+     ("transformer", {"patched_kwargs": {"patch_sizes": [8], "depths": [1], "strides": [2],
+                                         "sliding_window_widths": [2]},
+                      "stft_kwargs": {"enabled": True, "n_ffts": [32], "depths": [1], "strides": [2],
+                                      "sliding_window_widths": [1]}}),
+     ("hil", {"filters": 4, "n_ffts": [64], "hop_lengths": [16], "win_lengths": [64], "periods": [1, 2], "taps": 16,
+              "channels": [4, 8], "strides": [2, 1], "kernel_sizes": [3, 3], "loss_type": "hinge"})],
 )
 def test_each_discriminator_type_trains_a_tiny_autoencoder(disc_type, disc_config):
     cfg = fixture_config()
@@ -302,7 +308,9 @@ def test_each_discriminator_type_trains_a_tiny_autoencoder(disc_type, disc_confi
     # the same seed rebuilds the same initial critic, so any difference is training
     trained = module.discriminator.state_dict()
     assert sorted(trained) == sorted(initial)
-    assert any(not torch.equal(trained[k], initial[k]) for k in initial if k.endswith("weight_v"))
+    assert any(not torch.equal(trained[k], initial[k]) for k in initial if k.endswith(("weight_v", "original1")))
+    if disc_type == "transformer":  # zero-initialised attention outputs moved: only gradients can do that
+        assert any(trained[k].abs().sum() > 0 for k in trained if k.endswith("self_attn.to_out.weight"))
     last = rows[-1]
     for key in ("train/loss", "train/loss_adv", "train/feature_matching_loss", "train/discriminator_loss"):
         assert math.isfinite(last[key]), (key, last[key])

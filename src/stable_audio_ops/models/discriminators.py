@@ -1,7 +1,8 @@
 """Adversarial critics for autoencoder training: EnCodec's multi-scale STFT discriminator, and the one
 registry (``DISCRIMINATORS``) of every ``loss_configs.discriminator.type``: ``encodec`` (here),
-``oobleck`` (:mod:`.oobleck_discriminator`), ``dac`` (:mod:`.dac_discriminator`) and ``big_vgan``
-(:mod:`.bigvgan_discriminator`).
+``oobleck`` (:mod:`.oobleck_discriminator`), ``dac`` (:mod:`.dac_discriminator`), ``big_vgan``
+(:mod:`.bigvgan_discriminator`), ``hil`` (:mod:`.hil_discriminator`) and ``transformer``
+(:mod:`.transformer_discriminator`).
 
 Layout and parameter names follow stable-audio-tools 0.0.20 exactly, because its training
 checkpoints store the discriminator under ``discriminator.discriminators.discriminators.{scale}.*``:
@@ -17,6 +18,7 @@ is followed by LeakyReLU(0.2) and its output is a feature map for feature matchi
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -361,8 +363,108 @@ def _build_big_vgan(config: ConfigNode, in_channels: int | None, sample_rate: in
         raise ConfigError(config.source, config.path, str(exc)) from exc
 
 
+def _refuse_missing_parts(config: ConfigNode, kwargs: dict, kind: str) -> None:
+    """0.0.20 options that need parts this package does not have are errors, not silently different critics."""
+    if kwargs.get("add_noise", False):
+        raise config.error(f"add_noise is not supported for the {kind} discriminator: 0.0.20's psychoacoustic "
+                           "noise model is not part of this package (leave it false)", "add_noise")
+
+
+def _parameters(*callables) -> set[str]:
+    """Keyword parameter names of constructors (the options a critic set takes)."""
+    names: set[str] = set()
+    for fn in callables:
+        names |= {p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD}
+    return names - {"self"}
+
+
+# per-scale n_fft/hop_length/win_length come from the n_ffts/hop_lengths/win_lengths lists
+STFT_OPTIONS = _parameters(MultiScaleSTFTDiscriminator.__init__, DiscriminatorSTFT.__init__) - {
+    "n_fft", "hop_length", "win_length"}
+
+
+def _build_hil(config: ConfigNode, in_channels: int | None, sample_rate: int | None) -> nn.Module:
+    from stable_audio_ops.models.hil_discriminator import (
+        FILTER_BANK_OPTIONS,
+        HILDiscriminator,
+        MultiFilterBankDiscriminator,
+    )
+
+    options = ("normalize_losses", "loss_type", "add_noise", "sample_rate", "n_chroma",
+               *sorted(STFT_OPTIONS | FILTER_BANK_OPTIONS))
+    kwargs = _check_keys(config, options, "hil")
+    _refuse_missing_parts(config, kwargs, "hil")
+    kwargs.pop("add_noise", None)
+    if kwargs.pop("n_chroma", 0):
+        raise config.error("n_chroma > 0 is not supported: the chroma critic needs torchaudio's prototype "
+                           "ChromaSpectrogram, which this package does not have (leave it 0)", "n_chroma")
+    _auto_fill(config, kwargs, "in_channels", in_channels)
+    _auto_fill(config, kwargs, "sample_rate", sample_rate)
+    config.get("filters", "a positive int")
+    if "loss_type" in kwargs:
+        config.choice("loss_type", HIL_LOSS_TYPES)
+    # 0.0.20 hands every option to both critic sets; each takes the ones it knows
+    try:
+        return HILDiscriminator(
+            MultiScaleSTFTDiscriminator(**{k: v for k, v in kwargs.items() if k in STFT_OPTIONS}),
+            MultiFilterBankDiscriminator(**{k: v for k, v in kwargs.items() if k in FILTER_BANK_OPTIONS}),
+            **{k: v for k, v in kwargs.items() if k in ("normalize_losses", "loss_type", "sample_rate")},
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(config.source, config.path, f"bad hil discriminator option: {exc}") from exc
+
+
+HIL_LOSS_TYPES = ("hinge", "rpgan", "sigmoid_rpgan")
+
+
+def _transformer_family_options(node: ConfigNode, family: str) -> dict:
+    from stable_audio_ops.models.hil_discriminator import FILTER_BANK_OPTIONS
+    from stable_audio_ops.models.transformer_discriminator import CRITIC_OPTIONS, FAMILY_DEFAULTS
+
+    use_hil = family == "mfb" and isinstance(node.data, dict) and bool(node.data.get("use_HIL", False))
+    if use_hil:  # filter-bank critics of the hil type instead of wavelet transformers
+        allowed: tuple[str, ...] = ("enabled", "use_HIL", *sorted(FILTER_BANK_OPTIONS - {"in_channels"}))
+    else:
+        allowed = ("enabled", *(("use_HIL",) if family == "mfb" else ()), *FAMILY_DEFAULTS[family], *CRITIC_OPTIONS)
+    kwargs = _check_keys(node, allowed, f"transformer {family}_kwargs" + (" (use_HIL)" if use_hil else ""))
+    if use_hil:
+        return kwargs
+    for key in FAMILY_DEFAULTS[family]:
+        if key in kwargs:
+            node.get(key, "a list of ints")
+    return kwargs
+
+
+def _build_transformer(config: ConfigNode, in_channels: int | None, sample_rate: int | None) -> nn.Module:
+    from stable_audio_ops.models.transformer_discriminator import MultiTransformerDiscriminator
+
+    options = ("normalize_losses", "loss_type", "add_noise", "noise_kwargs", "sample_rate", "in_channels",
+               "stft_kwargs", "patched_kwargs", "mfb_kwargs", "chroma_kwargs")
+    kwargs = _check_keys(config, options, "transformer")
+    _refuse_missing_parts(config, kwargs, "transformer")
+    kwargs.pop("add_noise", None)
+    kwargs.pop("noise_kwargs", None)  # read only with add_noise
+    chroma = config.child("chroma_kwargs", default={})
+    if kwargs.pop("chroma_kwargs", {}).get("enabled", False):
+        raise chroma.error("chroma critics are not supported: they need torchaudio's prototype ChromaSpectrogram, "
+                           "which this package does not have (leave enabled false)", "enabled")
+    _auto_fill(config, kwargs, "in_channels", in_channels)
+    _auto_fill(config, kwargs, "sample_rate", sample_rate)
+    if "loss_type" in kwargs:
+        config.choice("loss_type", HIL_LOSS_TYPES)
+    for family in ("stft", "patched", "mfb"):
+        key = f"{family}_kwargs"
+        if key in kwargs:
+            kwargs[key] = _transformer_family_options(config.child(key), family)
+    try:
+        return MultiTransformerDiscriminator(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(config.source, config.path, f"bad transformer discriminator option: {exc}") from exc
+
+
 # name -> builder(config node, in_channels, sample_rate)
-DISCRIMINATORS = {"encodec": _build_encodec, "oobleck": _build_oobleck, "dac": _build_dac, "big_vgan": _build_big_vgan}
+DISCRIMINATORS = {"encodec": _build_encodec, "oobleck": _build_oobleck, "dac": _build_dac, "big_vgan": _build_big_vgan,
+                  "hil": _build_hil, "transformer": _build_transformer}
 
 
 def create_discriminator_from_config(
