@@ -106,6 +106,8 @@ def test_generator_step_moves_only_the_student_and_discriminator_step_only_the_d
     assert not _changed(initial, after_gen, "discriminator.") and not _changed(initial, after_gen, "discriminator_head.")
     assert not _changed(initial, after_gen, "diffusion.pretransform.")
     assert int(after_gen["diffusion_ema.step"]) == 1
+    # ... updated before the step (0.0.19 and 0.0.20): its copy phase holds the weights the step started from
+    assert not _changed(initial, after_gen, "diffusion_ema.ema_model.")
 
     # step 2 (discriminator): the DiT body up to the exit layer and the head move; the student does not
     assert not _changed(after_gen, after_dis, "diffusion.") and not _changed(after_gen, after_dis, "diffusion_ema.")
@@ -137,6 +139,17 @@ def _margin(module: ARCTrainingModule) -> float:
         real_s = module.score(renoise(x, noise, t_gan), t_gan, dcond)
         fake_s = module.score(renoise(fake, noise, t_gan), t_gan, dcond)
     return (real_s - fake_s).mean().item()
+
+
+def test_ema_settings_follow_0_0_20() -> None:
+    ema = _module(arc_config()).diffusion_ema
+    assert (ema.beta, ema.power, ema.update_every, ema.update_after_step) == (0.9995, 0.75, 1, 1)
+    assert not ema.include_online_model
+    # the warm-up caps at 0.9995 (0.0.19: 0.9999) from the 25,200th update on: bit-identical to 0.0.19 before that
+    ema.step.fill_(25_199)
+    assert ema.get_current_decay() < 0.9995
+    ema.step.fill_(25_200)
+    assert ema.get_current_decay() == 0.9995
 
 
 def test_short_run_discriminator_margin_grows_and_student_stays_finite() -> None:
@@ -186,6 +199,11 @@ def test_teacher_and_discriminator_start_from_the_checkpoint_and_ode_warmup_regr
     assert not _changed(teacher_before, module.teacher_model.state_dict(), "")
     assert not _changed(disc_before, module.discriminator.state_dict(), "")
     assert not module.teacher_model.training
+    # warm-up steps update the EMA after the optimizer step (upstream): its copy phase holds the stepped student
+    ema = module.diffusion_ema
+    assert int(ema.step) == 2
+    student = module.diffusion.model.state_dict()
+    assert all(torch.equal(value, student[key]) for key, value in ema.ema_model.state_dict().items())
 
 
 @pytest.mark.parametrize(("edit", "message"), [

@@ -70,11 +70,11 @@ def _fixed_loss(module: DiffusionCondTrainingModule, batch) -> float:
     return total / 3
 
 
-def _fit(module: DiffusionCondTrainingModule, batch, steps: int) -> pl.Trainer:
+def _fit(module: DiffusionCondTrainingModule, batch, steps: int, callbacks=()) -> pl.Trainer:
     """Train ``steps`` steps on the same batch (no logger, checkpoints or progress bar)."""
     loader = torch.utils.data.DataLoader([0] * steps, batch_size=1, collate_fn=lambda _: batch)
     trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu")
+                         enable_model_summary=False, accelerator="cpu", callbacks=list(callbacks))
     trainer.fit(module, loader)
     return trainer
 
@@ -95,6 +95,47 @@ def test_loss_falls_on_one_repeated_batch_and_ema_follows() -> None:
                             fresh.diffusion.pretransform.parameters(), strict=True):
         assert torch.equal(p, q), name
     assert "train/loss" in trainer.callback_metrics and "train/std_data" in trainer.callback_metrics
+
+
+class _Backbones(pl.Callback):
+    """The online and EMA backbone weights after every batch (cloned)."""
+
+    def __init__(self):
+        self.online: list[dict[str, torch.Tensor]] = []
+        self.ema: list[dict[str, torch.Tensor]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.online.append({k: v.detach().clone() for k, v in pl_module.diffusion.model.state_dict().items()})
+        ema = pl_module.diffusion_ema.ema_model
+        self.ema.append({k: v.detach().clone() for k, v in ema.state_dict().items()})
+
+
+def test_ema_settings_and_cadence_follow_0_0_20() -> None:
+    module = _module()
+    ema = module.diffusion_ema
+    assert (ema.beta, ema.power, ema.update_every, ema.update_after_step) == (0.999, 0.75, 1, 1)
+    assert not ema.include_online_model
+    # the warm-up caps at 0.999 (0.0.19: 0.9999) from the 10,001st update on: bit-identical to 0.0.19 before that
+    ema.step.fill_(10_000)
+    assert ema.get_current_decay() < 0.999
+    ema.step.fill_(10_001)
+    assert ema.get_current_decay() == 0.999
+    ema.step.fill_(0)
+
+    initial = {k: v.detach().clone() for k, v in module.diffusion.model.state_dict().items()}
+    seen = _Backbones()
+    _fit(module, _batch(), steps=4, callbacks=[seen])
+    # one update per optimizer step, before the step: the first three copy the weights the step started from
+    # (update_after_step 1, then the initial copy of the first real update) ...
+    for ema_after, online_before in zip(seen.ema[:3], [initial, *seen.online[:2]], strict=True):
+        assert all(torch.equal(ema_after[k], online_before[k]) for k in online_before)
+    key = "model.postprocess_conv.weight"
+    assert not torch.equal(seen.ema[2][key], seen.online[2][key])  # it lags one step behind
+    # ... the fourth averages with the warm-up decay 1 - 3 ** -0.75
+    weight = 3 ** -0.75
+    for key, value in seen.ema[3].items():
+        torch.testing.assert_close(value, torch.lerp(seen.ema[2][key], seen.online[2][key], weight))
+    assert int(ema.step) == 4
 
 
 def test_pre_encoded_latents_skip_the_pretransform_and_are_divided_by_its_scale() -> None:

@@ -29,6 +29,13 @@ backbone, ``include_online_model=False``), ``teacher_model.*`` (when a teacher i
 ``discriminator.*`` (a whole model, conditioner and pretransform included) and ``discriminator_head.*``. So an
 ARC checkpoint unwraps through the ordinary ``diffusion_cond`` rule into a plain model.
 
+EMA of the student backbone follows the PyPI release 0.0.20 (:data:`EMA_SETTINGS`): ``beta 0.9995, power 3/4,
+update_every 1, update_after_step 1`` (0.0.19: ``beta 0.9999``), one update per generator step: on adversarial
+steps after the student's forward and before its optimizer step, on ODE warm-up steps after the optimizer step
+(both releases place it so). Discriminator steps never update it. The warm-up ``1 - (1 + e) ** -3/4`` only reaches
+0.9995 after 25,200 updates, so the two releases give bit-identical EMA weights up to 25,199 generator steps
+(about 50,000 optimizer steps); beyond that 0.0.20 averages over about 2,000 generator steps instead of 10,000.
+
 Deliberate differences from upstream (none changes what a correct configuration learns):
 - on generator steps the discriminator's parameters do not collect gradients (Lightning's
   ``toggle_optimizer``; upstream computes and then discards them);
@@ -65,6 +72,8 @@ R1_NOISE_STD = 0.05
 MIN_TRIM_LENGTH = 128
 ROLLED_KEYS = ("prompt",)
 PROGRESS_BAR_KEYS = ("train/gen_loss", "train/dis_loss", "train/ode_mse_loss")
+# 0.0.20's ARC EMA (0.0.19: beta 0.9999); see the module docstring.
+EMA_SETTINGS = {"beta": 0.9995, "power": 3 / 4, "update_every": 1, "update_after_step": 1}
 
 
 @dataclass(frozen=True)
@@ -142,8 +151,7 @@ class ARCTrainingModule(pl.LightningModule):
         self.diffusion_ema: EMA | None = None
         if settings.use_ema:
             self.diffusion_ema = EMA(self.diffusion.model, ema_model=copy.deepcopy(self.diffusion.model),
-                                     beta=0.9999, power=3 / 4, update_every=1, update_after_step=1,
-                                     include_online_model=False)
+                                     include_online_model=False, **EMA_SETTINGS)
         self._ode: dict[str, Any] | None = None  # the teacher trajectories of ode_warmup
 
     def train(self, mode: bool = True) -> ARCTrainingModule:
@@ -243,7 +251,7 @@ class ARCTrainingModule(pl.LightningModule):
         if warmup is not None and step < warmup.warmup_steps:
             with self.toggled_optimizer(opt_gen):
                 loss = self.ode_warmup_loss(x, metadata, padding_masks)
-                self._generator_update(loss, opt_gen, sched_gen)
+                self._generator_update(loss, opt_gen, sched_gen, ema_after_step=True)
             self._log_step({"train/ode_mse_loss": loss.detach()}, step + 1, x.shape[0])
             return loss.detach()
 
@@ -267,9 +275,12 @@ class ARCTrainingModule(pl.LightningModule):
         self._log_step(log, step + 1, x.shape[0])
         return log.get("train/gen_loss", log.get("train/discriminator_loss"))
 
-    def _generator_update(self, loss: torch.Tensor, opt_gen, sched_gen) -> None:
-        if self.diffusion_ema is not None:
-            self.diffusion_ema.update()  # before the step, as upstream
+    def _generator_update(self, loss: torch.Tensor, opt_gen, sched_gen, ema_after_step: bool = False) -> None:
+        """One student step with its EMA update: before the step on adversarial steps, after it on ODE warm-up
+        steps (``ema_after_step``), where upstream updates it; the EMA copy therefore lags one step behind in the
+        adversarial phase only."""
+        if self.diffusion_ema is not None and not ema_after_step:
+            self.diffusion_ema.update()
         opt_gen.zero_grad()
         self.manual_backward(loss)
         if self.settings.clip_grad_norm > 0.0:
@@ -277,6 +288,8 @@ class ARCTrainingModule(pl.LightningModule):
         opt_gen.step()
         if sched_gen is not None:
             sched_gen.step()
+        if self.diffusion_ema is not None and ema_after_step:
+            self.diffusion_ema.update()
 
     def _generator_step(self, x, x_t, t, t_gan, gan_noise, cond, disc_cond, opt_gen, sched_gen) -> dict:
         v = self.diffusion(x_t, t, cond=cond, cfg_dropout_prob=self.settings.cfg_dropout_prob)

@@ -10,6 +10,14 @@ each optimizer step. The state-dict layout is upstream's, so wrapped checkpoints
 ``diffusion_ema.ema_model.model.*`` (EMA of the backbone wrapper only), ``diffusion_ema.initted``,
 ``diffusion_ema.step`` and ``losses.losses.0.weight``.
 
+EMA follows the PyPI release 0.0.20 (:data:`EMA_SETTINGS`): ``beta 0.999, power 3/4, update_every 1,
+update_after_step 1``, updated once per optimizer step in ``on_before_zero_grad`` (Lightning calls it between
+the step's forward and its backward, so each update sees the weights as the previous step left them). 0.0.19
+used ``beta 0.9999`` with the same warm-up, cadence and placement. The warm-up ``1 - (1 + e) ** -3/4`` only
+reaches 0.999 after 10,001 updates, so the two releases give bit-identical EMA weights up to 10,000 optimizer
+steps; beyond that 0.0.20 averages over about 1,000 steps instead of 10,000 (it follows a still-improving model
+more closely).
+
 Deliberate differences (none changes what is learned for upstream's configs):
 - the distribution shift uses the latent length (see :mod:`stable_audio_ops.training.timesteps`);
 - the pretransform always encodes under ``no_grad`` unless its ``enable_grad`` is set (upstream's
@@ -43,6 +51,8 @@ log = logging.getLogger(__name__)
 
 VALIDATION_TIMESTEPS = (0.1, 0.3, 0.5, 0.7, 0.9)
 INPAINT_MASK_KEYS = ("max_mask_segments", "mask_type_probabilities")
+# 0.0.20's diffusion_cond EMA (0.0.19: beta 0.9999); see the module docstring.
+EMA_SETTINGS = {"beta": 0.999, "power": 3 / 4, "update_every": 1, "update_after_step": 1}
 
 
 def default_optimizer_configs(lr: float) -> dict:
@@ -135,8 +145,7 @@ class DiffusionCondTrainingModule(pl.LightningModule):
         if use_ema:
             # EMA of the backbone only; its online model is not stored twice (upstream's layout).
             self.diffusion_ema = EMA(self.diffusion.model, ema_model=copy.deepcopy(self.diffusion.model),
-                                     beta=0.9999, power=3 / 4, update_every=1, update_after_step=1,
-                                     include_online_model=False)
+                                     include_online_model=False, **EMA_SETTINGS)
 
         self.log_loss_info = bool(log_loss_info)
         self.pre_encoded = bool(pre_encoded)
@@ -217,6 +226,8 @@ class DiffusionCondTrainingModule(pl.LightningModule):
         return loss
 
     def on_before_zero_grad(self, *args: Any, **kwargs: Any) -> None:
+        """One EMA update per optimizer step, before the step changes the weights (upstream's hook in both
+        releases)."""
         if self.diffusion_ema is not None:
             self.diffusion_ema.update()
 

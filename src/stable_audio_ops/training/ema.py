@@ -16,8 +16,9 @@ Only float32/float16 parameters and buffers are averaged (others, e.g. integer c
 
 0.0.20 vendors ema-pytorch 0.2.3 with this same rule; what changed from 0.0.19 is how often the wrappers
 call :meth:`EMA.update` and with which settings (the autoencoder's: every 10 global steps, ``beta 0.999``,
-``update_after_step 2000``; see :mod:`stable_audio_ops.training.autoencoder`). ``step`` counts calls, not
-global steps, so a caller that updates every 10 steps reaches ``update_after_step`` 10 times later.
+``update_after_step 2000``; see :mod:`stable_audio_ops.training.autoencoder`; diffusion_cond: ``beta 0.999``,
+:mod:`stable_audio_ops.training.diffusion`; ARC: ``beta 0.9995``, :mod:`stable_audio_ops.training.arc`). ``step``
+counts calls, not global steps, so a caller that updates every 10 steps reaches ``update_after_step`` 10 times later.
 """
 
 from __future__ import annotations
