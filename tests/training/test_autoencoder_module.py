@@ -117,6 +117,14 @@ def test_optional_mel_term_comes_last_and_bad_mel_config_names_the_key():
     wrapped = torch.load(FIXTURE / "wrapped.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     assert set(module.state_dict()) - set(wrapped) == {"losses_gen.losses.4.weight"}
 
+    assert module.losses_gen.losses[-1].start_step == 0  # on from the first step unless asked
+    cfg["training"]["loss_configs"]["mel"]["start_step"] = 600
+    assert build(cfg).losses_gen.losses[-1].start_step == 600
+    cfg["training"]["loss_configs"]["mel"]["start_step"] = -1
+    with pytest.raises(ConfigError, match=r"training.loss_configs.mel.start_step"):
+        build(cfg)
+    del cfg["training"]["loss_configs"]["mel"]["start_step"]
+
     cfg["training"]["loss_configs"]["mel"]["type"] = "mel_gan"
     with pytest.raises(ConfigError, match=r"training.loss_configs.mel.type.*multiscale_mel"):
         build(cfg)

@@ -25,14 +25,18 @@ class LossTerm(nn.Module, ABC):
     """Base of all weighted terms: a ``name``, a ``weight`` buffer and a per-evaluation ``decay``.
 
     ``required_keys`` are the ``info`` keys the term reads; :class:`MultiLoss` skips the term when one
-    is absent.
+    is absent. ``start_step`` (an extension; 0 = always, as upstream) makes :class:`MultiLoss` skip the term,
+    without computing it, before that training step: a curriculum such as "reconstruct with the spectral loss
+    first, then refine timbre with a log-mel term" in one run.
     """
 
     def __init__(
-        self, name: str, weight: float = 1.0, decay: float = 1.0, required_keys: tuple[str, ...] = ()
+        self, name: str, weight: float = 1.0, decay: float = 1.0, required_keys: tuple[str, ...] = (),
+        start_step: int = 0,
     ):
         super().__init__()
         self.name = name
+        self.start_step = int(start_step)
         self.decay = float(decay)
         self.configured_weight = float(weight)
         self.required_keys = tuple(required_keys)
@@ -63,8 +67,9 @@ class LossTerm(nn.Module, ABC):
 class ValueLoss(LossTerm):
     """A value some other code already computed (``kl``, ``loss_adv``, ...), weighted."""
 
-    def __init__(self, key: str, weight: float = 1.0, name: str | None = None, decay: float = 1.0):
-        super().__init__(name=name or key, weight=weight, decay=decay, required_keys=(key,))
+    def __init__(self, key: str, weight: float = 1.0, name: str | None = None, decay: float = 1.0,
+                 start_step: int = 0):
+        super().__init__(name=name or key, weight=weight, decay=decay, required_keys=(key,), start_step=start_step)
         self.key = key
 
     def value(self, info):
@@ -140,8 +145,10 @@ class AuralossLoss(LossTerm):
         name: str,
         weight: float = 1.0,
         decay: float = 1.0,
+        start_step: int = 0,
     ):
-        super().__init__(name=name, weight=weight, decay=decay, required_keys=(input_key, target_key))
+        super().__init__(name=name, weight=weight, decay=decay, required_keys=(input_key, target_key),
+                         start_step=start_step)
         self.loss_module = module
         self.input_key = input_key
         self.target_key = target_key
@@ -169,11 +176,15 @@ class MultiLoss(nn.Module):
     def names(self) -> list[str]:
         return [term.name for term in self.losses]
 
-    def forward(self, info: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, info: Mapping[str, torch.Tensor],
+                step: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``step``: the training step, for terms with a ``start_step`` (``None``: every term counts)."""
         total: torch.Tensor | None = None
         per_name: dict[str, torch.Tensor] = {}
         for term in self.losses:
             if any(key not in info for key in term.required_keys):
+                continue
+            if step is not None and step < term.start_step:
                 continue
             value = term(info)
             per_name[term.name] = value

@@ -141,8 +141,10 @@ def bottleneck_loss_terms(bottleneck: nn.Module | None, loss_node: ConfigNode) -
 def mel_loss_terms(loss_node: ConfigNode, sample_rate: int) -> list[nn.Module]:
     """The optional ``loss_configs.mel`` term (an extension: 0.0.20 has none): multi-scale log-mel L1.
 
-    ``{"type": "multiscale_mel", "config": {...MultiScaleMelLoss args}, "weights": {"mel": w}}``. It holds
-    no weights of its own and comes after every 0.0.20 term, so upstream configs keep their state-dict keys.
+    ``{"type": "multiscale_mel", "config": {...MultiScaleMelLoss args}, "weights": {"mel": w},
+    "start_step": n}``. It holds no weights of its own and comes after every 0.0.20 term, so upstream configs keep
+    their state-dict keys. ``start_step`` (default 0) switches it on from that generator step: the demo recipe
+    learns pitch with the spectral loss first and timbre with this term afterwards (docs/demo-recipe.md).
     """
     if not loss_node.has("mel"):
         return []
@@ -155,7 +157,8 @@ def mel_loss_terms(loss_node: ConfigNode, sample_rate: int) -> list[nn.Module]:
     except (TypeError, ValueError) as exc:
         raise mel.error(f"bad mel loss config: {exc}", "config") from exc
     return [AuralossLoss(module, input_key="decoded", target_key="reals", name="mel_loss",
-                         weight=mel.child("weights").get("mel", "a number"), decay=mel.get("decay", "a number", 1.0))]
+                         weight=mel.child("weights").get("mel", "a number"), decay=mel.get("decay", "a number", 1.0),
+                         start_step=mel.get("start_step", "a non-negative int", 0))]
 
 
 def _audio_from_batch(batch: Any) -> torch.Tensor:
@@ -437,7 +440,7 @@ class AutoencoderTrainingModule(pl.LightningModule):
                     else:
                         loss_adv = fm = torch.zeros((), device=reals.device)
                     info["loss_adv"], info["feature_matching_distance"] = loss_adv, fm
-                loss, losses = self.losses_gen(info)
+                loss, losses = self.losses_gen(info, step=step)
             opt_gen.zero_grad()
             self.manual_backward(loss)
             if self.clip_grad_norm > 0.0:
