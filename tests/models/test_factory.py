@@ -48,7 +48,7 @@ def test_builds_the_fixture_config_with_its_parts() -> None:
 def test_registries_are_plain_dicts_with_the_supported_names() -> None:
     assert set(MODEL_TYPES) == {"autoencoder", "diffusion_cond", "diffusion_cond_inpaint", "diffusion_uncond",
                                 "diffusion_autoencoder"}
-    assert set(ENCODERS) == set(DECODERS) == {"oobleck", "dac", "seanet"}
+    assert set(ENCODERS) == set(DECODERS) == {"oobleck", "dac", "seanet", "taae", "local_attn"}
     assert set(BOTTLENECKS) == {"vae", "tanh", "l2_norm", "wasserstein", "rvq", "rvq_vae", "dac_rvq",
                                 "dac_rvq_vae", "fsq", "dithered_fsq"}
     assert set(PRETRANSFORMS) == {"autoencoder", "wavelet", "patched", "pqmf"}
@@ -63,7 +63,8 @@ def test_bad_list_value_names_file_and_key_path(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("part", "what", "known"),
-    [("encoder", "encoder type", "dac, oobleck, seanet"), ("decoder", "decoder type", "dac, oobleck, seanet"),
+    [("encoder", "encoder type", "dac, local_attn, oobleck, seanet, taae"),
+     ("decoder", "decoder type", "dac, local_attn, oobleck, seanet, taae"),
      ("bottleneck", "bottleneck type", "dac_rvq, dac_rvq_vae, dithered_fsq, fsq, l2_norm, rvq, rvq_vae, tanh, vae, "
       "wasserstein")],
 )

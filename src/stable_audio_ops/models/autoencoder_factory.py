@@ -18,6 +18,7 @@ from stable_audio_ops.config.schema import ConfigNode, check_known_keys, lookup
 from stable_audio_ops.models.autoencoder import AudioAutoencoder
 from stable_audio_ops.models.bottlenecks import BOTTLENECKS
 from stable_audio_ops.models.dac import build_dac_decoder, build_dac_encoder
+from stable_audio_ops.models.local_attn import build_local_attn_decoder, build_local_attn_encoder
 from stable_audio_ops.models.oobleck import build_oobleck_decoder, build_oobleck_encoder
 from stable_audio_ops.models.pretransforms import (
     AutoencoderPretransform,
@@ -26,13 +27,16 @@ from stable_audio_ops.models.pretransforms import (
     build_wavelet_pretransform,
 )
 from stable_audio_ops.models.seanet import build_seanet_decoder, build_seanet_encoder
+from stable_audio_ops.models.taae import build_taae_decoder, build_taae_encoder
 
 # builder(node of {"type", "config", "requires_grad", ...}) -> module
 ENCODERS: dict[str, Callable[[ConfigNode], nn.Module]] = {
     "oobleck": build_oobleck_encoder, "dac": build_dac_encoder, "seanet": build_seanet_encoder,
+    "taae": build_taae_encoder, "local_attn": build_local_attn_encoder,
 }
 DECODERS: dict[str, Callable[[ConfigNode], nn.Module]] = {
     "oobleck": build_oobleck_decoder, "dac": build_dac_decoder, "seanet": build_seanet_decoder,
+    "taae": build_taae_decoder, "local_attn": build_local_attn_decoder,
 }
 
 
@@ -85,19 +89,21 @@ def build_autoencoder(model: ConfigNode, sample_rate: int) -> AudioAutoencoder:
 
 def _check_consistency(model: ConfigNode, encoder: nn.Module, decoder: nn.Module, bottleneck: nn.Module | None,
                        pretransform: nn.Module | None, latent_dim: int, downsampling_ratio: int) -> None:
-    """Catch configs whose parts disagree; upstream builds them and fails at the first forward pass."""
+    """Catch configs whose parts disagree; upstream builds them and fails at the first forward pass.
+
+    A part whose config calls its latent width something else names that key in ``latent_dim_key``."""
     per_latent = getattr(bottleneck, "encoder_channels_per_latent", 1)
     enc_latent = getattr(encoder, "latent_dim", None)
     if enc_latent is not None and enc_latent != per_latent * latent_dim:
         why = " (this bottleneck needs 2 x latent_dim: mean and scale)" if per_latent == 2 else ""
         raise model.error(f"is {enc_latent} but must be {per_latent * latent_dim}{why}",
-                          "encoder.config.latent_dim")
+                          f"encoder.config.{getattr(encoder, 'latent_dim_key', 'latent_dim')}")
     noise_dim = getattr(bottleneck, "noise_augment_dim", 0)
     dec_latent = getattr(decoder, "latent_dim", None)
     if dec_latent is not None and dec_latent != latent_dim + noise_dim:
         why = f" + noise_augment_dim {noise_dim}" if noise_dim else ""
         raise model.error(f"is {dec_latent} but model.latent_dim is {latent_dim}{why}",
-                          "decoder.config.latent_dim")
+                          f"decoder.config.{getattr(decoder, 'latent_dim_key', 'latent_dim')}")
     strides = getattr(encoder, "strides", None)
     if strides is not None:
         ratio = math.prod(strides) * (pretransform.downsampling_ratio if pretransform is not None else 1)

@@ -17,8 +17,10 @@ the sequence mean and the remainder), SwiGLU feed-forward (or a ``sin`` gate in 
 ``sinusoidal_blocks`` layers), zero-initialised branch outputs. Parameter names are upstream's.
 
 Difference from 0.0.20: upstream calls flash-attn with a ``window_size`` and, without it, falls back to
-flex/masked SDPA; here it is always SDPA with the equivalent band mask (same numbers, no flash-attn
-dependency). Only the encoder direction is here: the decoder form belongs to the ``taae`` autoencoder.
+flex/masked SDPA; here it is always SDPA with the equivalent band mask, applied a chunk of queries at a time
+(:func:`windowed_attention`: same numbers, no flash-attn dependency, no ``[n, n]`` mask). Only the encoder
+direction is here (the decoder form belongs to 0.0.20's ``same``/``taae_v2`` autoencoders); the transformer
+layer is shared with the ``taae`` autoencoder's blocks (:mod:`stable_audio_ops.models.taae`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from stable_audio_ops.models.blocks import wn_conv1d
 from stable_audio_ops.models.transformer import (
     ConformerModule,
     FeedForward,
+    LayerNorm,
     LayerScale,
     RMSNorm,
     RotaryEmbedding,
@@ -64,13 +67,41 @@ class Sin(nn.Module):
 def band_mask(length: int, left: int, right: int, device: torch.device) -> torch.Tensor:
     """Boolean ``[length, length]``: query ``i`` may attend key ``j`` when ``i - left <= j <= i + right``
     (flash-attn's ``window_size=(left, right)``)."""
-    index = torch.arange(length, device=device)
-    delta = index[None, :] - index[:, None]
+    return _band(torch.arange(length, device=device), torch.arange(length, device=device), left, right)
+
+
+def _band(queries: torch.Tensor, keys: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    delta = keys[None, :] - queries[:, None]
     return (delta >= -left) & (delta <= right)
 
 
+def windowed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: tuple[int, int] | None,
+                       chunk_size: int = 1024) -> torch.Tensor:
+    """SDPA over ``[b, h, n, d]`` where query ``i`` sees keys ``i - left .. i + right`` (``window`` =
+    ``(left, right)``; ``None``: every key).
+
+    Why chunks: one ``[n, n]`` band mask grows with the square of the sequence (an autoencoder's first stage
+    runs at half the audio rate), so queries go ``chunk_size`` at a time against only the keys their band
+    reaches; each query's softmax still spans exactly its band, so the numbers equal one masked SDPA call.
+    """
+    if window is None:
+        return F.scaled_dot_product_attention(q, k, v)
+    left, right = window
+    n = q.shape[-2]
+    index = torch.arange(n, device=q.device)
+    outs = []
+    for start in range(0, n, chunk_size):
+        end = min(start + chunk_size, n)
+        k_start, k_end = max(0, start - left), min(n, end + right)
+        mask = _band(index[start:end], index[k_start:k_end], left, right)
+        outs.append(F.scaled_dot_product_attention(q[..., start:end, :], k[..., k_start:k_end, :],
+                                                   v[..., k_start:k_end, :], attn_mask=mask))
+    return torch.cat(outs, dim=-2)
+
+
 class ResamplingAttention(nn.Module):
-    """Self-attention of the resampling block (``to_qkv``, ``to_out``, ``q_norm``/``k_norm``, feat-scale gains)."""
+    """Windowed self-attention (``to_qkv``, ``to_out``, ``q_norm``/``k_norm``, feat-scale gains) of the resampling
+    block, the ``taae`` layers and ``local_attn`` (plain, no q/k norm there)."""
 
     def __init__(self, dim: int, dim_heads: int = 64, zero_init_output: bool = True, qk_norm: str = "none",
                  qk_norm_eps: float = 1e-6, differential: bool = False, feat_scale: bool = False):
@@ -112,7 +143,8 @@ class ResamplingAttention(nn.Module):
             return q, k
         return self.q_norm(q), self.k_norm(k)
 
-    def forward(self, x: torch.Tensor, rotary: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rotary: torch.Tensor, window: tuple[int, int] | None) -> torch.Tensor:
+        """``x`` ``[b, n, dim]``; ``rotary`` angles ``[n, rot]``; ``window`` see :func:`windowed_attention`."""
         parts = [self._heads(t) for t in self.to_qkv(x).chunk(5 if self.differential else 3, dim=-1)]
         v = parts[2]
         pairs = [(parts[0], parts[1])] + ([(parts[3], parts[4])] if self.differential else [])
@@ -121,7 +153,7 @@ class ResamplingAttention(nn.Module):
             q, k = self._normed(q, k)
             q = apply_rotary_pos_emb(q, rotary).to(v.dtype)
             k = apply_rotary_pos_emb(k, rotary).to(v.dtype)
-            outs.append(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+            outs.append(windowed_attention(q, k, v, window))
         out = outs[0] - outs[1] if self.differential else outs[0]
         b, h, n, d = out.shape
         out = self.to_out(out.transpose(1, 2).reshape(b, n, h * d))
@@ -131,35 +163,59 @@ class ResamplingAttention(nn.Module):
         return out
 
 
+NORM_TYPES = ("layer_norm", "rms_norm", "dyt")
+
+
+def _norm(norm_type: str, dim: int, eps: float) -> nn.Module:
+    """0.0.20's ``norm_layer_map``: bias-free LayerNorm (``gamma`` + zero ``beta`` buffer), RMSNorm or DyT."""
+    if norm_type == "layer_norm":
+        return LayerNorm(dim, eps=eps)
+    if norm_type == "rms_norm":
+        return RMSNorm(dim, eps=eps)
+    if norm_type == "dyt":
+        return DynamicTanh(dim)
+    raise ValueError(f"norm_type must be one of {', '.join(NORM_TYPES)}; got {norm_type!r}")
+
+
 class ResamplingTransformerLayer(nn.Module):
-    """One pre-norm layer: self-attention, optional conformer conv, feed-forward (upstream ``TransformerBlock``)."""
+    """One pre-norm layer: self-attention, optional conformer conv, feed-forward (upstream ``TransformerBlock``
+    with ``add_rope``, no cross-attention or conditioning), windowed by the caller.
+
+    The resampling block uses it with RMS (or DyT) norms at eps 1e-3 and differential attention; the ``taae``
+    autoencoder (:mod:`stable_audio_ops.models.taae`) with LayerNorm at eps 1e-2, ``ln`` q/k norms and plain
+    attention. Upstream zero-initialises the branch outputs unless ``layer_scale`` is on.
+    """
 
     def __init__(self, dim: int, dim_heads: int = 64, layer_scale: bool = False, conformer: bool = False,
                  dyt: bool = False, differential: bool = True, feat_scale: bool = False, ff_mult: float = 3,
-                 sinusoidal: bool = False):
+                 sinusoidal: bool = False, norm_type: str | None = None, norm_eps: float = 1e-3,
+                 qk_norm: str | None = None, qk_norm_eps: float = 1e-3):
         super().__init__()
         dim_heads = min(dim_heads, dim)
         zero_init = not layer_scale
-        self.pre_norm = DynamicTanh(dim) if dyt else RMSNorm(dim, eps=1e-3)
-        self.self_attn = ResamplingAttention(dim, dim_heads, zero_init_output=zero_init,
-                                             qk_norm="dyt" if dyt else "rms", qk_norm_eps=1e-3,
-                                             differential=differential, feat_scale=feat_scale)
+        norm_type = norm_type or ("dyt" if dyt else "rms_norm")
+        qk_norm = qk_norm or ("dyt" if dyt else "rms")
+        self.pre_norm = _norm(norm_type, dim, norm_eps)
+        self.self_attn = ResamplingAttention(dim, dim_heads, zero_init_output=zero_init, qk_norm=qk_norm,
+                                             qk_norm_eps=qk_norm_eps, differential=differential,
+                                             feat_scale=feat_scale)
         self.self_attn_scale = LayerScale(dim) if layer_scale else nn.Identity()
-        self.ff_norm = DynamicTanh(dim) if dyt else RMSNorm(dim, eps=1e-3)
+        self.ff_norm = _norm(norm_type, dim, norm_eps)
         self.ff = FeedForward(dim, mult=ff_mult, zero_init_output=zero_init)
         if sinusoidal:
             self.ff.ff[0].act = Sin()
         self.ff_scale = LayerScale(dim) if layer_scale else nn.Identity()
         self.conformer = None
         if conformer:
-            # 0.0.20's conformer norms get the block's norm kwargs (eps 1e-3)
-            self.conformer = ConformerModule(dim, norm_kwargs={"eps": 1e-3})
+            # 0.0.20's conformer norms (always bias-free LayerNorms) get the block's norm kwargs
+            self.conformer = ConformerModule(dim, norm_kwargs={"eps": norm_eps})
             self.conformer_scale = LayerScale(dim) if layer_scale else nn.Identity()
         self.rope = RotaryEmbedding(dim_heads // 2)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, window: tuple[int, int] | None) -> torch.Tensor:
+        """``x`` ``[b, n, dim]``; query ``i`` attends keys ``i - window[0] .. i + window[1]`` (all when None)."""
         rotary = self.rope.forward_from_seq_len(x.shape[-2])
-        x = x + self.self_attn_scale(self.self_attn(self.pre_norm(x), rotary, mask))
+        x = x + self.self_attn_scale(self.self_attn(self.pre_norm(x), rotary, window))
         if self.conformer is not None:
             x = x + self.conformer_scale(self.conformer(x))
         return x + self.ff_scale(self.ff(self.ff_norm(x)))
@@ -180,7 +236,7 @@ class TransformerResamplingBlock(nn.Module):
                              f"{sliding_window}")
         self.stride = stride
         self.checkpointing = checkpointing
-        self.window = [w * (stride + 1) for w in sliding_window]
+        self.window = (sliding_window[0] * (stride + 1), sliding_window[1] * (stride + 1))
         self.mapping = (wn_conv1d(in_channels, out_channels, 3 if conv_mapping else 1, padding="same",
                                   bias=mapping_bias)
                         if in_channels != out_channels else nn.Identity())
@@ -200,12 +256,11 @@ class TransformerResamplingBlock(nn.Module):
         groups = x.reshape(batch * (x.shape[1] // self.stride), self.stride, x.shape[-1])
         tokens = self.new_tokens.expand(groups.shape[0], -1, -1)
         x = torch.cat([groups, tokens], dim=1).reshape(batch, -1, x.shape[-1])
-        mask = band_mask(x.shape[1], self.window[0], self.window[1], x.device)
         for layer in self.transformers:
             if self.checkpointing and torch.is_grad_enabled():
-                x = checkpoint(layer, x, mask, use_reentrant=False)
+                x = checkpoint(layer, x, self.window, use_reentrant=False)
             else:
-                x = layer(x, mask)
+                x = layer(x, self.window)
             features.append(x)
         out = x.reshape(batch, -1, self.stride + 1, x.shape[-1])[:, :, -1, :].transpose(1, 2)
         return (out, features) if return_features else out
