@@ -18,6 +18,7 @@ from stable_audio_ops.config.schema import ConfigNode, check_known_keys, lookup
 from stable_audio_ops.models.autoencoder import AudioAutoencoder
 from stable_audio_ops.models.bottlenecks import BOTTLENECKS
 from stable_audio_ops.models.dac import build_dac_decoder, build_dac_encoder
+from stable_audio_ops.models.dac_pretrained import build_dac_pretrained_pretransform
 from stable_audio_ops.models.local_attn import build_local_attn_decoder, build_local_attn_encoder
 from stable_audio_ops.models.oobleck import build_oobleck_decoder, build_oobleck_encoder
 from stable_audio_ops.models.pretransforms import (
@@ -132,6 +133,7 @@ PRETRANSFORMS: dict[str, Callable[[ConfigNode, int], nn.Module]] = {
     "wavelet": build_wavelet_pretransform,
     "patched": build_patched_pretransform,
     "pqmf": build_pqmf_pretransform,
+    "dac_pretrained": build_dac_pretrained_pretransform,
 }
 
 

@@ -100,16 +100,19 @@ class DecoderBlock(nn.Module):
 
 
 class DACEncoderNet(nn.Module):
-    """DAC's encoder proper (``encoder.encoder``): width doubles at every stride, ends at ``enc_dim``."""
+    """DAC's encoder proper (``encoder.encoder``): width doubles at every stride, ends at ``enc_dim``.
 
-    def __init__(self, in_channels: int, d_model: int, strides: Sequence[int]):
+    ``d_latent`` is the last conv's width: stable-audio-tools' wrapper keeps ``enc_dim`` (the default);
+    descript's own ``DAC`` model (the ``dac_pretrained`` pretransform) sets it to its ``latent_dim``."""
+
+    def __init__(self, in_channels: int, d_model: int, strides: Sequence[int], d_latent: int | None = None):
         super().__init__()
         layers: list[nn.Module] = [wn_conv1d(in_channels, d_model, kernel_size=7, padding=3)]
         dim = d_model
         for stride in strides:
             dim *= 2
             layers.append(EncoderBlock(dim, stride))
-        layers += [Snake1d(dim), wn_conv1d(dim, dim, kernel_size=3, padding=1)]
+        layers += [Snake1d(dim), wn_conv1d(dim, d_latent or dim, kernel_size=3, padding=1)]
         self.block = nn.Sequential(*layers)
         self.enc_dim = dim
 
