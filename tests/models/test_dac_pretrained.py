@@ -11,6 +11,7 @@ import torch
 from stable_audio_ops.errors import CheckpointError, ConfigError
 from stable_audio_ops.models.dac_pretrained import DACCodec, PretrainedDACPretransform
 from stable_audio_ops.models.factory import create_model_from_config, create_pretransform_from_config
+from stable_audio_ops.models.meta_init import meta_tensor_names, parameters_on_meta
 
 TINY = {"encoder_dim": 4, "encoder_rates": [2, 2], "latent_dim": 8, "decoder_dim": 16, "decoder_rates": [2, 2],
         "n_codebooks": 3, "codebook_size": 16, "codebook_dim": 4, "quantizer_dropout": 0.5, "sample_rate": 16000}
@@ -59,6 +60,10 @@ def test_uncond_model_over_dac_pretrained_loads_the_file_strictly_with_descript_
     assert (pre.is_discrete, pre.num_quantizers, pre.codebook_size, pre.sample_rate) == (True, 3, 16, 16000)
     model.train()
     assert not pre.training and not any(p.requires_grad for p in pre.parameters())
+    with parameters_on_meta():  # as when a checkpoint of this model is loaded: the DAC weights still come in
+        lean = create_model_from_config(config)
+    assert meta_tensor_names(lean.pretransform) == [] and meta_tensor_names(lean.model)
+    assert torch.equal(lean.pretransform.model.decoder.model[0].weight_v, state["decoder.model.0.weight_v"])
 
 
 def test_encode_decode_tokens_and_scale_behave_as_upstream(dac_file) -> None:

@@ -33,6 +33,7 @@ from stable_audio_ops.errors import CheckpointError
 from stable_audio_ops.models.checkpoints import load_state_dict_checked
 from stable_audio_ops.models.dac import DACDecoderNet, DACEncoderNet
 from stable_audio_ops.models.dac_quantizer import DACResidualVQ
+from stable_audio_ops.models.meta_init import real_parameters
 
 # (model_type, model_bitrate) -> (release tag, URL): descript-audio-codec 1.0.0's ``dac.utils`` table.
 DAC_RELEASES: dict[tuple[str, str], tuple[str, str]] = {
@@ -113,11 +114,16 @@ def load_dac_file(path: Path) -> DACCodec:
     kwargs = dict((payload.get("metadata") or {}).get("kwargs") or {})
     # As DAC.load: keep only constructor arguments (the saved kwargs may carry others).
     config = {**DAC_DEFAULTS, **{k: v for k, v in kwargs.items() if k in DAC_DEFAULTS}}
-    try:
-        codec = DACCodec(**config)
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: metadata.kwargs {kwargs} do not describe a DAC model ({err})") from err
-    load_state_dict_checked(codec, payload["state_dict"], strict=True, what=f"DAC weights {path}")
+    # Real parameters even while the parent is built on ``meta`` for a checkpoint load (its checkpoint may
+    # hold these weights too, but the pretransform must work from this file alone); ``assign`` makes the
+    # file's tensors the parameters, so the random initialisation is dropped at once.
+    with real_parameters():
+        try:
+            codec = DACCodec(**config)
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{path}: metadata.kwargs {kwargs} do not describe a DAC model ({err})") from err
+        load_state_dict_checked(codec, payload["state_dict"], strict=True, what=f"DAC weights {path}",
+                                assign=True)
     return codec
 
 
