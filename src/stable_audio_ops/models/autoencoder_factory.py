@@ -15,6 +15,7 @@ from collections.abc import Callable
 from torch import nn
 
 from stable_audio_ops.config.schema import ConfigNode, check_known_keys, lookup
+from stable_audio_ops.models.audiocraft_pretrained import build_audiocraft_pretrained_pretransform
 from stable_audio_ops.models.autoencoder import AudioAutoencoder
 from stable_audio_ops.models.bottlenecks import BOTTLENECKS
 from stable_audio_ops.models.dac import build_dac_decoder, build_dac_encoder
@@ -134,6 +135,7 @@ PRETRANSFORMS: dict[str, Callable[[ConfigNode, int], nn.Module]] = {
     "patched": build_patched_pretransform,
     "pqmf": build_pqmf_pretransform,
     "dac_pretrained": build_dac_pretrained_pretransform,
+    "audiocraft_pretrained": build_audiocraft_pretrained_pretransform,
 }
 
 
