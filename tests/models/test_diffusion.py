@@ -94,7 +94,7 @@ def test_latent_model_min_input_length_and_configured_shifts() -> None:
     ("model.diffusion.config.num_heads", 4, ConfigError, r"head dim is embed_dim / num_heads = 16"),
     ("model.diffusion.config.depht", 2, ConfigError, r"config\.depht: unknown key"),
     ("model.diffusion.config.conformer", "yes", ConfigError, r"config\.conformer: expected a bool"),
-    ("model.diffusion.config.attn_kwargs", {"qk_norm": "dyt"}, ConfigError, r"attn_kwargs\.qk_norm: expected one of"),
+    ("model.diffusion.config.attn_kwargs", {"qk_norm": "cosine"}, ConfigError, r"attn_kwargs\.qk_norm: expected one of"),
     ("model.diffusion.config.io_channels", 8, ConfigError, r"io_channels: is 8 but model\.io_channels is 4"),
     ("model.diffusion.sampling_distribution_shift_options", {"type": "cosine"}, UnknownTypeError,
      r"sampling_distribution_shift_options\.type"),

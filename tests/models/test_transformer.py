@@ -69,7 +69,7 @@ def test_qk_norm_variants_run_and_ln_adds_upstream_keys(qk_norm: str) -> None:
     if qk_norm == "ln":
         assert {"q_norm.weight", "q_norm.bias", "k_norm.weight", "k_norm.bias"} <= set(attn.state_dict())
     with pytest.raises(ValueError, match="qk_norm"):
-        Attention(64, qk_norm="dyt")
+        Attention(64, qk_norm="layernorm")
 
 
 def test_biasless_layernorm_keeps_beta_as_persistent_buffer() -> None:

@@ -23,17 +23,13 @@ from stable_audio_ops.models.conditioners import (
 )
 from stable_audio_ops.models.diffusion import ConditionedDiffusionModelWrapper, DiTWrapper
 from stable_audio_ops.models.dit import DIFFUSION_OBJECTIVES, GLOBAL_COND_TYPES, TIMESTEP_COND_TYPES
-from stable_audio_ops.models.transformer import QK_NORMS
+from stable_audio_ops.models.transformer import NORM_TYPES, QK_NORMS
 from stable_audio_ops.sampling.schedules import create_dist_shift
 
 # upstream keys that only work with their default value here: key -> default
 _DEFAULT_ONLY = {
     "transformer_type": "continuous_transformer",
     "timestep_features_type": "learned",
-    "norm_type": "layer_norm",
-    "sliding_window": None,
-    "remove_norms": False,
-    "add_rope": False,
     "causal": False,
     "modular_local_cond_configs": None,
     "local_add_cond_dim": None,
@@ -43,7 +39,8 @@ _DIT_KEYS = ("io_channels", "patch_size", "embed_dim", "depth", "num_heads", "co
              "timestep_cond_type", "timestep_embed_dim", "timestep_features_dim", "timestep_features_logsnr")
 _TRANSFORMER_KEYS = ("rotary_pos_emb", "cross_attn_rotary_pos_emb", "use_sinusoidal_emb", "use_abs_pos_emb",
                      "abs_pos_emb_max_length", "num_memory_tokens", "final_cross_attn_ix", "zero_init_branch_outputs",
-                     "layer_scale", "conformer", "attn_kwargs", "ff_kwargs", "norm_kwargs", "use_checkpointing")
+                     "layer_scale", "conformer", "attn_kwargs", "ff_kwargs", "norm_kwargs", "use_checkpointing",
+                     "norm_type", "remove_norms", "add_rope", "sliding_window")
 _UNSUPPORTED_BACKBONES = {
     "DAU1d": "the Dance Diffusion U-Net (upstream does not accept it for conditioned models either)",
 }
@@ -117,14 +114,24 @@ def dit_kwargs_from_config(cfg: ConfigNode, channels_key: str = "io_channels") -
                       ("use_sinusoidal_emb", "a bool"), ("use_abs_pos_emb", "a bool"),
                       ("abs_pos_emb_max_length", "a positive int"), ("num_memory_tokens", "a non-negative int"),
                       ("final_cross_attn_ix", "an int"), ("zero_init_branch_outputs", "a bool"),
-                      ("layer_scale", "a bool"), ("conformer", "a bool"), ("use_checkpointing", "a bool")):
+                      ("layer_scale", "a bool"), ("conformer", "a bool"), ("use_checkpointing", "a bool"),
+                      ("add_rope", "a bool")):
         if cfg.has(key) and cfg.data[key] is not None:
             kw[key] = cfg.get(key, kind)
+    norm_type = _norm_type(cfg)
+    if norm_type != "layer_norm":
+        kw["norm_type"] = norm_type
+    window = cfg.get("sliding_window", "a list of ints", None)
+    if window is not None:
+        if len(window) != 2 or min(window) < 0:
+            raise cfg.error(f"expected [left, right], two non-negative ints (flash-attn's window_size), got {window}",
+                            "sliding_window")
+        kw["sliding_window"] = window
     if kw.get("use_sinusoidal_emb") and kw.get("use_abs_pos_emb"):
         raise cfg.error("use_sinusoidal_emb and use_abs_pos_emb cannot both be true", "use_abs_pos_emb")
 
-    attn = _sub_kwargs(cfg, "attn_kwargs", {"qk_norm": "a string", "qk_norm_eps": "a positive number"},
-                       {"differential": False, "feat_scale": False})
+    attn = _sub_kwargs(cfg, "attn_kwargs", {"qk_norm": "a string", "qk_norm_eps": "a positive number",
+                                            "differential": "a bool", "feat_scale": "a bool"}, {})
     if "qk_norm" in attn and attn["qk_norm"] not in QK_NORMS:
         raise cfg.child("attn_kwargs").error(f"expected one of {', '.join(QK_NORMS)}, got {attn['qk_norm']!r}",
                                              "qk_norm")
@@ -132,10 +139,25 @@ def dit_kwargs_from_config(cfg: ConfigNode, channels_key: str = "io_channels") -
                      {"use_conv": False, "sinusoidal": False})
     norm = _sub_kwargs(cfg, "norm_kwargs", {"bias": "a bool", "fix_scale": "a bool", "force_fp32": "a bool",
                                             "eps": "a positive number"}, {})
+    if norm_type == "rms_norm" and "bias" in norm:
+        raise cfg.child("norm_kwargs").error("norm_type 'rms_norm' has no bias (upstream's RMSNorm takes fix_scale, "
+                                             "force_fp32 and eps)", "bias")
     for name, sub in (("attn_kwargs", attn), ("ff_kwargs", ff), ("norm_kwargs", norm)):
         if sub:
             kw[name] = sub
     return kw
+
+
+def _norm_type(cfg: ConfigNode) -> str:
+    """``norm_type`` (0.0.20's key), or ``remove_norms: true`` (the fact sheet's name for the same DyT switch,
+    which 0.0.20 itself would reject with a TypeError) as ``dyt``; the two must agree when both are given."""
+    norm_type = cfg.choice("norm_type", NORM_TYPES, "layer_norm")
+    if cfg.get("remove_norms", "a bool", False):
+        if cfg.has("norm_type") and norm_type != "dyt":
+            raise cfg.error(f"remove_norms: true replaces the norms with DyT, but norm_type is {norm_type!r}",
+                            "remove_norms")
+        return "dyt"
+    return norm_type
 
 
 def build_dit_backbone(node: ConfigNode, diffusion_objective: str) -> DiTWrapper:

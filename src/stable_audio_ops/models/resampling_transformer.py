@@ -31,150 +31,46 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from stable_audio_ops.models.blocks import wn_conv1d
-from stable_audio_ops.models.transformer import (
+from stable_audio_ops.models.transformer import (  # noqa: F401 (band_mask, windowed_attention: re-exported)
+    QK_NORMS,
+    Attention,
     ConformerModule,
+    DynamicTanh,
     FeedForward,
     LayerNorm,
     LayerScale,
     RMSNorm,
     RotaryEmbedding,
+    Sin,
     apply_rotary_pos_emb,
+    band_mask,
+    make_norm,
+    windowed_attention,
 )
 
-RESAMPLING_QK_NORMS = ("none", "l2", "ln", "rms", "dyt")
+RESAMPLING_QK_NORMS = QK_NORMS
 
 
-class DynamicTanh(nn.Module):
-    """DyT normalisation-free layer: ``gamma * tanh(alpha * x) + beta`` (keys ``alpha``, ``gamma``, ``beta``)."""
-
-    def __init__(self, dim: int, init_alpha: float = 4.0, **_ignored):
-        super().__init__()
-        self.alpha = nn.Parameter(torch.ones(1) * init_alpha)
-        self.gamma = nn.Parameter(torch.ones(dim))
-        self.beta = nn.Parameter(torch.zeros(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.gamma * torch.tanh(self.alpha * x) + self.beta
-
-
-class Sin(nn.Module):
-    """``sin(pi x)``: the gate of 0.0.20's sinusoidal feed-forward."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sin(torch.pi * x)
-
-
-def band_mask(length: int, left: int, right: int, device: torch.device) -> torch.Tensor:
-    """Boolean ``[length, length]``: query ``i`` may attend key ``j`` when ``i - left <= j <= i + right``
-    (flash-attn's ``window_size=(left, right)``)."""
-    return _band(torch.arange(length, device=device), torch.arange(length, device=device), left, right)
-
-
-def _band(queries: torch.Tensor, keys: torch.Tensor, left: int, right: int) -> torch.Tensor:
-    delta = keys[None, :] - queries[:, None]
-    return (delta >= -left) & (delta <= right)
-
-
-def windowed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: tuple[int, int] | None,
-                       chunk_size: int = 1024) -> torch.Tensor:
-    """SDPA over ``[b, h, n, d]`` where query ``i`` sees keys ``i - left .. i + right`` (``window`` =
-    ``(left, right)``; ``None``: every key).
-
-    Why chunks: one ``[n, n]`` band mask grows with the square of the sequence (an autoencoder's first stage
-    runs at half the audio rate), so queries go ``chunk_size`` at a time against only the keys their band
-    reaches; each query's softmax still spans exactly its band, so the numbers equal one masked SDPA call.
-    """
-    if window is None:
-        return F.scaled_dot_product_attention(q, k, v)
-    left, right = window
-    n = q.shape[-2]
-    index = torch.arange(n, device=q.device)
-    outs = []
-    for start in range(0, n, chunk_size):
-        end = min(start + chunk_size, n)
-        k_start, k_end = max(0, start - left), min(n, end + right)
-        mask = _band(index[start:end], index[k_start:k_end], left, right)
-        outs.append(F.scaled_dot_product_attention(q[..., start:end, :], k[..., k_start:k_end, :],
-                                                   v[..., k_start:k_end, :], attn_mask=mask))
-    return torch.cat(outs, dim=-2)
-
-
-class ResamplingAttention(nn.Module):
+class ResamplingAttention(Attention):
     """Windowed self-attention (``to_qkv``, ``to_out``, ``q_norm``/``k_norm``, feat-scale gains) of the resampling
-    block, the ``taae`` layers and ``local_attn`` (plain, no q/k norm there)."""
+    block, the ``taae`` layers and ``local_attn`` (plain, no q/k norm there): the DiT's :class:`Attention`
+    (differential attention and DyT q/k norms included) called the way these layers call it."""
 
     def __init__(self, dim: int, dim_heads: int = 64, zero_init_output: bool = True, qk_norm: str = "none",
                  qk_norm_eps: float = 1e-6, differential: bool = False, feat_scale: bool = False):
-        super().__init__()
-        if qk_norm not in RESAMPLING_QK_NORMS:
-            raise ValueError(f"qk_norm must be one of {', '.join(RESAMPLING_QK_NORMS)}; got {qk_norm!r}")
         if dim % dim_heads:
             raise ValueError(f"attention width {dim} is not a multiple of the head dim {dim_heads}")
-        self.num_heads = dim // dim_heads
-        self.differential = differential
-        self.to_qkv = nn.Linear(dim, dim * (5 if differential else 3), bias=False)
-        self.to_out = nn.Linear(dim, dim, bias=False)
-        if zero_init_output:
-            nn.init.zeros_(self.to_out.weight)
-        self.qk_norm = qk_norm
-        self.qk_norm_eps = qk_norm_eps
-        if qk_norm == "ln":
-            self.q_norm = nn.LayerNorm(dim_heads, eps=qk_norm_eps)
-            self.k_norm = nn.LayerNorm(dim_heads, eps=qk_norm_eps)
-        elif qk_norm == "rms":
-            self.q_norm = RMSNorm(dim_heads, eps=qk_norm_eps)
-            self.k_norm = RMSNorm(dim_heads, eps=qk_norm_eps)
-        elif qk_norm == "dyt":
-            self.q_norm = DynamicTanh(dim_heads)
-            self.k_norm = DynamicTanh(dim_heads)
-        self.feat_scale = feat_scale
-        if feat_scale:
-            self.lambda_dc = nn.Parameter(torch.zeros(dim))
-            self.lambda_hf = nn.Parameter(torch.zeros(dim))
-
-    def _heads(self, t: torch.Tensor) -> torch.Tensor:
-        b, n, _ = t.shape
-        return t.reshape(b, n, self.num_heads, -1).transpose(1, 2)
-
-    def _normed(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.qk_norm == "l2":
-            return F.normalize(q, dim=-1, eps=self.qk_norm_eps), F.normalize(k, dim=-1, eps=self.qk_norm_eps)
-        if self.qk_norm == "none":
-            return q, k
-        return self.q_norm(q), self.k_norm(k)
+        super().__init__(dim, dim_heads, zero_init_output=zero_init_output, qk_norm=qk_norm,
+                         qk_norm_eps=qk_norm_eps, differential=differential, feat_scale=feat_scale)
 
     def forward(self, x: torch.Tensor, rotary: torch.Tensor, window: tuple[int, int] | None) -> torch.Tensor:
         """``x`` ``[b, n, dim]``; ``rotary`` angles ``[n, rot]``; ``window`` see :func:`windowed_attention`."""
-        parts = [self._heads(t) for t in self.to_qkv(x).chunk(5 if self.differential else 3, dim=-1)]
-        v = parts[2]
-        pairs = [(parts[0], parts[1])] + ([(parts[3], parts[4])] if self.differential else [])
-        outs = []
-        for q, k in pairs:
-            q, k = self._normed(q, k)
-            q = apply_rotary_pos_emb(q, rotary).to(v.dtype)
-            k = apply_rotary_pos_emb(k, rotary).to(v.dtype)
-            outs.append(windowed_attention(q, k, v, window))
-        out = outs[0] - outs[1] if self.differential else outs[0]
-        b, h, n, d = out.shape
-        out = self.to_out(out.transpose(1, 2).reshape(b, n, h * d))
-        if self.feat_scale:
-            mean = out.mean(dim=-2, keepdim=True)
-            out = out + self.lambda_dc * mean + self.lambda_hf * (out - mean)
-        return out
-
-
-NORM_TYPES = ("layer_norm", "rms_norm", "dyt")
+        return super().forward(x, rotary_pos_emb=rotary, window=window)
 
 
 def _norm(norm_type: str, dim: int, eps: float) -> nn.Module:
-    """0.0.20's ``norm_layer_map``: bias-free LayerNorm (``gamma`` + zero ``beta`` buffer), RMSNorm or DyT."""
-    if norm_type == "layer_norm":
-        return LayerNorm(dim, eps=eps)
-    if norm_type == "rms_norm":
-        return RMSNorm(dim, eps=eps)
-    if norm_type == "dyt":
-        return DynamicTanh(dim)
-    raise ValueError(f"norm_type must be one of {', '.join(NORM_TYPES)}; got {norm_type!r}")
+    """0.0.20's ``norm_layer_map`` at ``eps`` (DyT has none)."""
+    return make_norm(norm_type, dim, {"eps": eps})
 
 
 class ResamplingTransformerLayer(nn.Module):

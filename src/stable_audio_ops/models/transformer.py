@@ -5,7 +5,9 @@ Attribute names mirror upstream so checkpoints load unchanged
 
 Only the parts that configs of the DiT family use are implemented. Everything runs on PyTorch's
 ``scaled_dot_product_attention`` (no flash-attn / flex-attention kernels), so there are no padding
-masks in attention at all, exactly like upstream's SDPA path.
+masks in attention at all, exactly like upstream's SDPA path. ``sliding_window`` (flash-attn's
+``window_size``) is the same band mask applied through SDPA a chunk of queries at a time
+(:func:`windowed_attention`, upstream's own no-flash fallback); one warning per process says so.
 
 Upstream behaviours kept on purpose (checkpoints were trained with them):
 
@@ -19,6 +21,7 @@ Upstream behaviours kept on purpose (checkpoints were trained with them):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,7 +32,11 @@ from torch.utils.checkpoint import checkpoint
 
 from stable_audio_ops.models.step_cache import StepCache, cached
 
-QK_NORMS = ("none", "l2", "ln", "rms")
+QK_NORMS = ("none", "l2", "ln", "rms", "dyt")
+NORM_TYPES = ("layer_norm", "rms_norm", "dyt")
+SLIDING_WINDOW_WARNING = ("sliding_window: self-attention runs on torch scaled_dot_product_attention with a band "
+                          "mask (flash-attn is not used here); the numbers equal flash-attn's windowed attention")
+_warned: set[str] = set()  # warnings already given in this process
 
 
 # --- positional embeddings ---------------------------------------------------------------------------
@@ -146,15 +153,57 @@ class LayerNorm(nn.Module):
 
 
 class RMSNorm(nn.Module):
-    """RMS norm (used for ``qk_norm: rms``); key ``gamma`` like upstream."""
+    """RMS norm (``qk_norm: rms``, ``norm_type: rms_norm``); key ``gamma`` like upstream (a buffer with
+    ``fix_scale``)."""
 
-    def __init__(self, dim: int, eps: float = 1e-5):
+    def __init__(self, dim: int, fix_scale: bool = False, force_fp32: bool = False, eps: float = 1e-5):
         super().__init__()
-        self.gamma = nn.Parameter(torch.ones(dim))
+        if fix_scale:
+            self.register_buffer("gamma", torch.ones(dim))
+        else:
+            self.gamma = nn.Parameter(torch.ones(dim))
         self.eps = eps
+        self.force_fp32 = force_fp32
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.force_fp32:
+            return F.rms_norm(x.float(), x.shape[-1:], self.gamma.float(), self.eps).to(x.dtype)
         return F.rms_norm(x, x.shape[-1:], self.gamma, self.eps)
+
+
+class DynamicTanh(nn.Module):
+    """DyT normalisation-free layer: ``gamma * tanh(alpha * x) + beta`` (keys ``alpha``, ``gamma``, ``beta``).
+
+    Takes and ignores norm keyword arguments, as upstream does, so ``norm_kwargs`` written for a LayerNorm
+    still build."""
+
+    def __init__(self, dim: int, init_alpha: float = 4.0, **_ignored: Any):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1) * init_alpha)
+        self.gamma = nn.Parameter(torch.ones(dim))
+        self.beta = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gamma * torch.tanh(self.alpha * x) + self.beta
+
+
+def make_norm(norm_type: str, dim: int, norm_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
+    """0.0.20's ``norm_layer_map`` (``norm_type``): bias-free LayerNorm, RMSNorm or DyT."""
+    norm_kwargs = dict(norm_kwargs or {})
+    if norm_type == "layer_norm":
+        return LayerNorm(dim, **norm_kwargs)
+    if norm_type == "rms_norm":
+        return RMSNorm(dim, **norm_kwargs)
+    if norm_type == "dyt":
+        return DynamicTanh(dim, **norm_kwargs)
+    raise ValueError(f"norm_type must be one of {', '.join(NORM_TYPES)}; got {norm_type!r}")
+
+
+class Sin(nn.Module):
+    """``sin(pi x)``: the gate of 0.0.20's sinusoidal feed-forward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(torch.pi * x)
 
 
 class LayerScale(nn.Module):
@@ -232,12 +281,55 @@ class ConformerModule(nn.Module):
 
 # --- attention ---------------------------------------------------------------------------------------
 
+def band_mask(length: int, left: int, right: int, device: torch.device) -> torch.Tensor:
+    """Boolean ``[length, length]``: query ``i`` may attend key ``j`` when ``i - left <= j <= i + right``
+    (flash-attn's ``window_size=(left, right)``)."""
+    return _band(torch.arange(length, device=device), torch.arange(length, device=device), left, right)
+
+
+def _band(queries: torch.Tensor, keys: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    delta = keys[None, :] - queries[:, None]
+    return (delta >= -left) & (delta <= right)
+
+
+def windowed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: tuple[int, int] | None,
+                       chunk_size: int = 1024) -> torch.Tensor:
+    """SDPA over ``[b, h, n, d]`` where query ``i`` sees keys ``i - left .. i + right`` (``window`` =
+    ``(left, right)``; ``None``: every key).
+
+    Why chunks: one ``[n, n]`` band mask grows with the square of the sequence (an autoencoder's first stage
+    runs at half the audio rate), so queries go ``chunk_size`` at a time against only the keys their band
+    reaches; each query's softmax still spans exactly its band, so the numbers equal one masked SDPA call.
+    """
+    if window is None:
+        return F.scaled_dot_product_attention(q, k, v)
+    left, right = window
+    n = q.shape[-2]
+    index = torch.arange(n, device=q.device)
+    outs = []
+    for start in range(0, n, chunk_size):
+        end = min(start + chunk_size, n)
+        k_start, k_end = max(0, start - left), min(n, end + right)
+        mask = _band(index[start:end], index[k_start:k_end], left, right)
+        outs.append(F.scaled_dot_product_attention(q[..., start:end, :], k[..., k_start:k_end, :],
+                                                   v[..., k_start:k_end, :], attn_mask=mask))
+    return torch.cat(outs, dim=-2)
+
+
 class Attention(nn.Module):
     """Multi-head attention on SDPA; self-attention uses a fused ``to_qkv``, cross-attention
-    ``to_q`` + ``to_kv`` (keys/values at the context width, heads shared when it is narrower)."""
+    ``to_q`` + ``to_kv`` (keys/values at the context width, heads shared when it is narrower).
+
+    ``differential`` (differential attention, 0.0.20's form): a second query/key set is projected in the
+    same matmuls (``to_qkv`` gives ``q, k, v, q_diff, k_diff``; ``to_q`` gives ``q, q_diff`` and ``to_kv``
+    ``k, k_diff, v``) and the output is ``attn(q, k, v) - attn(q_diff, k_diff, v)``, without the paper's
+    learned lambda. ``feat_scale`` adds learned gains on the sequence mean of the output (``lambda_dc``) and
+    on the rest (``lambda_hf``), both zero at init.
+    """
 
     def __init__(self, dim: int, dim_heads: int = 64, dim_context: int | None = None, causal: bool = False,
-                 zero_init_output: bool = True, qk_norm: str = "none", qk_norm_eps: float = 1e-6):
+                 zero_init_output: bool = True, qk_norm: str = "none", qk_norm_eps: float = 1e-6,
+                 differential: bool = False, feat_scale: bool = False):
         super().__init__()
         if qk_norm not in QK_NORMS:
             raise ValueError(f"qk_norm must be one of {', '.join(QK_NORMS)}; got {qk_norm!r}")
@@ -250,11 +342,13 @@ class Attention(nn.Module):
             raise ValueError(f"attention with dim {dim}, context dim {dim_kv} and head dim {dim_heads} gives "
                              f"{self.num_heads} query heads and {self.kv_heads} key/value heads; "
                              "the query heads must be a positive multiple of the key/value heads")
+        self.differential = differential
+        pairs = 2 if differential else 1
         if dim_context is not None:
-            self.to_q = nn.Linear(dim, dim, bias=False)
-            self.to_kv = nn.Linear(dim_kv, dim_kv * 2, bias=False)
+            self.to_q = nn.Linear(dim, dim * pairs, bias=False)
+            self.to_kv = nn.Linear(dim_kv, dim_kv * (pairs + 1), bias=False)
         else:
-            self.to_qkv = nn.Linear(dim, dim * 3, bias=False)
+            self.to_qkv = nn.Linear(dim, dim * (2 * pairs + 1), bias=False)
         self.to_out = nn.Linear(dim, dim, bias=False)
         if zero_init_output:
             nn.init.zeros_(self.to_out.weight)
@@ -266,6 +360,13 @@ class Attention(nn.Module):
         elif qk_norm == "rms":
             self.q_norm = RMSNorm(dim_heads, eps=qk_norm_eps)
             self.k_norm = RMSNorm(dim_heads, eps=qk_norm_eps)
+        elif qk_norm == "dyt":
+            self.q_norm = DynamicTanh(dim_heads)
+            self.k_norm = DynamicTanh(dim_heads)
+        self.feat_scale = feat_scale
+        if feat_scale:
+            self.lambda_dc = nn.Parameter(torch.zeros(dim))
+            self.lambda_hf = nn.Parameter(torch.zeros(dim))
         self.causal = causal
 
     @staticmethod
@@ -273,59 +374,82 @@ class Attention(nn.Module):
         b, n, _ = t.shape
         return t.reshape(b, n, heads, -1).transpose(1, 2)
 
-    def _keys_values(self, kv_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k, v = (self._split_heads(t, self.kv_heads) for t in self.to_kv(kv_input).chunk(2, dim=-1))
-        return k, v
+    def _keys_values(self, kv_input: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """``((k,) or (k, k_diff), v)`` from ``to_kv`` (upstream's chunk order: keys first, values last)."""
+        parts = [self._split_heads(t, self.kv_heads)
+                 for t in self.to_kv(kv_input).chunk(3 if self.differential else 2, dim=-1)]
+        return tuple(parts[:-1]), parts[-1]
+
+    def _normed(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.qk_norm == "l2":
+            return F.normalize(q, dim=-1, eps=self.qk_norm_eps), F.normalize(k, dim=-1, eps=self.qk_norm_eps)
+        if self.qk_norm == "none":
+            return q, k
+        return self.q_norm(q).to(q.dtype), self.k_norm(k).to(k.dtype)
+
+    @staticmethod
+    def _rotary_freqs(q_len: int, k_len: int, rotary_pos_emb: torch.Tensor,
+                      rotary_pos_emb_k: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query and key angle tables; upstream stretches the key angles when the two lengths differ."""
+        if rotary_pos_emb_k is not None:
+            return rotary_pos_emb, rotary_pos_emb_k
+        if q_len == k_len:
+            return rotary_pos_emb, rotary_pos_emb  # the stretch would be x 1.0: same numbers, and cacheable
+        if q_len >= k_len:
+            return rotary_pos_emb, (q_len / k_len) * rotary_pos_emb
+        return (k_len / q_len) * rotary_pos_emb, rotary_pos_emb
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
                 rotary_pos_emb: torch.Tensor | None = None, rotary_pos_emb_k: torch.Tensor | None = None,
-                causal: bool | None = None, cache: StepCache | None = None) -> torch.Tensor:
+                causal: bool | None = None, cache: StepCache | None = None,
+                window: tuple[int, int] | None = None) -> torch.Tensor:
         """``cache`` (inside a generation): the keys/values of a context and the rotary cos/sin tables are
-        computed once and reused while the same tensors come in."""
+        computed once and reused while the same tensors come in. ``window``: ``(left, right)`` band of keys
+        each query sees (self-attention only, see :func:`windowed_attention`)."""
         if context is not None and not hasattr(self, "to_q"):
             raise ValueError("this attention layer was built for self-attention but got a context")
         if hasattr(self, "to_q"):
-            q = self._split_heads(self.to_q(x), self.num_heads)
+            qs = [self._split_heads(t, self.num_heads)
+                  for t in self.to_q(x).chunk(2 if self.differential else 1, dim=-1)]
             if context is not None:
-                k, v = cached(cache, ("kv", id(self)), (context,), lambda: self._keys_values(context))
+                ks, v = cached(cache, ("kv", id(self)), (context,), lambda: self._keys_values(context))
             else:
-                k, v = self._keys_values(x)
+                ks, v = self._keys_values(x)
         else:
-            q, k, v = (self._split_heads(t, self.num_heads) for t in self.to_qkv(x).chunk(3, dim=-1))
+            parts = [self._split_heads(t, self.num_heads)
+                     for t in self.to_qkv(x).chunk(5 if self.differential else 3, dim=-1)]
+            qs, ks, v = [parts[0], *parts[3:4]], [parts[1], *parts[4:5]], parts[2]
 
-        if self.qk_norm == "l2":
-            q = F.normalize(q, dim=-1, eps=self.qk_norm_eps)
-            k = F.normalize(k, dim=-1, eps=self.qk_norm_eps)
-        elif self.qk_norm != "none":
-            q, k = self.q_norm(q).to(q.dtype), self.k_norm(k).to(k.dtype)
-
+        causal = self.causal if causal is None else causal
+        if qs[0].shape[-2] == 1:
+            causal = False
+        repeat = self.num_heads // self.kv_heads
+        if repeat > 1:
+            v = v.repeat_interleave(repeat, dim=1)
         if rotary_pos_emb is not None:
-            q_freqs = rotary_pos_emb
-            if rotary_pos_emb_k is not None:
-                k_freqs = rotary_pos_emb_k
-            elif q.shape[-2] == k.shape[-2]:
-                k_freqs = rotary_pos_emb  # the stretch below would be x 1.0: same numbers, and cacheable
-            elif q.shape[-2] >= k.shape[-2]:
-                # upstream stretches the key angles when the two lengths differ
-                k_freqs = (q.shape[-2] / k.shape[-2]) * rotary_pos_emb
-            else:
-                q_freqs, k_freqs = (k.shape[-2] / q.shape[-2]) * rotary_pos_emb, rotary_pos_emb
+            q_freqs, k_freqs = self._rotary_freqs(qs[0].shape[-2], ks[0].shape[-2], rotary_pos_emb, rotary_pos_emb_k)
             q_cos_sin = cached(cache, "rotary_q", (q_freqs,), lambda: rotary_cos_sin(q_freqs))
             k_cos_sin = q_cos_sin if k_freqs is q_freqs else cached(cache, "rotary_k", (k_freqs,),
                                                                      lambda: rotary_cos_sin(k_freqs))
-            q = apply_rotary_pos_emb(q, q_freqs, q_cos_sin).to(v.dtype)
-            k = apply_rotary_pos_emb(k, k_freqs, k_cos_sin).to(v.dtype)
-
-        if self.num_heads != self.kv_heads:
-            repeat = self.num_heads // self.kv_heads
-            k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
-
-        causal = self.causal if causal is None else causal
-        if q.shape[-2] == 1:
-            causal = False
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        outs = []
+        for q, k in zip(qs, ks, strict=True):
+            q, k = self._normed(q, k)
+            if rotary_pos_emb is not None:
+                q = apply_rotary_pos_emb(q, q_freqs, q_cos_sin).to(v.dtype)
+                k = apply_rotary_pos_emb(k, k_freqs, k_cos_sin).to(v.dtype)
+            if repeat > 1:
+                k = k.repeat_interleave(repeat, dim=1)
+            if window is not None:
+                outs.append(windowed_attention(q, k, v, window))
+            else:
+                outs.append(F.scaled_dot_product_attention(q, k, v, is_causal=causal))
+        out = outs[0] - outs[1] if self.differential else outs[0]
         b, h, n, d = out.shape
-        return self.to_out(out.transpose(1, 2).reshape(b, n, h * d))
+        out = self.to_out(out.transpose(1, 2).reshape(b, n, h * d))
+        if self.feat_scale:
+            mean = out.mean(dim=-2, keepdim=True)
+            out = out + self.lambda_dc * mean + self.lambda_hf * (out - mean)
+        return out
 
 
 # --- blocks ------------------------------------------------------------------------------------------
@@ -336,11 +460,16 @@ class TransformerBlock(nn.Module):
     With ``global_cond_dim`` the block is adaLN-modulated: the (already embedded, 6*dim wide) global
     vector plus the learned ``to_scale_shift_gate`` give scale/shift/gate for the self-attention and
     feed-forward branches; branches are gated with ``sigmoid(1 - gate)`` as upstream.
+
+    ``norm_type`` picks the block's three norms (``layer_norm`` | ``rms_norm`` | ``dyt``); the conformer's
+    norms stay bias-free LayerNorms, as upstream. ``add_rope`` gives the block its own rotary table
+    (``rope.inv_freq``, ``dim_heads // 2`` dims), used only when the transformer passes none.
     """
 
     def __init__(self, dim: int, dim_heads: int = 64, cross_attend: bool = False, dim_context: int | None = None,
                  global_cond_dim: int | None = None, causal: bool = False, zero_init_branch_outputs: bool = True,
-                 layer_scale: bool = False, conformer: bool = False, attn_kwargs: Mapping[str, Any] | None = None,
+                 layer_scale: bool = False, conformer: bool = False, add_rope: bool = False,
+                 norm_type: str = "layer_norm", attn_kwargs: Mapping[str, Any] | None = None,
                  ff_kwargs: Mapping[str, Any] | None = None, norm_kwargs: Mapping[str, Any] | None = None):
         super().__init__()
         attn_kwargs, ff_kwargs, norm_kwargs = dict(attn_kwargs or {}), dict(ff_kwargs or {}), dict(norm_kwargs or {})
@@ -348,24 +477,27 @@ class TransformerBlock(nn.Module):
         self.dim_heads = min(dim_heads, dim)
         if layer_scale:
             zero_init_branch_outputs = False  # LayerScale already starts the branches near zero
-        self.pre_norm = LayerNorm(dim, **norm_kwargs)
+        self.pre_norm = make_norm(norm_type, dim, norm_kwargs)
         self.self_attn = Attention(dim, dim_heads=self.dim_heads, causal=causal,
                                    zero_init_output=zero_init_branch_outputs, **attn_kwargs)
         self.self_attn_scale = LayerScale(dim) if layer_scale else nn.Identity()
         self.cross_attend = cross_attend
         if cross_attend:
-            self.cross_attend_norm = LayerNorm(dim, **norm_kwargs)
+            self.cross_attend_norm = make_norm(norm_type, dim, norm_kwargs)
             self.cross_attn = Attention(dim, dim_heads=self.dim_heads, dim_context=dim_context, causal=causal,
                                         zero_init_output=zero_init_branch_outputs, **attn_kwargs)
             self.cross_attn_scale = LayerScale(dim) if layer_scale else nn.Identity()
-        # unmodulated and unscaled even under adaLN / layer_scale, as upstream
+        # unmodulated even under adaLN, as upstream; LayerScaled (``conformer_scale``) with layer_scale
         self.conformer = ConformerModule(dim, norm_kwargs=norm_kwargs) if conformer else None
-        self.ff_norm = LayerNorm(dim, **norm_kwargs)
+        if conformer:
+            self.conformer_scale = LayerScale(dim) if layer_scale else nn.Identity()
+        self.ff_norm = make_norm(norm_type, dim, norm_kwargs)
         self.ff = FeedForward(dim, zero_init_output=zero_init_branch_outputs, **ff_kwargs)
         self.ff_scale = LayerScale(dim) if layer_scale else nn.Identity()
         self.global_cond_dim = global_cond_dim
         if global_cond_dim is not None:
             self.to_scale_shift_gate = nn.Parameter(torch.randn(6 * dim) / dim ** 0.5)
+        self.rope = RotaryEmbedding(self.dim_heads // 2) if add_rope else None
 
     def _cross(self, x: torch.Tensor, context: torch.Tensor | None, rotary_pos_emb: torch.Tensor | None,
                cross_attn_rotary_pos_emb: torch.Tensor | None, cache: StepCache | None) -> torch.Tensor:
@@ -379,25 +511,46 @@ class TransformerBlock(nn.Module):
         return x + self.cross_attn_scale(out)
 
     def _conformer(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.conformer is None else x + self.conformer(x)
+        return x if self.conformer is None else x + self.conformer_scale(self.conformer(x))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, global_cond: torch.Tensor | None = None,
                 rotary_pos_emb: torch.Tensor | None = None,
-                cross_attn_rotary_pos_emb: torch.Tensor | None = None, cache: StepCache | None = None) -> torch.Tensor:
+                cross_attn_rotary_pos_emb: torch.Tensor | None = None, cache: StepCache | None = None,
+                window: tuple[int, int] | None = None) -> torch.Tensor:
+        """``window``: the self-attention band (``sliding_window``); cross-attention always sees every token."""
+        if rotary_pos_emb is None and self.rope is not None:
+            rope, seq_len = self.rope, x.shape[-2]
+            rotary_pos_emb = cached(cache, ("rope", id(self)), (seq_len,), lambda: rope.forward_from_seq_len(seq_len))
         if self.global_cond_dim is not None and global_cond is not None:
             mods = (self.to_scale_shift_gate + global_cond).unsqueeze(1).chunk(6, dim=-1)
             scale_self, shift_self, gate_self, scale_ff, shift_ff, gate_ff = mods
             h = self.pre_norm(x) * (1 + scale_self) + shift_self
-            h = self.self_attn(h, rotary_pos_emb=rotary_pos_emb, cache=cache) * torch.sigmoid(1 - gate_self)
+            h = self.self_attn(h, rotary_pos_emb=rotary_pos_emb, cache=cache, window=window)
+            h = h * torch.sigmoid(1 - gate_self)
             x = x + self.self_attn_scale(h)
             x = self._conformer(self._cross(x, context, rotary_pos_emb, cross_attn_rotary_pos_emb, cache))
             h = self.ff_norm(x) * (1 + scale_ff) + shift_ff
             h = self.ff(h) * torch.sigmoid(1 - gate_ff)
             return x + self.ff_scale(h)
 
-        x = x + self.self_attn_scale(self.self_attn(self.pre_norm(x), rotary_pos_emb=rotary_pos_emb, cache=cache))
+        x = x + self.self_attn_scale(self.self_attn(self.pre_norm(x), rotary_pos_emb=rotary_pos_emb, cache=cache,
+                                                    window=window))
         x = self._conformer(self._cross(x, context, rotary_pos_emb, cross_attn_rotary_pos_emb, cache))
         return x + self.ff_scale(self.ff(self.ff_norm(x)))
+
+
+def _window(sliding_window: tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
+    """Validated ``(left, right)`` band; warns once per process that it runs without flash-attn. Remembered
+    here, not by Python's warning registry, which every ``catch_warnings`` resets."""
+    if sliding_window is None:
+        return None
+    window = tuple(sliding_window)
+    if len(window) != 2 or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 0 for w in window):
+        raise ValueError(f"sliding_window must be two non-negative ints [left, right], got {sliding_window!r}")
+    if SLIDING_WINDOW_WARNING not in _warned:
+        _warned.add(SLIDING_WINDOW_WARNING)
+        warnings.warn(SLIDING_WINDOW_WARNING, UserWarning, stacklevel=3)
+    return window[0], window[1]
 
 
 class ContinuousTransformer(nn.Module):
@@ -406,6 +559,8 @@ class ContinuousTransformer(nn.Module):
     Sequence layout inside: ``[memory tokens, prepend tokens, x]``; memory tokens are stripped at the
     output, prepend tokens are left for the caller to strip (the DiT does). ``use_checkpointing``
     recomputes each block in the backward pass (training only; upstream always checkpoints).
+    ``sliding_window`` ``[left, right]``: each token's self-attention sees only the tokens ``left`` before to
+    ``right`` after it in that layout (memory and prepend tokens included, as upstream).
     """
 
     def __init__(self, dim: int, depth: int, *, dim_in: int | None = None, dim_out: int | None = None,
@@ -414,8 +569,10 @@ class ContinuousTransformer(nn.Module):
                  rotary_pos_emb: bool = True, cross_attn_rotary_pos_emb: bool = False,
                  zero_init_branch_outputs: bool = True, use_sinusoidal_emb: bool = False,
                  use_abs_pos_emb: bool = False, abs_pos_emb_max_length: int = 10000, num_memory_tokens: int = 0,
-                 use_checkpointing: bool = False, **block_kwargs: Any):
+                 sliding_window: tuple[int, int] | list[int] | None = None, use_checkpointing: bool = False,
+                 **block_kwargs: Any):
         super().__init__()
+        self.sliding_window = _window(sliding_window)
         self.dim = dim
         self.depth = depth
         self.causal = causal
@@ -481,10 +638,11 @@ class ContinuousTransformer(nn.Module):
         recompute = self.use_checkpointing and self.training and torch.is_grad_enabled()
         for layer_ix, layer in enumerate(self.layers):
             if recompute:
-                x = checkpoint(layer, x, context, global_cond, rotary, cross_rotary, use_reentrant=False)
+                x = checkpoint(layer, x, context, global_cond, rotary, cross_rotary, use_reentrant=False,
+                               window=self.sliding_window)
             else:
                 x = layer(x, context=context, global_cond=global_cond, rotary_pos_emb=rotary,
-                          cross_attn_rotary_pos_emb=cross_rotary, cache=cache)
+                          cross_attn_rotary_pos_emb=cross_rotary, cache=cache, window=self.sliding_window)
             if return_info:
                 info["hidden_states"].append(x)
             if exit_layer_ix is not None and layer_ix == exit_layer_ix:
@@ -496,8 +654,9 @@ class ContinuousTransformer(nn.Module):
 
 
 __all__ = [
-    "QK_NORMS", "AbsolutePositionalEmbedding", "Attention", "ConformerModule", "ContinuousTransformer", "FeedForward", "GLU",
-    "LayerNorm", "LayerScale", "RMSNorm", "RotaryEmbedding", "ScaledSinusoidalEmbedding", "TransformerBlock",
-    "apply_rotary_pos_emb", "rotary_cos_sin", "rotate_half",
+    "NORM_TYPES", "QK_NORMS", "SLIDING_WINDOW_WARNING", "AbsolutePositionalEmbedding", "Attention", "ConformerModule",
+    "ContinuousTransformer", "DynamicTanh", "FeedForward", "GLU", "LayerNorm", "LayerScale", "RMSNorm",
+    "RotaryEmbedding", "ScaledSinusoidalEmbedding", "Sin", "TransformerBlock", "apply_rotary_pos_emb", "band_mask",
+    "make_norm", "rotary_cos_sin", "rotate_half", "windowed_attention",
 ]
 
