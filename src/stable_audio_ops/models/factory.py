@@ -50,8 +50,8 @@ MODEL_TYPES: dict[str, Callable[[ConfigNode], nn.Module]] = {
     "diffusion_cond": build_diffusion_cond,
     # Same wrapper: inpainting inputs are ordinary input-concat conditioning (inpaint_mask, inpaint_masked_input).
     "diffusion_cond_inpaint": build_diffusion_cond,
-    "diffusion_uncond": build_diffusion_uncond,  # adp_uncond_1d U-Net or dit; model + parity only, no training yet
-    "diffusion_autoencoder": build_diffusion_autoencoder,  # Oobleck encoder + ADP U-Net decoder; model only
+    "diffusion_uncond": build_diffusion_uncond,  # adp_uncond_1d U-Net or dit (training: training.diffusion_uncond)
+    "diffusion_autoencoder": build_diffusion_autoencoder,  # encoder + ADP U-Net decoder (training.diffusion_autoencoder)
 }
 
 

@@ -8,7 +8,9 @@ dropout inside the backbone (``cfg_dropout_prob``), MSE loss, EMA of the backbon
 each optimizer step. The state-dict layout is upstream's, so wrapped checkpoints load both ways:
 ``diffusion.model.*``, ``diffusion.conditioner.*``, ``diffusion.pretransform.*``,
 ``diffusion_ema.ema_model.model.*`` (EMA of the backbone wrapper only), ``diffusion_ema.initted``,
-``diffusion_ema.step`` and ``losses.losses.0.weight``.
+``diffusion_ema.step`` and ``losses.losses.0.weight``. ``diffusion_uncond`` trains with this module minus the
+conditioning (:mod:`stable_audio_ops.training.diffusion_uncond` overrides :meth:`batch_conditioning` and
+:meth:`predict`, and passes its own EMA settings).
 
 EMA follows the PyPI release 0.0.20 (:data:`EMA_SETTINGS`): ``beta 0.999, power 3/4, update_every 1,
 update_after_step 1``, updated once per optimizer step in ``on_before_zero_grad`` (Lightning calls it between
@@ -123,6 +125,8 @@ class DiffusionCondTrainingModule(pl.LightningModule):
         validation_timesteps: Sequence[float] = VALIDATION_TIMESTEPS,
         source: str = "<model config>",
         path: str = "training",
+        ema_settings: Mapping[str, Any] = EMA_SETTINGS,
+        ema_include_online_model: bool = False,
     ):
         super().__init__()
         node = ConfigNode({}, source, path)
@@ -143,9 +147,10 @@ class DiffusionCondTrainingModule(pl.LightningModule):
 
         self.diffusion_ema: EMA | None = None
         if use_ema:
-            # EMA of the backbone only; its online model is not stored twice (upstream's layout).
+            # EMA of the backbone only; diffusion_cond does not store its online model twice (upstream's
+            # layout), the unconditional wrapper does (``diffusion_ema.online_model.*``).
             self.diffusion_ema = EMA(self.diffusion.model, ema_model=copy.deepcopy(self.diffusion.model),
-                                     include_online_model=False, **EMA_SETTINGS)
+                                     include_online_model=ema_include_online_model, **ema_settings)
 
         self.log_loss_info = bool(log_loss_info)
         self.pre_encoded = bool(pre_encoded)
@@ -199,18 +204,28 @@ class DiffusionCondTrainingModule(pl.LightningModule):
         conditioning["inpaint_mask"] = [mask]
         conditioning["inpaint_masked_input"] = [masked]
 
+    def batch_conditioning(self, metadata: Sequence[Mapping[str, Any]]) -> dict:
+        """Conditioning tensors of a batch (empty without a conditioner; the unconditional module has none)."""
+        conditioner = getattr(self.diffusion, "conditioner", None)
+        return conditioner(metadata, self.device) if conditioner else {}
+
+    def predict(self, noised: torch.Tensor, t: torch.Tensor, conditioning: dict,
+                cfg_dropout_prob: float) -> torch.Tensor:
+        """One forward pass of the trained model (the unconditional module overrides it: no conditioning)."""
+        return self.diffusion(noised, t, cond=conditioning, cfg_dropout_prob=cfg_dropout_prob)
+
     def training_step(self, batch, batch_idx):
         reals, metadata = batch[0], batch[1]
         if reals.ndim == 4 and reals.shape[0] == 1:  # WebDataset adds a leading batch dim
             reals = reals[0]
-        conditioning = self.diffusion.conditioner(metadata, self.device) if self.diffusion.conditioner else {}
+        conditioning = self.batch_conditioning(metadata)
         x, padding_masks = self.diffusion_input(reals, metadata)
         use_padding_mask = self.mask_padding and random.random() > self.mask_padding_dropout
 
         t = self.timesteps(x.shape[0], x.shape[-1], x.device)
         noised, targets = noise_and_target(x, t, self.diffusion_objective)
         self.add_inpainting(conditioning, x, padding_masks)
-        output = self.diffusion(noised, t, cond=conditioning, cfg_dropout_prob=self.cfg_dropout_prob)
+        output = self.predict(noised, t, conditioning, self.cfg_dropout_prob)
 
         info = {"output": output.float(), "targets": targets.float(),
                 "padding_mask": padding_masks if use_padding_mask else None}
@@ -237,7 +252,7 @@ class DiffusionCondTrainingModule(pl.LightningModule):
         if reals.ndim == 4 and reals.shape[0] == 1:
             reals = reals[0]
         with torch.no_grad():
-            conditioning = self.diffusion.conditioner(metadata, self.device) if self.diffusion.conditioner else {}
+            conditioning = self.batch_conditioning(metadata)
             x, padding_masks = self.diffusion_input(reals, metadata)
             values = {}
             for value in self.validation_timesteps:
@@ -245,7 +260,7 @@ class DiffusionCondTrainingModule(pl.LightningModule):
                 noised, targets = noise_and_target(x, t, self.diffusion_objective)
                 cond = dict(conditioning)
                 self.add_inpainting(cond, x, padding_masks)
-                output = self.diffusion(noised, t, cond=cond, cfg_dropout_prob=0.0)
+                output = self.predict(noised, t, cond, 0.0)
                 values[f"val/loss_{value:.1f}"] = F.mse_loss(output.float(), targets.float())
             values["val/avg_loss"] = torch.stack(list(values.values())).mean()
         self.log_dict(values, on_epoch=True, sync_dist=True, batch_size=x.shape[0])

@@ -12,6 +12,8 @@ from stable_audio_ops.config.schema import ConfigNode, lookup
 from stable_audio_ops.training.arc_factory import create_arc_training_module
 from stable_audio_ops.training.autoencoder import create_autoencoder_training_module
 from stable_audio_ops.training.diffusion import create_diffusion_cond_training_module
+from stable_audio_ops.training.diffusion_autoencoder import create_diffusion_autoencoder_training_module
+from stable_audio_ops.training.diffusion_uncond import create_diffusion_uncond_training_module
 
 TrainingModuleBuilder = Callable[..., pl.LightningModule]
 
@@ -27,6 +29,8 @@ TRAINING_MODULES: dict[str, TrainingModuleBuilder] = {
     "autoencoder": create_autoencoder_training_module,
     "diffusion_cond": _diffusion_cond_module,
     "diffusion_cond_inpaint": _diffusion_cond_module,
+    "diffusion_uncond": create_diffusion_uncond_training_module,
+    "diffusion_autoencoder": create_diffusion_autoencoder_training_module,
 }
 
 

@@ -41,15 +41,24 @@ def _diffusion_cond_renames(training: ConfigNode) -> list[tuple[str, str]]:
     return renames
 
 
+def _diffusion_autoencoder_prefix(training: ConfigNode) -> str:
+    # The EMA autoencoder (upstream's export_model); the online one when training.use_ema is false (ours).
+    return "diffae_ema.ema_model." if training.get("use_ema", "a bool", True) else "diffae."
+
+
 UNWRAP_RULES: dict[str, UnwrapRule] = {
     "autoencoder": _autoencoder_prefix,
     "diffusion_cond": _diffusion_cond_renames,
     "diffusion_cond_inpaint": _diffusion_cond_renames,
+    # upstream's unconditional export: the wrapper with the EMA backbone swapped in (the same renames)
+    "diffusion_uncond": _diffusion_cond_renames,
+    "diffusion_autoencoder": _diffusion_autoencoder_prefix,
 }
 
 # Prefixes that mark a state dict as a training-wrapper state dict (any model type).
 WRAPPER_PREFIXES = ("autoencoder.", "autoencoder_ema.", "discriminator.", "losses_gen.", "losses_disc.",
-                    "diffusion.", "diffusion_ema.", "losses.", "teacher_model.", "discriminator_head.")
+                    "diffusion.", "diffusion_ema.", "losses.", "teacher_model.", "discriminator_head.",
+                    "diffae.", "diffae_ema.")
 
 
 def read_training_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
@@ -99,7 +108,7 @@ def select_model_state_dict(
         )
     found = wrapper_like
     hint = ""
-    online = {"autoencoder_ema.": "autoencoder.", "diffusion_ema.": "diffusion."}
+    online = {"autoencoder_ema.": "autoencoder.", "diffusion_ema.": "diffusion.", "diffae_ema.": "diffae."}
     if any(prefix.startswith(ema) and plain in found for ema, plain in online.items()):
         hint = " (the run did not use EMA: set training.use_ema to false in the model config)"
     raise CheckpointError(
