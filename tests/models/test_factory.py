@@ -51,7 +51,8 @@ def test_registries_are_plain_dicts_with_the_supported_names() -> None:
     assert set(ENCODERS) == set(DECODERS) == {"oobleck", "dac", "seanet", "taae", "local_attn"}
     assert set(BOTTLENECKS) == {"vae", "tanh", "l2_norm", "wasserstein", "rvq", "rvq_vae", "dac_rvq",
                                 "dac_rvq_vae", "fsq", "dithered_fsq"}
-    assert set(PRETRANSFORMS) == {"autoencoder", "wavelet", "patched", "pqmf"}
+    assert set(PRETRANSFORMS) == {"autoencoder", "wavelet", "patched", "pqmf", "dac_pretrained",
+                                  "audiocraft_pretrained"}
 
 
 def test_bad_list_value_names_file_and_key_path(tmp_path: Path) -> None:
@@ -130,7 +131,7 @@ def test_create_pretransform_from_config_is_frozen_eval_and_scaled() -> None:
     trainable = create_pretransform_from_config(
         {"type": "autoencoder", "config": VAE_CONFIG["model"], "enable_grad": True}, 16000)
     assert all(p.requires_grad for p in trainable.parameters())
-    with pytest.raises(UnknownTypeError, match="unknown pretransform type 'nope'; known: autoencoder, "):
+    with pytest.raises(UnknownTypeError, match="unknown pretransform type 'nope'; known: audiocraft_pretrained, autoencoder, dac_pretrained, "):
         create_pretransform_from_config({"type": "nope", "config": {}}, 16000)
 
 
