@@ -9,11 +9,14 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.loggers import MLFlowLogger
 
 from stable_audio_ops.errors import CheckpointError, ConfigError
 from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, load_state_dict_checked
 from stable_audio_ops.models.factory import create_model_from_config
+from stable_audio_ops.training.demo_callbacks import build_demo_callback
 from stable_audio_ops.training.diffusion_autoencoder import DiffusionAutoencoderTrainingModule
+from stable_audio_ops.training.diffusion_autoencoder_demos import DiffusionAutoencoderDemoCallback
 from stable_audio_ops.training.factory import create_training_module_from_config
 from stable_audio_ops.training.options import TrainOptions
 from stable_audio_ops.training.run import run_training
@@ -157,3 +160,28 @@ def test_train_run_checkpoint_unwraps_with_its_embedded_config(tmp_path: Path) -
     model = create_model_from_config(copy.deepcopy(CONFIG))
     load_state_dict_checked(model, load_ckpt_state_dict(unwrap_checkpoint(None, result.checkpoint_path,
                                                                           tmp_path / "model")), strict=True)
+
+
+def test_demos_reconstruct_with_the_diffusion_decoder_in_demo_steps(tmp_path: Path, monkeypatch) -> None:
+    config = copy.deepcopy(CONFIG)
+    config["training"]["demo"] = {"demo_every": 2, "demo_steps": 2, "max_demos": 2}
+    # a deterministic encoder (the VAE samples its latents), so only the decode noise could vary
+    config["model"]["bottleneck"] = {"type": "tanh"}
+    config["model"]["encoder"]["config"]["latent_dim"] = 3
+    batch = _batch(2)
+    demo = build_demo_callback(config, TrainOptions(model_config="model_config.json", batch_size=2),
+                               lambda bs: [batch])
+    assert isinstance(demo, DiffusionAutoencoderDemoCallback) and demo.demo_steps == 2
+    module = _module(config)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # a file store: no sqlite migrations in a unit test
+    logger = MLFlowLogger(experiment_name="demos", tracking_uri=(tmp_path / "mlruns").as_uri())
+    loader = torch.utils.data.DataLoader([0] * 3, batch_size=1, collate_fn=lambda _: _batch())
+    pl.Trainer(max_steps=3, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False, accelerator="cpu", callbacks=[demo]).fit(module, loader)
+    assert demo.logged == ["demos/step_000001", "demos/step_000003"]
+    files = {a.path.split("/")[-1] for a in logger.experiment.list_artifacts(logger.run_id, "demos/step_000003")}
+    assert files == {"recon.wav", "recon_spectrogram.png"}
+    reals, fakes = demo.reconstruct(module)
+    assert torch.equal(reals, batch[0]) and fakes.shape == (2, 1, 64) and torch.isfinite(fakes).all()
+    torch.manual_seed(99)
+    assert torch.equal(fakes, demo.reconstruct(module)[1])  # seeded decode noise: demos are comparable

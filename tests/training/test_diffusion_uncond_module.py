@@ -9,12 +9,15 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.loggers import MLFlowLogger
 
 from stable_audio_ops.errors import ConfigError
 from stable_audio_ops.inference.generation import generate_diffusion_uncond
 from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, load_state_dict_checked
 from stable_audio_ops.models.factory import create_model_from_config
+from stable_audio_ops.training.demo_callbacks import build_demo_callback
 from stable_audio_ops.training.diffusion_uncond import DiffusionUncondTrainingModule
+from stable_audio_ops.training.diffusion_uncond_demos import DiffusionUncondDemoCallback
 from stable_audio_ops.training.factory import create_training_module_from_config
 from stable_audio_ops.training.options import TrainOptions
 from stable_audio_ops.training.run import run_training
@@ -139,3 +142,23 @@ def test_train_run_checkpoint_unwraps_with_its_embedded_config(tmp_path: Path) -
     model = create_model_from_config(ADP)
     load_state_dict_checked(model, load_ckpt_state_dict(unwrap_checkpoint(None, result.checkpoint_path,
                                                                           tmp_path / "model")), strict=True)
+
+
+def test_demos_sample_the_ema_backbone_from_fixed_noise_and_log_upstreams_files(tmp_path: Path,
+                                                                                monkeypatch) -> None:
+    config = copy.deepcopy(ADP)
+    config["training"]["demo"] = {"demo_every": 2, "demo_steps": 3, "num_demos": 2}
+    options = TrainOptions(model_config="model_config.json")
+    demo = build_demo_callback(config, options, lambda bs: None)
+    assert isinstance(demo, DiffusionUncondDemoCallback) and [demo.due(s) for s in (1, 2, 3)] == [True, False, True]
+    module = _module(config)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # a file store: no sqlite migrations in a unit test
+    logger = MLFlowLogger(experiment_name="demos", tracking_uri=(tmp_path / "mlruns").as_uri())
+    loader = torch.utils.data.DataLoader([0] * 3, batch_size=1, collate_fn=lambda _: _batch())
+    pl.Trainer(max_steps=3, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False, accelerator="cpu", callbacks=[demo]).fit(module, loader)
+    assert demo.logged == ["demos/step_000001", "demos/step_000003"]
+    files = {a.path.split("/")[-1] for a in logger.experiment.list_artifacts(logger.run_id, "demos/step_000003")}
+    assert files == {"demo.wav", "demo_melspec_left.png"}
+    first, again = demo.generate(module), demo.generate(module)
+    assert first.shape == (2, 1, 64) and torch.isfinite(first).all() and torch.equal(first, again)
