@@ -162,3 +162,19 @@ def test_demos_sample_the_ema_backbone_from_fixed_noise_and_log_upstreams_files(
     assert files == {"demo.wav", "demo_melspec_left.png"}
     first, again = demo.generate(module), demo.generate(module)
     assert first.shape == (2, 1, 64) and torch.isfinite(first).all() and torch.equal(first, again)
+
+
+def test_pre_encoded_latents_train_like_latents_encoded_on_the_fly() -> None:
+    config = copy.deepcopy(DIT)
+    config["model"]["config"]["in_channels"] = 4
+    config["model"]["pretransform"] = {"type": "patched", "config": {"channels": 1, "patch_size": 4}}
+    on_the_fly = _module(config)
+    config["training"]["pre_encoded"] = True
+    pre_encoded = _module(config)
+    audio, meta = _batch()
+    latents = on_the_fly.diffusion.pretransform.encode(audio)
+    x, masks = on_the_fly.diffusion_input(audio, meta)
+    y, _ = pre_encoded.diffusion_input(latents, meta)
+    assert x.shape == (4, 4, 16) and masks.shape == (4, 16) and torch.equal(x, y)
+    _fit(pre_encoded, (latents, meta), steps=2)
+    assert int(pre_encoded.diffusion_ema.step) == 2
