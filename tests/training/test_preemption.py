@@ -29,7 +29,10 @@ from tests.training.train_fixtures import (
     wait_for_checkpoint,
 )
 
-MAX_STEPS = 40
+# Far more steps than a signalled run reaches: the signal must land mid-run even when the machine runs the
+# tiny model at 12+ steps/s and the test process is slow to notice the first checkpoint (40 steps once
+# finished before the SIGINT arrived). Signalled runs stop early, so the bound costs no time.
+MAX_STEPS = 400
 EVERY = 4
 
 
@@ -73,10 +76,12 @@ def test_sigterm_saves_the_current_step_exits_143_and_resumes(tmp_path: Path) ->
 
     first = next(save_dir.glob(f"*step={EVERY}.ckpt"))
     first_written = first.stat().st_mtime_ns
-    resumed = train_cli(*args, "--ckpt-path", "last", cwd=tmp_path)
+    resume_to = stopped_at + 2 * EVERY  # a few steps past the stop keep the resumed run short
+    resumed_args = [*args[:args.index("--max-steps") + 1], str(resume_to), *args[args.index("--max-steps") + 2:]]
+    resumed = train_cli(*resumed_args, "--ckpt-path", "last", cwd=tmp_path)
     assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-5000:]
-    assert f"step {MAX_STEPS}" in resumed.stdout
-    assert checkpoint_step(save_dir / "last.ckpt") == MAX_STEPS
+    assert f"step {resume_to}" in resumed.stdout
+    assert checkpoint_step(save_dir / "last.ckpt") == resume_to
     assert first.stat().st_mtime_ns == first_written  # continued from stopped_at: step EVERY was not redone
 
 
