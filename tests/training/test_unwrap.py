@@ -100,3 +100,23 @@ def test_output_path_suffixes(tmp_path):
     assert output_checkpoint_path(tmp_path / "m.ckpt", use_safetensors=False).name == "m.ckpt"
     with pytest.raises(ValueError, match="suffix"):
         output_checkpoint_path(tmp_path / "m.ckpt", use_safetensors=True)
+
+
+def test_an_ema_copy_that_never_updated_exports_the_trained_weights(tmp_path, caplog):
+    """0.0.20's autoencoder EMA updates every 10 steps: a shorter run must not export the initial weights."""
+    config = fixture_config()
+    state = write_training_ckpt(tmp_path / "run.ckpt", config)
+    key = "decoder.layers.0.weight_g"
+    state[f"autoencoder.{key}"] = state[f"autoencoder.{key}"] + 1.0  # the online model trained, the EMA did not
+
+    state["autoencoder_ema.step"] = torch.tensor(0)
+    torch.save({"state_dict": state, "global_step": 7, "model_config": config}, tmp_path / "short.ckpt")
+    with caplog.at_level("WARNING"):
+        out = unwrap_checkpoint(None, tmp_path / "short.ckpt", tmp_path / "short")
+    assert torch.equal(load_file(str(out))[key], state[f"autoencoder.{key}"])
+    assert "never updated" in caplog.text
+
+    state["autoencoder_ema.step"] = torch.tensor(3)  # updated at least once: the EMA copy, as upstream
+    torch.save({"state_dict": state, "global_step": 37, "model_config": config}, tmp_path / "long.ckpt")
+    out = unwrap_checkpoint(None, tmp_path / "long.ckpt", tmp_path / "long")
+    assert torch.equal(load_file(str(out))[key], state[f"autoencoder_ema.ema_model.{key}"])

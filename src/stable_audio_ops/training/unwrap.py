@@ -9,6 +9,7 @@ followed by a STRICT load into a freshly built model, so any mismatch is an erro
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from stable_audio_ops.errors import CheckpointError
 from stable_audio_ops.models.checkpoints import load_state_dict_checked, save_model_checkpoint
 from stable_audio_ops.models.factory import create_model_from_config
 from stable_audio_ops.models.lora import lora_config_from_mapping, merge_lora_state_dict
+
+log = logging.getLogger(__name__)
 
 # model_type -> function(training node) -> the wrapper prefix that holds the weights to export, or a
 # sequence of (wrapper prefix, model prefix) renames applied in order (later ones override earlier ones).
@@ -80,6 +83,36 @@ def read_training_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+# EMA copy prefix -> (its update counter, what to export instead when it never updated)
+_EMA_FALLBACKS = {
+    "autoencoder_ema.ema_model.": ("autoencoder_ema.step", "autoencoder."),
+    "diffusion_ema.ema_model.": ("diffusion_ema.step", None),  # None: the online backbone is already in diffusion.*
+    "diffae_ema.ema_model.": ("diffae_ema.step", "diffae."),
+}
+
+
+def _skip_untouched_ema(renames: list[tuple[str, str]], state_dict: dict[str, torch.Tensor],
+                        ckpt_name: str) -> list[tuple[str, str]]:
+    """Export the trained weights, not the initial ones, when the EMA copy was never updated.
+
+    0.0.20's autoencoder EMA updates only every 10 global steps (:mod:`.autoencoder`), so a run shorter than
+    that leaves the EMA copy at the initialisation, and upstream's export would write an untrained model. Here
+    the online weights are exported instead, with a warning (a deliberate difference from 0.0.20).
+    """
+    kept: list[tuple[str, str]] = []
+    for prefix, target in renames:
+        counter, online = _EMA_FALLBACKS.get(prefix, (None, None))
+        step = state_dict.get(counter) if counter else None
+        if isinstance(step, torch.Tensor) and step.numel() == 1 and int(step) == 0:
+            log.warning("%s: the EMA copy (%s*) was never updated (run shorter than the EMA's update interval): "
+                        "exporting the trained online weights instead", ckpt_name or "checkpoint", prefix)
+            if online is not None:
+                kept.append((online, target))
+            continue
+        kept.append((prefix, target))
+    return kept
+
+
 def select_model_state_dict(
     model_config: dict, state_dict: dict[str, torch.Tensor], source: str = "<model config>", ckpt_name: str = ""
 ) -> dict[str, torch.Tensor]:
@@ -90,6 +123,7 @@ def select_model_state_dict(
     renames = rule(root.child("training", {}))
     if isinstance(renames, str):
         renames = [(renames, "")]
+    renames = _skip_untouched_ema(list(renames), state_dict, ckpt_name)
     selected: dict[str, torch.Tensor] = {}
     prefix = renames[0][0]
     for prefix, target in renames:
