@@ -30,6 +30,8 @@ def _write_ckpt(path: Path, config: dict):
             p.add_(1.0)
         for p in module.diffusion.conditioner.parameters():
             p.add_(2.0)
+        if module.diffusion_ema is not None:  # updated once per step, as after 3 steps (never-updated: skipped)
+            module.diffusion_ema.step.fill_(3)
     torch.save({"state_dict": module.state_dict(), "model_config": config, "global_step": 3}, path)
     return module
 

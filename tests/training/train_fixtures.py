@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -63,7 +64,14 @@ def start_train_cli(args: list[str], cwd: Path, env: dict[str, str] | None = Non
     output is kept (read it after the process ended), else discarded."""
     out = subprocess.PIPE if capture else subprocess.DEVNULL
     return subprocess.Popen([sys.executable, "-m", "stable_audio_ops.cli.train", *args], cwd=cwd,
-                            env=env or train_env(), stdout=out, stderr=out, text=True, start_new_session=True)
+                            env=env or train_env(), stdout=out, stderr=out, text=True, start_new_session=True,
+                            preexec_fn=_sigint_as_in_a_terminal)
+
+
+def _sigint_as_in_a_terminal() -> None:
+    """Give the run the default SIGINT disposition a terminal gives it: a test suite started as a background job
+    (``pytest &``, nohup) passes SIGINT on as *ignored*, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def tiny_train_args(tmp_path: Path, max_steps: int, every: int) -> list[str]:
