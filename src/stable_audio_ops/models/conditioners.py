@@ -12,8 +12,6 @@ only: nothing here downloads weights.
 from __future__ import annotations
 
 import math
-import os
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,23 +21,15 @@ from torch import nn
 
 from stable_audio_ops.config.schema import ConfigNode, check_known_keys, lookup
 from stable_audio_ops.errors import ConfigError
-from stable_audio_ops.models.meta_init import real_parameters
-
-Cond = list  # [embeddings, mask]: a list so callers may replace items, as upstream code does
-
-
-class Conditioner(nn.Module):
-    """Base: ``proj_out`` maps the encoder width ``dim`` to ``output_dim`` (Identity when they match)."""
-
-    def __init__(self, dim: int, output_dim: int, project_out: bool = False):
-        super().__init__()
-        self.dim = dim
-        self.output_dim = output_dim
-        self.proj_out: nn.Module = nn.Linear(dim, output_dim) if (dim != output_dim or project_out) else nn.Identity()
-
-
-def _ones_mask(batch: int, device: torch.device | str | None) -> torch.Tensor:
-    return torch.ones(batch, 1, device=device)
+from stable_audio_ops.models.conditioner_base import (
+    PADDING_MODES,
+    Cond,
+    Conditioner,
+    TextEncoderUnavailableError,
+    _FrozenTextEncoder,
+    _load_hf_encoder,
+    _ones_mask,
+)
 
 
 class NumberEmbedder(nn.Module):
@@ -160,137 +150,12 @@ class ListConditioner(Conditioner):
 
 # --- text encoders -----------------------------------------------------------------------------------
 
-class TextEncoderUnavailableError(ConfigError):
-    """A text conditioner's encoder weights are not on this machine (nothing is downloaded)."""
-
-
-def _check_texts(values: Sequence[Any], what: str) -> list[str]:
-    texts = []
-    for i, v in enumerate(values):
-        if not isinstance(v, str):
-            raise TypeError(f"{what} expects a string per batch item; item {i} is {type(v).__name__}: {v!r}")
-        texts.append(v)
-    return texts
-
-
-# How a text conditioner fills padded token positions (upstream 0.0.20's PaddingMode values).
-PADDING_MODES = ("zero", "none", "learned")
-
-
-class _FrozenTextEncoder(Conditioner):
-    """Shared logic for Hugging Face encoders: tokenize to ``max_length`` (padded), take
-    ``last_hidden_state``, apply ``proj_out``, handle padded positions (``padding_mode``, upstream 0.0.20:
-    ``"zero"`` (default) zeroes them, ``"none"`` keeps the encoder's output, ``"learned"`` puts a learned
-    ``padding_embedding`` there), return a bool mask.
-
-    Frozen encoders are stored outside the module tree (no state-dict keys, not moved by ``.to``)
-    and their per-caption outputs are cached (captions repeat across epochs).
-    """
-
-    def __init__(self, model: nn.Module, tokenizer: Any, dim: int, output_dim: int, max_length: int,
-                 enable_grad: bool, project_out: bool, cache_size: int, half_on_cuda: bool = False,
-                 padding_mode: str = "zero"):
-        super().__init__(dim, output_dim, project_out=project_out)
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {', '.join(PADDING_MODES)}, got {padding_mode!r}")
-        self.padding_mode = padding_mode
-        if padding_mode == "learned":
-            self.padding_embedding = nn.Parameter(torch.randn(output_dim) * 0.02)
-        self.max_length = max_length
-        self.enable_grad = enable_grad
-        self.tokenizer = tokenizer
-        self.cache_size = cache_size
-        self.half_on_cuda = half_on_cuda
-        self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-        model.requires_grad_(enable_grad)
-        if enable_grad:
-            self.model = model
-        else:
-            self.__dict__["model"] = model
-            model.eval()
-
-    def _run(self, texts: list[str], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding="max_length",
-                                 return_tensors="pt")
-        input_ids = encoded["input_ids"].to(device)
-        mask = encoded["attention_mask"].to(device).to(torch.bool)
-        model = self.model
-        model.to(device)
-        if self.half_on_cuda and torch.device(device).type == "cuda":
-            model.to(torch.float16)
-        if not self.enable_grad:
-            model.eval()
-        with torch.set_grad_enabled(self.enable_grad and torch.is_grad_enabled()):
-            hidden = model(input_ids=input_ids, attention_mask=mask)["last_hidden_state"]
-        return hidden.float(), mask
-
-    def _encode(self, texts: list[str], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.enable_grad or self.cache_size <= 0:
-            return self._run(texts, device)
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        if missing:
-            hidden, mask = self._run(missing, device)
-            for text, h, m in zip(missing, hidden.cpu(), mask.cpu(), strict=True):
-                self._cache[text] = (h, m)
-        for text in texts:
-            self._cache.move_to_end(text)
-        hidden = torch.stack([self._cache[t][0] for t in texts]).to(device)
-        mask = torch.stack([self._cache[t][1] for t in texts]).to(device)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return hidden, mask
-
-    def forward(self, values: Sequence[Any], device: torch.device | str = "cpu") -> Cond:
-        texts = _check_texts(values, type(self).__name__)
-        hidden, mask = self._encode(texts, device)
-        self.proj_out.to(device)
-        if not isinstance(self.proj_out, nn.Identity):
-            hidden = hidden.to(next(self.proj_out.parameters()).dtype)
-        embeddings = self.proj_out(hidden)
-        if self.padding_mode == "zero":
-            embeddings = embeddings * mask.unsqueeze(-1).to(embeddings.dtype)
-        elif self.padding_mode == "learned":
-            fill = self.padding_embedding.to(embeddings.dtype).expand_as(embeddings)
-            embeddings = torch.where(mask.unsqueeze(-1), embeddings, fill)
-        return [embeddings, mask]
-
-
 T5_MODEL_DIMS = {
     "t5-small": 512, "t5-base": 768, "t5-large": 1024, "t5-3b": 1024, "t5-11b": 1024,
     "google/flan-t5-small": 512, "google/flan-t5-base": 768, "google/flan-t5-large": 1024,
     "google/flan-t5-xl": 2048, "google/flan-t5-xxl": 4096,
     "google/t5-v1_1-xl": 2048, "google/t5-v1_1-xxl": 4096,
 }
-
-
-def _load_hf_encoder(name_or_path: str, model_cls_name: str, what: str, node: ConfigNode | None, key: str):
-    """Tokenizer + encoder from a local folder or the local Hugging Face cache, never the network."""
-    import transformers
-    from transformers.utils import logging as hf_logging
-
-    model_cls = getattr(transformers, model_cls_name)
-    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()  # no weight-loading chatter in training logs
-    hf_logging.disable_progress_bar()
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
-        with real_parameters():  # its own weights file: never shape-only, even while the model is built on meta
-            model = model_cls.from_pretrained(name_or_path, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        source = node.source if node is not None else ""
-        path = node._key_path(key) if node is not None else key
-        cache = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
-        raise TextEncoderUnavailableError(
-            source, path,
-            f"cannot load the {what} {name_or_path!r} from local files (nothing is downloaded at run time). "
-            f"Either put it in the Hugging Face cache ({cache}; e.g. run `hf download "
-            f"{name_or_path}` on a machine with network access and copy the cache), or set {key} to a local "
-            f"folder holding config.json, the weights and the tokenizer files. Cause: {exc}") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bar:
-            hf_logging.enable_progress_bar()
-    return tokenizer, model
 
 
 class T5Conditioner(_FrozenTextEncoder):
