@@ -1,6 +1,10 @@
 """Conditioners: turn per-item metadata (numbers, labels, captions) into tokens for the diffusion model.
 
-Every conditioner maps a list of per-item values to ``[embeddings (B, L, dim), mask (B, L)]``.
+Every conditioner maps a list of per-item values to ``[embeddings (B, L, dim), mask (B, L)]``; the
+audio ones (``pretransform``, ``source_mix``) give channel-first ``[B, dim, T]`` for input concatenation.
+This module is the registry (:data:`CONDITIONERS`) plus the scalar/label and T5/MiniLM conditioners; the
+other families live in ``conditioners_hf`` (t5gemma, causal_lm), ``conditioners_tokens`` (lut, phoneme)
+and ``conditioners_audio`` (pretransform, source_mix), all on ``conditioner_base``.
 :class:`MultiConditioner` runs one conditioner per configured id over a batch of metadata dicts.
 Key names match stable-audio-tools (``conditioners.<id>.embedder.embedding.0.weights``, ...).
 
@@ -30,6 +34,12 @@ from stable_audio_ops.models.conditioner_base import (
     _load_hf_encoder,
     _ones_mask,
 )
+from stable_audio_ops.models.conditioners_audio import (
+    build_pretransform_conditioner,
+    build_source_mix_conditioner,
+)
+from stable_audio_ops.models.conditioners_hf import build_causal_lm, build_t5gemma
+from stable_audio_ops.models.conditioners_tokens import build_lut, build_phoneme
 
 
 class NumberEmbedder(nn.Module):
@@ -322,7 +332,8 @@ def _build_hf_text(node: ConfigNode, output_dim: int) -> Conditioner:
         padding_mode=node.choice("padding_mode", PADDING_MODES, "zero"))
 
 
-# type name -> builder(node of the conditioner's ``config`` object, output_dim)
+# type name -> builder(node of the conditioner's ``config`` object, output_dim); builders marked
+# ``takes_model_pretransform`` also get ``model_pretransform=`` (the model's pretransform, or None)
 CONDITIONERS: dict[str, Callable[[ConfigNode, int], Conditioner]] = {
     "number": _build_number,
     "int": _build_int,
@@ -330,6 +341,12 @@ CONDITIONERS: dict[str, Callable[[ConfigNode, int], Conditioner]] = {
     "t5": _build_t5,
     "hf_text": _build_hf_text,
     "minilm": _build_hf_text,
+    "t5gemma": build_t5gemma,
+    "causal_lm": build_causal_lm,
+    "lut": build_lut,
+    "phoneme": build_phoneme,
+    "pretransform": build_pretransform_conditioner,
+    "source_mix": build_source_mix_conditioner,
 }
 
 
@@ -337,7 +354,8 @@ def create_multi_conditioner_from_conditioning_config(config: Mapping[str, Any],
                                                       pretransform: nn.Module | None = None) -> MultiConditioner:
     """Build the :class:`MultiConditioner` of a ``model.conditioning`` block.
 
-    ``pretransform`` is accepted for upstream's signature; none of the supported conditioner types use it.
+    ``pretransform`` is the model's own: ``pretransform`` / ``source_mix`` conditioners with
+    ``use_model_pretransform: true`` encode through it.
     """
     if node is None:
         node = ConfigNode(dict(config), "<conditioning config>", "conditioning")
@@ -360,7 +378,8 @@ def create_multi_conditioner_from_conditioning_config(config: Mapping[str, Any],
         if not isinstance(cfg.data, dict):
             raise cfg.error(f"expected an object, got {cfg.data!r}")
         output_dim = cfg.get("output_dim", "a positive int", cond_dim)
-        conditioners[cond_id] = builder(cfg, output_dim)
+        extra = {"model_pretransform": pretransform} if getattr(builder, "takes_model_pretransform", False) else {}
+        conditioners[cond_id] = builder(cfg, output_dim, **extra)
     return MultiConditioner(conditioners, default_keys=default_keys, pre_encoded_keys=pre_encoded_keys)
 
 
