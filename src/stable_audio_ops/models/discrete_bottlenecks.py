@@ -42,6 +42,7 @@ class RVQBottleneck(nn.Module):
 
     is_discrete = True
     tokens_id = "quantizer_indices"
+    tokens_layout = "b t q"  # axes of the tokens in info[tokens_id]
     encoder_channels_per_latent = 1
 
     def __init__(self, **quantizer_kwargs: Any):
@@ -91,6 +92,7 @@ class DACRVQBottleneck(nn.Module):
 
     is_discrete = True
     tokens_id = "codes"
+    tokens_layout = "b q t"  # axes of the tokens in info[tokens_id]
     encoder_channels_per_latent = 1
 
     def __init__(self, quantize_on_decode: bool = False, noise_augment_dim: int = 0, **quantizer_kwargs: Any):
@@ -142,6 +144,7 @@ class FSQBottleneck(nn.Module):
 
     is_discrete = True
     tokens_id = "quantizer_indices"
+    tokens_layout = "b q t"  # axes of the tokens in info[tokens_id]
     encoder_channels_per_latent = 1
 
     def __init__(self, levels: list[int], dim: int | None = None, num_codebooks: int = 1,
@@ -170,6 +173,7 @@ class DitheredFSQBottleneck(nn.Module):
 
     is_discrete = True
     tokens_id = "quantizer_indices"
+    tokens_layout = "b t q"  # axes of the tokens in info[tokens_id]
     encoder_channels_per_latent = 1
 
     def __init__(self, levels: list[int], num_codebooks: int = 1, dither_inference: bool = True,

@@ -6,7 +6,8 @@ config; a new model family plugs in by adding one entry. The builders live besid
 - ``autoencoder``: :mod:`.autoencoder_factory` (with the encoder/decoder/bottleneck/pretransform
   registries; the Oobleck builders are in :mod:`.oobleck`, the bottlenecks in :mod:`.bottlenecks`);
 - ``diffusion_cond`` / ``diffusion_cond_inpaint``: :mod:`.diffusion_factory`;
-- ``diffusion_uncond``: :mod:`.diffusion_uncond`; ``diffusion_autoencoder``: :mod:`.diffusion_autoencoder`.
+- ``diffusion_uncond``: :mod:`.diffusion_uncond`; ``diffusion_autoencoder``: :mod:`.diffusion_autoencoder`;
+- ``lm``: :mod:`.lm`.
 
 The part registries and builders are re-exported here, so ``from stable_audio_ops.models.factory import
 ENCODERS, create_pretransform_from_config, ...`` keeps working.
@@ -37,6 +38,7 @@ from stable_audio_ops.models.bottlenecks import VAEBottleneck as VAEBottleneck
 from stable_audio_ops.models.diffusion_autoencoder import build_diffusion_autoencoder
 from stable_audio_ops.models.diffusion_factory import build_diffusion_cond
 from stable_audio_ops.models.diffusion_uncond import build_diffusion_uncond
+from stable_audio_ops.models.lm import build_lm
 from stable_audio_ops.models.oobleck import OobleckDecoder as OobleckDecoder
 from stable_audio_ops.models.oobleck import OobleckEncoder as OobleckEncoder
 from stable_audio_ops.models.oobleck import build_oobleck_decoder, build_oobleck_encoder
@@ -52,6 +54,7 @@ MODEL_TYPES: dict[str, Callable[[ConfigNode], nn.Module]] = {
     "diffusion_cond_inpaint": build_diffusion_cond,
     "diffusion_uncond": build_diffusion_uncond,  # adp_uncond_1d U-Net or dit (training: training.diffusion_uncond)
     "diffusion_autoencoder": build_diffusion_autoencoder,  # encoder + ADP U-Net decoder (training.diffusion_autoencoder)
+    "lm": build_lm,  # multi-codebook token LM over a discrete pretransform (models.lm, training.lm)
 }
 
 

@@ -77,6 +77,32 @@ class AutoencoderPretransform(nn.Module):
             decoded = decoded.float()
         return decoded
 
+    # --- discrete tokens (upstream's tokenize/decode_tokens; what an ``lm`` model trains on) -------------------
+    @property
+    def num_quantizers(self) -> int | None:
+        return getattr(self.model.bottleneck, "num_quantizers", None) if self.is_discrete else None
+
+    @property
+    def codebook_size(self) -> int | None:
+        return getattr(self.model.bottleneck, "codebook_size", None) if self.is_discrete else None
+
+    @property
+    def tokens_layout(self) -> str:
+        """Axes of :meth:`tokenize`'s output, the bottleneck's (``"b t q"`` for rvq, ``"b q t"`` for dac_rvq/fsq)."""
+        return getattr(self.model.bottleneck, "tokens_layout", "b q t")
+
+    def tokenize(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Audio -> the bottleneck's tokens (``info[tokens_id]``, in the bottleneck's layout, as upstream)."""
+        if not self.is_discrete:
+            raise ValueError("tokenize needs an autoencoder with a discrete bottleneck "
+                             f"(this one has {type(self.model.bottleneck).__name__})")
+        _, info = self.model.encode(x, return_info=True, **kwargs)
+        return info[self.model.bottleneck.tokens_id]
+
+    def decode_tokens(self, tokens: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Tokens in the layout :meth:`tokenize` gives -> audio."""
+        return self.model.decode_tokens(tokens, **kwargs)
+
     def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True, assign: bool = False):
         """Load an *unwrapped autoencoder* checkpoint (keys ``encoder.*``, ``decoder.*``) into the inner
         model, which is what ``--pretransform-ckpt-path`` hands over (upstream behaviour)."""
