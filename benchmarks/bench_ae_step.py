@@ -1,12 +1,14 @@
-"""Benchmark: the ``ae_step`` workload of ../shared/bench/ae_bench.json, eager vs compiled Snake.
+"""Benchmark: the ``ae_step`` workload of ../shared/bench/ae_bench.json: checkpointing and compiled Snake.
 
 Workload (../shared/bench/README.md, timed there against stable-audio-tools 0.0.20): the Oobleck VAE of
 ``ae_bench.json`` (32 channels, c_mults [1,2,4,8], strides [2,4,4,8], Snake, mono 16 kHz) in training
 mode: ``model.encode(x)`` -> ``model.decode(z)`` -> L1 to ``x`` -> backward -> SGD step, batch 4 x 16384
 samples of seeded noise x 0.1, 2 torch threads.
 
-Variants, same weights, alternating rounds in one process (the machine is shared: compare the ratio):
-``eager`` (the default; upstream's numbers bitwise) and ``compiled`` (``SAO_COMPILE_SNAKE=1``:
+Variants, same weights, alternating rounds in one process (the machine is shared: compare the ratios):
+``eager`` (the default; upstream's code path and numbers bitwise: residual units under gradient
+checkpointing, eager Snake), ``no-ckpt`` (``training.gradient_checkpointing: false``: activations kept,
+same gradients) and ``no-ckpt+compiled`` (also ``training.compile_snake: true`` / ``SAO_COMPILE_SNAKE=1``:
 ``torch.compile`` of the Snake activation, see stable_audio_ops.models.blocks). The compiled variant's
 deviation from eager (decoded output, gradients) is measured on one step from identical states.
 ``--profile`` prints a torch.profiler table of one eager step instead.
@@ -43,10 +45,16 @@ def batch() -> torch.Tensor:
     return torch.randn(4, 1, 16384, generator=torch.Generator().manual_seed(0)) * 0.1
 
 
-def step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, compiled: bool) -> float:
+VARIANTS = {"eager": (True, False), "no-ckpt": (False, False), "no-ckpt+compiled": (False, True)}
+
+
+def step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, compiled: bool,
+         checkpointing: bool = True) -> float:
     from stable_audio_ops.models.blocks import use_compiled_snake
+    from stable_audio_ops.models.oobleck import set_residual_checkpointing
 
     use_compiled_snake(compiled)
+    set_residual_checkpointing(model, checkpointing)
     start = time.perf_counter()
     loss = (model.decode(model.encode(x)) - x).abs().mean()
     opt.zero_grad()
@@ -97,24 +105,28 @@ def main() -> None:
     error = deviation(x)  # also compiles the Snake kernels once
     print(f"compiled vs eager: output max |diff| {error['output_max_abs']:.2e}, gradients max rel diff "
           f"{error['grad_max_rel']:.2e} (parity tolerance 1e-4); first compiled use {time.perf_counter() - start:.1f} s")
-    states = {"eager": build(), "compiled": build()}
-    for name, (model, opt) in states.items():
-        step(model, opt, x, compiled=name == "compiled")  # warm-up
+    states = {name: build() for name in VARIANTS}
+
+    def timed(name: str) -> float:
+        model, opt = states[name]
+        checkpointing, compiled = VARIANTS[name]
+        return step(model, opt, x, compiled=compiled, checkpointing=checkpointing)
+
+    for name in states:
+        timed(name)  # warm-up
     rounds = []
     for r in range(args.rounds):
         medians = {}
-        for name in (("eager", "compiled") if r % 2 == 0 else ("compiled", "eager")):
-            model, opt = states[name]
-            medians[name] = statistics.median(step(model, opt, x, compiled=name == "compiled")
-                                              for _ in range(args.repeats))
+        for name in (list(VARIANTS) if r % 2 == 0 else list(VARIANTS)[::-1]):
+            medians[name] = statistics.median(timed(name) for _ in range(args.repeats))
         rounds.append(medians)
-        print(f"round {r + 1}: eager {medians['eager']:.3f} s, compiled {medians['compiled']:.3f} s, "
-              f"ratio {medians['compiled'] / medians['eager']:.3f}")
-    ratio = statistics.median(m["compiled"] / m["eager"] for m in rounds)
-    print(f"median ratio compiled / eager: {ratio:.3f}")
+        print(f"round {r + 1}: " + ", ".join(f"{n} {t:.3f} s ({t / medians['eager']:.3f})"
+                                             for n, t in medians.items()))
+    ratios = {name: statistics.median(m[name] / m["eager"] for m in rounds) for name in VARIANTS}
+    print("median ratios to eager: " + ", ".join(f"{n} {r:.3f}" for n, r in ratios.items()))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"config": str(CONFIG), "threads": args.threads, "rounds": rounds,
-                               "median_ratio": ratio, "deviation": error, "machine": platform.machine(),
+                               "median_ratios": ratios, "deviation": error, "machine": platform.machine(),
                                "torch": torch.__version__}, indent=2))
     print(f"wrote {OUT}")
 

@@ -1,4 +1,4 @@
-"""Benchmark: the ``dit_gen`` workload of ../shared/bench/dit_bench.json, with and without the step cache.
+"""Benchmark: the ``dit_gen`` workload of ../shared/bench/dit_bench.json: the step cache and bf16 precision.
 
 Workload (../shared/bench/README.md, timed there against stable-audio-tools 0.0.20): the DiT of
 ``dit_bench.json`` (256 wide, 6 deep, 4 heads, Oobleck VAE pretransform, ``seconds_start`` /
@@ -11,7 +11,9 @@ Two variants in the same process, in alternating rounds (the machine is shared a
 ratios measured in one run mean anything): ``cache`` is the code as it is (conditioning-only work
 once per generation, :mod:`stable_audio_ops.models.step_cache`), ``no-cache`` the same code with the
 cache switched off, i.e. that work redone at every sampler step as before. Both outputs are checked
-to be bitwise equal. ``--profile`` prints a torch.profiler table of one generation instead.
+to be bitwise equal. A third variant, ``bf16``, is the cache plus ``precision="bf16"`` (the backbone under
+bfloat16 autocast, a flag because it changes the numbers): its audio's relative RMS error against the
+float32 reference is reported. ``--profile`` prints a torch.profiler table of one generation instead.
 
 It first times single sampler steps (the CFG model call) with and without the cache, alternating call
 by call (``--pairs``), for the workload's 2 conditioning tokens and for 128 (a T5 prompt's length).
@@ -62,12 +64,12 @@ def build_model() -> torch.nn.Module:
     return model.eval().requires_grad_(False)
 
 
-def generate(model: torch.nn.Module, cache: bool) -> tuple[torch.Tensor, float]:
+def generate(model: torch.nn.Module, cache: bool, precision: str = "fp32") -> tuple[torch.Tensor, float]:
     from stable_audio_ops.inference.generation import generate_diffusion_cond
 
     with torch.no_grad(), (contextlib.nullcontext() if cache else step_cache_off()):
         start = time.perf_counter()
-        audio = generate_diffusion_cond(model, **WORKLOAD)
+        audio = generate_diffusion_cond(model, **WORKLOAD, precision=precision)
         return audio, time.perf_counter() - start
 
 
@@ -143,30 +145,41 @@ def main() -> None:
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps({"config": str(CONFIG), "threads": args.threads, "steps": steps}, indent=2))
         return
-    reference, _ = generate(model, cache=False)  # warm-up, and the output both variants must give
+    reference, _ = generate(model, cache=False)  # warm-up, and the output the fp32 variants must give
     generate(model, cache=True)
-    times: dict[str, list[float]] = {"cache": [], "no-cache": []}
+    generate(model, cache=True, precision="bf16")
+    variants = ("no-cache", "cache", "bf16")  # bf16: cache + precision="bf16" (backbone under bf16 autocast)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    bf16_error = 0.0
     rounds = []
     for r in range(args.rounds):
         medians = {}
-        for name in (("cache", "no-cache") if r % 2 == 0 else ("no-cache", "cache")):
+        for name in (variants if r % 2 == 0 else variants[::-1]):
             runs = []
             for _ in range(args.repeats):
-                audio, seconds = generate(model, cache=name == "cache")
-                if not torch.equal(audio, reference):
+                audio, seconds = generate(model, cache=name != "no-cache",
+                                          precision="bf16" if name == "bf16" else "fp32")
+                if name == "bf16":
+                    bf16_error = max(bf16_error, float((audio - reference).pow(2).mean().sqrt()
+                                                       / reference.pow(2).mean().sqrt()))
+                elif not torch.equal(audio, reference):
                     raise SystemExit(f"{name}: output differs from the reference generation")
                 runs.append(seconds)
             medians[name] = statistics.median(runs)
             times[name] += runs
         rounds.append(medians)
-        print(f"round {r + 1}: cache {medians['cache']:.3f} s, no-cache {medians['no-cache']:.3f} s, "
-              f"ratio {medians['cache'] / medians['no-cache']:.3f}")
+        print(f"round {r + 1}: " + ", ".join(f"{n} {medians[n]:.3f} s ({medians[n] / medians['no-cache']:.3f})"
+                                             for n in variants))
     ratios = [m["cache"] / m["no-cache"] for m in rounds]
-    print(f"median ratio cache / no-cache: {statistics.median(ratios):.3f} (outputs bitwise equal)")
+    bf16_ratios = [m["bf16"] / m["no-cache"] for m in rounds]
+    print(f"median ratio cache / no-cache: {statistics.median(ratios):.3f} (outputs bitwise equal); "
+          f"bf16 / no-cache: {statistics.median(bf16_ratios):.3f} (audio relative RMS error {bf16_error:.2e})")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"config": str(CONFIG), "workload": {k: v for k, v in WORKLOAD.items()},
                                "threads": args.threads, "steps": steps, "rounds": rounds, "all_s": times,
-                               "median_ratio": statistics.median(ratios), "machine": platform.machine(),
+                               "median_ratio": statistics.median(ratios),
+                               "bf16_median_ratio": statistics.median(bf16_ratios), "bf16_relative_rms_error": bf16_error,
+                               "machine": platform.machine(),
                                "torch": torch.__version__}, indent=2))
     print(f"wrote {OUT}")
 

@@ -57,6 +57,9 @@ def test_seed_reproducible_prompt_matters_and_latents(model_path: Path, tmp_path
     a, b, c = (sf.read(tmp_path / f"{n}.wav")[0] for n in "abc")
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert sf.info(str(tmp_path / "a.wav")).subtype == "PCM_16"
+    assert main([*common, "--prompt", "flute", "--precision", "bf16", "-o", str(tmp_path / "bf16.wav")]) == 0
+    bf16 = sf.read(tmp_path / "bf16.wav")[0]
+    assert not np.array_equal(bf16, a) and np.corrcoef(bf16, a)[0, 1] > 0.95  # bf16 rounding of the same audio
     assert main([*common, "--prompt", "piano", "--return-latents", "--sampler-type", "dpmpp-2m",
                  "-o", str(tmp_path / "lat.wav")]) == 0
     assert np.load(tmp_path / "lat.npy").shape == (4, 60)

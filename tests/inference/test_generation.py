@@ -377,3 +377,28 @@ def test_conditioning_keys_values_are_projected_once_per_generation_with_the_sam
     assert per_generation == len(hooks)
     assert len(calls) - per_generation > 3 * len(hooks)  # without the cache: once per model call
     assert torch.equal(cached, uncached)
+
+
+# ---------------------------------------------------------------------------------------------- precision
+
+
+def test_bf16_precision_stays_close_to_fp32_and_runs_the_backbone_in_bf16():
+    model = rf_model()
+    dtypes = []
+    linear = next(m for m in model.model.modules() if isinstance(m, torch.nn.Linear))
+    hook = linear.register_forward_hook(lambda _m, _i, out: dtypes.append(out.dtype))
+    try:
+        full = gen(model, return_latents=True)
+        half = gen(model, return_latents=True, precision="bf16")
+    finally:
+        hook.remove()
+    assert half.dtype == torch.float32  # the sampler keeps float32 state
+    assert torch.bfloat16 not in dtypes[: len(dtypes) // 2] and torch.bfloat16 in dtypes[len(dtypes) // 2:]
+    relative = float((half - full).pow(2).mean().sqrt() / full.pow(2).mean().sqrt())
+    assert 0 < relative < 0.02, relative  # differs (bf16 ran), but only by bf16 rounding
+    assert torch.equal(gen(model, return_latents=True, precision="fp32"), full)  # the default is upstream's fp32
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        gen(rf_model(), precision="fp16")

@@ -98,6 +98,27 @@ def test_training_mode_checkpointing_gives_the_same_gradients_as_eval() -> None:
         assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_checkpointing_can_be_switched_off_with_the_same_gradients(monkeypatch) -> None:
+    from stable_audio_ops.models import oobleck
+
+    calls = []
+    real = oobleck.checkpoint
+    monkeypatch.setattr(oobleck, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    torch.manual_seed(0)
+    enc = _tiny_encoder().train()
+    x = torch.randn(2, 2, 32)
+    grads = []
+    for enabled in (True, False):
+        assert oobleck.set_residual_checkpointing(enc, enabled) == 6  # 3 residual units per stage
+        calls.clear()
+        enc.zero_grad()
+        enc(x).square().mean().backward()
+        assert bool(calls) == enabled
+        grads.append([p.grad.clone() for p in enc.parameters()])
+    for a, b in zip(*grads, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_mismatched_stage_lists_are_rejected() -> None:
     with pytest.raises(ValueError, match="same length"):
         OobleckEncoder(c_mults=[1, 2], strides=[2])

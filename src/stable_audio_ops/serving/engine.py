@@ -115,6 +115,8 @@ class Engine:
         self.max_seconds = self._max_seconds()
         if settings.torch_threads is not None:
             torch.set_num_threads(settings.torch_threads)
+        # fp32 passes nothing, so generate functions without the option (none today) keep working
+        self._precision = {} if settings.precision == "fp32" else {"precision": settings.precision}
 
     # --- what the model accepts --------------------------------------------------------------------
 
@@ -182,7 +184,8 @@ class Engine:
                 "conditioning": self.cond_ids, "text_conditioned": self.text_conditioned,
                 "extra_conditioning": self.extra_conditioning_ids,
                 "samplers": sorted(self.samplers), "default_sampler": self.default_sampler,
-                "min_input_length": self.min_input_length, "fixed_length": self.settings.fixed_length}
+                "min_input_length": self.min_input_length, "fixed_length": self.settings.fixed_length,
+                "precision": self.settings.precision}
 
     # --- batching ----------------------------------------------------------------------------------
 
@@ -231,7 +234,7 @@ class Engine:
                              conditioning=conditioning, negative_conditioning=negative if use_negative else None,
                              batch_size=len(seeds), sample_size=first.sample_size, seed=seeds[0], device=self.device,
                              noise=noise, sampler_type=first.sampler, progress=False, should_stop=should_stop,
-                             callback=on_step)
+                             callback=on_step, **self._precision)
         audio = audio.float().cpu().numpy()
         results, start = [], 0
         for spec in specs:

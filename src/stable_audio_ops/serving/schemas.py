@@ -74,6 +74,7 @@ class ModelEntry(BaseModel):
     default_sampler: str | None = None
     min_input_length: int | None = None
     fixed_length: bool | None = None
+    precision: str | None = Field(None, description="fp32, or bf16 (the diffusion network under bfloat16 autocast)")
     defaults: ModelDefaults | None = None
 
 

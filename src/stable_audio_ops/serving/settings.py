@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from stable_audio_ops.errors import ConfigError
+from stable_audio_ops.inference.generation import PRECISIONS
 
 ENV_PREFIX = "SAO_"
 
@@ -39,6 +40,7 @@ class ServeSettings:
     job_ttl_s: float = 600.0  # finished jobs (and their audio) are dropped after this
     max_jobs: int = 256  # finished jobs kept at most (oldest dropped first)
     torch_threads: int | None = None  # torch.set_num_threads for the worker (None = torch's default)
+    precision: str = "fp32"  # "bf16": the diffusion network under bfloat16 autocast (inference.generation)
 
     def __post_init__(self) -> None:
         checks = [
@@ -51,6 +53,7 @@ class ServeSettings:
             (self.job_ttl_s > 0, "job_ttl_s must be > 0"),
             (self.max_jobs >= 1, "max_jobs must be >= 1"),
             (self.torch_threads is None or self.torch_threads >= 1, "torch_threads must be >= 1"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -23,6 +23,12 @@ decoder and pretransform are optimised; the encoder runs without gradients). ``d
 it asks the decoder for a generative loss of its own, which no decoder of 0.0.20 (or of this package) has,
 so 0.0.20 fails on it at the first step. docs/autoencoder-training.md has a paragraph per key.
 
+Two speed keys this package adds (upstream has neither; it always checkpoints and runs Snake eagerly):
+``gradient_checkpointing`` (default true, upstream's behaviour; false keeps the Oobleck residual units'
+activations instead of recomputing them: same gradients, ~20 % less time per step, more memory) and
+``compile_snake`` (default false; true runs Snake through ``torch.compile``: ~25 % less time per step on
+CPU, outputs within ~1e-7 of eager, needs a C++ compiler and ~10 s of compilation).
+
 Where 0.0.20 (PyPI) differs from 0.0.19 / GitHub 50049e3, this module follows 0.0.20:
 - stereo spectral terms: 0.0.19 added ``stft_loss_left`` and ``stft_loss_right`` (MRSTFT of each channel,
   weight ``mrstft / 2`` each); 0.0.20 adds one ``lr_stft_loss``, the MRSTFT of the two-channel signal,
@@ -48,6 +54,7 @@ from torch import nn
 
 from stable_audio_ops.config.schema import ConfigNode
 from stable_audio_ops.losses.mel import MultiScaleMelLoss
+from stable_audio_ops.models.blocks import use_compiled_snake
 from stable_audio_ops.models.bottlenecks import VAEBottleneck, WassersteinBottleneck
 from stable_audio_ops.models.discrete_bottlenecks import (
     DACRVQBottleneck,
@@ -57,6 +64,7 @@ from stable_audio_ops.models.discrete_bottlenecks import (
 )
 from stable_audio_ops.models.discriminators import create_discriminator_from_config
 from stable_audio_ops.models.factory import create_model_from_config
+from stable_audio_ops.models.oobleck import set_residual_checkpointing
 from stable_audio_ops.training.chirps import append_synthetic_chirps, chirp_band
 from stable_audio_ops.training.distillation import (
     add_teacher_outputs,
@@ -560,6 +568,9 @@ def create_autoencoder_training_module(
             "package has one (0.0.20 fails at the first step), so it cannot be trained; set it to false",
             "decoder_loss",
         )
+    set_residual_checkpointing(model, training.get("gradient_checkpointing", "a bool", True))
+    if training.get("compile_snake", "a bool", False):
+        use_compiled_snake(True)
     optimizer_configs = training.get("optimizer_configs", "an object", None)
     lr = training.get("learning_rate", "a positive number", None)
     loss_configs = training.get("loss_configs", "an object", None)
