@@ -14,6 +14,7 @@ from stable_audio_ops.training.autoencoder import create_autoencoder_training_mo
 from stable_audio_ops.training.diffusion import create_diffusion_cond_training_module
 from stable_audio_ops.training.diffusion_autoencoder import create_diffusion_autoencoder_training_module
 from stable_audio_ops.training.diffusion_uncond import create_diffusion_uncond_training_module
+from stable_audio_ops.training.lm import create_lm_training_module
 
 TrainingModuleBuilder = Callable[..., pl.LightningModule]
 
@@ -31,6 +32,7 @@ TRAINING_MODULES: dict[str, TrainingModuleBuilder] = {
     "diffusion_cond_inpaint": _diffusion_cond_module,
     "diffusion_uncond": create_diffusion_uncond_training_module,
     "diffusion_autoencoder": create_diffusion_autoencoder_training_module,
+    "lm": create_lm_training_module,
 }
 
 

@@ -44,6 +44,11 @@ def _diffusion_cond_renames(training: ConfigNode) -> list[tuple[str, str]]:
     return renames
 
 
+def _lm_prefix(training: ConfigNode) -> str:
+    # The whole AudioLanguageModelWrapper; its EMA copy when training.use_ema (default false, as upstream).
+    return "model_ema.ema_model." if training.get("use_ema", "a bool", False) else "model."
+
+
 def _diffusion_autoencoder_prefix(training: ConfigNode) -> str:
     # The EMA autoencoder (upstream's export_model); the online one when training.use_ema is false (ours).
     return "diffae_ema.ema_model." if training.get("use_ema", "a bool", True) else "diffae."
@@ -56,12 +61,13 @@ UNWRAP_RULES: dict[str, UnwrapRule] = {
     # upstream's unconditional export: the wrapper with the EMA backbone swapped in (the same renames)
     "diffusion_uncond": _diffusion_cond_renames,
     "diffusion_autoencoder": _diffusion_autoencoder_prefix,
+    "lm": _lm_prefix,
 }
 
 # Prefixes that mark a state dict as a training-wrapper state dict (any model type).
 WRAPPER_PREFIXES = ("autoencoder.", "autoencoder_ema.", "discriminator.", "losses_gen.", "losses_disc.",
                     "diffusion.", "diffusion_ema.", "losses.", "teacher_model.", "discriminator_head.",
-                    "diffae.", "diffae_ema.")
+                    "diffae.", "diffae_ema.", "model_ema.")
 
 
 def read_training_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
@@ -88,6 +94,7 @@ _EMA_FALLBACKS = {
     "autoencoder_ema.ema_model.": ("autoencoder_ema.step", "autoencoder."),
     "diffusion_ema.ema_model.": ("diffusion_ema.step", None),  # None: the online backbone is already in diffusion.*
     "diffae_ema.ema_model.": ("diffae_ema.step", "diffae."),
+    "model_ema.ema_model.": ("model_ema.step", "model."),
 }
 
 
@@ -142,7 +149,8 @@ def select_model_state_dict(
         )
     found = wrapper_like
     hint = ""
-    online = {"autoencoder_ema.": "autoencoder.", "diffusion_ema.": "diffusion.", "diffae_ema.": "diffae."}
+    online = {"autoencoder_ema.": "autoencoder.", "diffusion_ema.": "diffusion.", "diffae_ema.": "diffae.",
+              "model_ema.": "model."}
     if any(prefix.startswith(ema) and plain in found for ema, plain in online.items()):
         hint = " (the run did not use EMA: set training.use_ema to false in the model config)"
     raise CheckpointError(
