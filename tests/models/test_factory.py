@@ -47,7 +47,7 @@ def test_builds_the_fixture_config_with_its_parts() -> None:
 
 def test_registries_are_plain_dicts_with_the_supported_names() -> None:
     assert set(MODEL_TYPES) == {"autoencoder", "diffusion_cond", "diffusion_cond_inpaint", "diffusion_uncond",
-                                "diffusion_autoencoder", "lm"}
+                                "diffusion_autoencoder", "lm", "clap"}
     assert set(ENCODERS) == set(DECODERS) == {"oobleck", "dac", "seanet", "taae", "local_attn"}
     assert set(BOTTLENECKS) == {"vae", "tanh", "l2_norm", "wasserstein", "rvq", "rvq_vae", "dac_rvq",
                                 "dac_rvq_vae", "fsq", "dithered_fsq"}

@@ -25,6 +25,7 @@ KNOWN_MODEL_TYPES = (
     "diffusion_cond_inpaint",
     "diffusion_autoencoder",
     "lm",
+    "clap",
 )
 
 # The top-level keys stable-audio-tools 0.0.20 reads (models/factory.py, train.py).

@@ -35,6 +35,7 @@ from stable_audio_ops.models.autoencoder_factory import (
 )
 from stable_audio_ops.models.bottlenecks import BOTTLENECKS
 from stable_audio_ops.models.bottlenecks import VAEBottleneck as VAEBottleneck
+from stable_audio_ops.models.clap import build_clap
 from stable_audio_ops.models.diffusion_autoencoder import build_diffusion_autoencoder
 from stable_audio_ops.models.diffusion_factory import build_diffusion_cond
 from stable_audio_ops.models.diffusion_uncond import build_diffusion_uncond
@@ -55,6 +56,7 @@ MODEL_TYPES: dict[str, Callable[[ConfigNode], nn.Module]] = {
     "diffusion_uncond": build_diffusion_uncond,  # adp_uncond_1d U-Net or dit (training: training.diffusion_uncond)
     "diffusion_autoencoder": build_diffusion_autoencoder,  # encoder + ADP U-Net decoder (training.diffusion_autoencoder)
     "lm": build_lm,  # multi-codebook token LM over a discrete pretransform (models.lm, training.lm)
+    "clap": build_clap,  # 0.0.20's contrastive audio-text model (models.clap; training.clap)
 }
 
 
