@@ -32,7 +32,7 @@ from stable_audio_ops.models.conditioner_base import (
 # Upstream's accepted names and widths; a local folder (``model_path``) may hold any such model.
 T5GEMMA_MODEL_DIMS = {"google/t5gemma-b-b-ul2": 768}
 CAUSAL_LM_MODEL_DIMS = {"google/gemma-2-2b": 2304}
-T5GEMMA_MIN_TRANSFORMERS = "4.54"
+T5GEMMA_MIN_TRANSFORMERS = "4.53"  # the first release with T5Gemma
 
 
 class _RMSNorm(nn.Module):
@@ -109,13 +109,25 @@ def _source(node: ConfigNode, names: dict[str, int], name_key: str, default_name
     return name, name_key
 
 
+def _t5gemma_encoder_class() -> type:
+    import transformers
+    from packaging.version import Version
+
+    needed = (f"the t5gemma conditioner needs transformers >= {T5GEMMA_MIN_TRANSFORMERS} (T5GemmaEncoderModel); "
+              f"installed: {transformers.__version__}")
+    if Version(transformers.__version__) < Version(T5GEMMA_MIN_TRANSFORMERS):
+        raise ImportError(needed)
+    try:
+        from transformers import T5GemmaEncoderModel
+    except ImportError as exc:
+        raise ImportError(needed) from exc
+    return T5GemmaEncoderModel
+
+
 def _load_t5gemma(src: str, subfolder: str | None) -> tuple[Any, nn.Module]:
     import transformers
 
-    encoder_cls = getattr(transformers, "T5GemmaEncoderModel", None)
-    if encoder_cls is None:
-        raise ImportError(f"the t5gemma conditioner needs transformers >= {T5GEMMA_MIN_TRANSFORMERS} (with "
-                          f"T5GemmaEncoderModel); installed: {transformers.__version__}")
+    encoder_cls = _t5gemma_encoder_class()
     kwargs = {"subfolder": subfolder} if subfolder else {}
     tokenizer = transformers.AutoTokenizer.from_pretrained(src, local_files_only=True, **kwargs)
     config = transformers.AutoConfig.from_pretrained(src, local_files_only=True, **kwargs)
@@ -126,12 +138,13 @@ def _load_t5gemma(src: str, subfolder: str | None) -> tuple[Any, nn.Module]:
 def build_t5gemma(node: ConfigNode, output_dim: int) -> Conditioner:
     check_known_keys(node, ("output_dim", "model_name", "model_path", "repo_id", "subfolder", "max_length",
                             "enable_grad", "project_out", "padding_mode", "cache_size"))
-    src, key = _source(node, T5GEMMA_MODEL_DIMS, "model_name", "google/t5gemma-b-b-ul2", ("repo_id",))
-    subfolder = node.get("subfolder", "a string", None)
     try:
-        tokenizer, model = load_hf_local(src, lambda s: _load_t5gemma(s, subfolder), "T5Gemma encoder", node, key)
+        _t5gemma_encoder_class()  # before looking for weights: an old transformers cannot use them anyway
     except ImportError as exc:
         raise node.error(str(exc)) from None
+    src, key = _source(node, T5GEMMA_MODEL_DIMS, "model_name", "google/t5gemma-b-b-ul2", ("repo_id",))
+    subfolder = node.get("subfolder", "a string", None)
+    tokenizer, model = load_hf_local(src, lambda s: _load_t5gemma(s, subfolder), "T5Gemma encoder", node, key)
     return T5GemmaConditioner(
         model, tokenizer, output_dim, max_length=node.get("max_length", "a positive int", 128),
         enable_grad=node.get("enable_grad", "a bool", False), project_out=node.get("project_out", "a bool", False),
