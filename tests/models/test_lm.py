@@ -74,6 +74,42 @@ def test_a_code_is_predicted_from_earlier_pattern_steps_only() -> None:
     assert same[1, :5].all() and not same[1, 5]  # codebook 1 of timestep 5 sees codebook 0 of timestep 5
 
 
+def test_cfg_dropout_swaps_in_the_null_conditioning() -> None:
+    model = _build(tiny_lm_config())
+    codes = torch.randint(0, CODEBOOK_SIZE, (2, NUM_QUANTIZERS, 8))
+    cond = model.conditioner([{"label": "low"}, {"label": "high"}], "cpu")
+    tokens = cond["label"][0]
+    with torch.no_grad():
+        dropped = model.compute_logits(codes, cond, cfg_dropout_prob=1.0)
+        null = model.lm.compute_logits(codes, cross_attn_cond=torch.zeros_like(tokens))
+        kept = model.compute_logits(codes, cond, cfg_dropout_prob=0.0)
+        conditioned = model.lm.compute_logits(codes, cross_attn_cond=tokens)
+    m = dropped.mask
+    assert torch.equal(dropped.logits[m], null.logits[m]) and torch.equal(kept.logits[m], conditioned.logits[m])
+    assert not torch.allclose(kept.logits[m], null.logits[m])
+
+
+@pytest.mark.parametrize("route", ["prepend", "global"])
+def test_prepend_and_global_conditioning_reach_the_backbone(route: str) -> None:
+    """0.0.20 drops global conditioning in the backbone; here it modulates the blocks (adaLN)."""
+    config = tiny_lm_config()
+    lm = config["model"]["lm"]
+    del lm["cross_attention_cond_ids"], lm["config"]["cross_attn_cond_dim"]
+    if route == "prepend":
+        lm["prepend_cond_ids"], lm["config"]["prepend_cond_dim"] = ["label"], 32
+    else:
+        lm["global_cond_ids"], lm["config"]["global_cond_dim"] = ["label"], 32
+    model = _build(config)
+    codes = torch.randint(0, CODEBOOK_SIZE, (1, NUM_QUANTIZERS, 8)).expand(2, -1, -1)
+    cond = model.conditioner([{"label": "low"}, {"label": "high"}], "cpu")
+    with torch.no_grad():
+        out = model.compute_logits(codes, cond)
+    assert not torch.allclose(out.logits[0][out.mask[0]], out.logits[1][out.mask[1]])
+    if route == "global":
+        del lm["config"]["global_cond_dim"]
+        assert "model.lm.config.global_cond_dim: must be 32" in _error(config)
+
+
 @pytest.mark.parametrize("bottleneck", ["rvq", "dac_rvq"])
 def test_tokens_convert_to_codes_and_decode_through_the_pretransform(bottleneck: str) -> None:
     model = _build(tiny_lm_config(bottleneck, conditioned=False))
