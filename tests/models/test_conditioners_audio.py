@@ -3,6 +3,9 @@ uses a ``pretransform`` and a ``lut`` conditioner end to end."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -16,7 +19,9 @@ from stable_audio_ops.models.conditioners import (
     default_text_encoder_path,
 )
 from stable_audio_ops.models.factory import create_model_from_config
+from stable_audio_ops.models.meta_init import meta_tensor_names, parameters_on_meta
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
 WAVELET = {"type": "wavelet", "config": {"channels": 1, "levels": 2}}  # 1 channel -> 4 channels at 1/4 rate
 
 
@@ -83,6 +88,32 @@ def test_pretransform_ckpt_with_the_model_pretransform_is_refused() -> None:
         _multi([{"id": "m", "type": "pretransform", "config": {
             "sample_rate": 16000, "use_model_pretransform": True, "pretransform_ckpt_path": "ae.ckpt"}}],
             pretransform=_wavelet())
+
+
+def _tiny_autoencoder_pretransform() -> dict:
+    """The parity fixture's Oobleck autoencoder without its (sampling) VAE: a deterministic encoder."""
+    model = json.loads((FIXTURES / "ae_oobleck_vae" / "model_config.json").read_text())["model"]
+    model.pop("bottleneck")
+    model["encoder"]["config"]["latent_dim"] = 4
+    return {"type": "autoencoder", "config": model}
+
+
+def test_own_pretransform_loads_its_checkpoint_even_when_the_model_is_built_on_meta(tmp_path) -> None:
+    torch.manual_seed(0)
+    reference = create_pretransform_from_config(_tiny_autoencoder_pretransform(), 16000)
+    ckpt = tmp_path / "ae.ckpt"
+    torch.save({"state_dict": reference.model.state_dict()}, ckpt)  # an unwrapped autoencoder checkpoint
+    config = {"sample_rate": 16000, "pretransform_config": _tiny_autoencoder_pretransform(),
+              "pretransform_ckpt_path": str(ckpt)}
+    with parameters_on_meta():  # how checkpoints are loaded: only what the checkpoint holds may be on meta
+        multi = _multi([{"id": "ref", "type": "pretransform", "config": config}], cond_dim=4)
+    cond = multi.conditioners["ref"]
+    assert meta_tensor_names(cond.pretransform) == [] and set(multi.state_dict()) == set()
+    audio = torch.randn(1, 64)
+    emb, mask = multi([{"ref": audio}], "cpu")["ref"]
+    with torch.no_grad():
+        torch.testing.assert_close(emb, reference.encode(audio[None]))
+    assert emb.shape == (1, 4, 8) and mask.shape == (1, 8)
 
 
 def _source_mix(**extra) -> MultiConditioner:

@@ -23,6 +23,7 @@ Differences from stable-audio-tools 0.0.20, where it is broken:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from stable_audio_ops.data.transforms import set_audio_channels
 from stable_audio_ops.models.autoencoder_factory import create_pretransform_from_config
 from stable_audio_ops.models.checkpoints import load_ckpt_state_dict
 from stable_audio_ops.models.conditioner_base import Cond, Conditioner
+from stable_audio_ops.models.meta_init import real_parameters
 
 
 def _hold_pretransform(owner: nn.Module, pretransform: nn.Module, save: bool) -> None:
@@ -166,12 +168,16 @@ def _conditioning_pretransform(node: ConfigNode, model_pretransform: nn.Module |
     if not node.has("pretransform_config"):
         raise node.error("missing required key (expected an object), or set use_model_pretransform: true",
                          "pretransform_config")
-    pretransform = create_pretransform_from_config(node.data["pretransform_config"], sample_rate,
-                                                   node.child("pretransform_config"))
-    if ckpt is not None:
-        if not Path(ckpt).is_file():
-            raise node.error(f"no such file: {ckpt!r}", "pretransform_ckpt_path")
-        pretransform.load_state_dict(load_ckpt_state_dict(ckpt))
+    if ckpt is not None and not Path(ckpt).is_file():
+        raise node.error(f"no such file: {ckpt!r}", "pretransform_ckpt_path")
+    # Not saved with the model (no save_pretransform): its weights come from its own file, so they must be
+    # real even while the model is built on meta for a checkpoint load.
+    real = real_parameters() if not node.get("save_pretransform", "a bool", False) else nullcontext()
+    with real:
+        pretransform = create_pretransform_from_config(node.data["pretransform_config"], sample_rate,
+                                                       node.child("pretransform_config"))
+        if ckpt is not None:
+            pretransform.load_state_dict(load_ckpt_state_dict(ckpt))
     return pretransform
 
 
