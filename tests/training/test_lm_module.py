@@ -10,13 +10,17 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.loggers import MLFlowLogger
 from torch.utils.data import DataLoader
 
 from stable_audio_ops.inference.lm_generation import generate_lm
 from stable_audio_ops.models.factory import create_model_from_config
 from stable_audio_ops.models.loading import load_local_model
+from stable_audio_ops.training.demo_callbacks import build_demo_callback
 from stable_audio_ops.training.factory import create_training_module_from_config
 from stable_audio_ops.training.lm import LMTrainingModule, codebook_cross_entropy
+from stable_audio_ops.training.lm_demos import LMDemoCallback
+from stable_audio_ops.training.options import TrainOptions
 from stable_audio_ops.training.unwrap import unwrap_checkpoint
 from tests.models.lm_fixtures import CODEBOOK_SIZE, NUM_QUANTIZERS, tiny_lm_config
 from tests.training.train_fixtures import train_cli, write_tone_dataset
@@ -126,3 +130,27 @@ def test_train_cli_then_unwrap_gives_a_model_that_loads_and_generates(tmp_path: 
     assert torch.equal(loaded.state_dict()["lm.embeds.0.weight"], state["model_ema.ema_model.lm.embeds.0.weight"])
     generated = generate_lm(loaded, max_gen_len=8, seed=0)
     assert generated.audio.shape == (1, 1, 64) and np.isfinite(generated.audio.numpy()).all()
+
+
+def test_demos_generate_per_cfg_scale_and_log_upstreams_files(tmp_path: Path, monkeypatch) -> None:
+    config = tiny_lm_config(sample_size=SAMPLE_SIZE)
+    config["training"]["demo"] = {"demo_every": 2, "demo_cfg_scales": [1, 3.5],
+                                  "demo_cond": [{"label": "low"}, {"label": "high"}]}
+    demo = build_demo_callback(config, TrainOptions(model_config="lm.json"), lambda bs: None)
+    assert isinstance(demo, LMDemoCallback) and demo.num_demos == 2
+    assert [demo.due(s) for s in (1, 2, 3)] == [True, False, True]
+    module = _module(config)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # a file store: no sqlite migrations in a unit test
+    logger = MLFlowLogger(experiment_name="demos", tracking_uri=(tmp_path / "mlruns").as_uri())
+    pl.Trainer(max_steps=3, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False, accelerator="cpu", callbacks=[demo]).fit(
+        module, DataLoader(_batches(_tones(), 3), batch_size=None))
+    assert demo.logged == ["demos/step_000001", "demos/step_000003"]
+    files = {a.path.split("/")[-1] for a in logger.experiment.list_artifacts(logger.run_id, "demos/step_000003")}
+    assert files == {"demo_cfg_1.wav", "demo_melspec_left_cfg_1.png", "demo_cfg_3.5.wav",
+                     "demo_melspec_left_cfg_3.5.png"}
+    first, again = demo.generate(module, 3.5), demo.generate(module, 3.5)
+    assert first.shape == (2, 1, SAMPLE_SIZE) and torch.equal(first, again)  # a fixed seed: comparable demos
+
+    del config["training"]["demo"]["demo_cond"]  # a conditioned model cannot demo without conditioning
+    assert build_demo_callback(config, TrainOptions(model_config="lm.json"), lambda bs: None) is None

@@ -16,6 +16,7 @@ from stable_audio_ops.training.demos import AutoencoderDemoCallback
 from stable_audio_ops.training.diffusion_autoencoder_demos import DiffusionAutoencoderDemoCallback
 from stable_audio_ops.training.diffusion_demos import build_diffusion_cond_demo_callback
 from stable_audio_ops.training.diffusion_uncond_demos import build_diffusion_uncond_demo_callback
+from stable_audio_ops.training.lm_demos import build_lm_demo_callback
 from stable_audio_ops.training.options import TrainOptions
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,11 @@ def _diffusion_cond_demo_callback(model_config: dict, options: TrainOptions,
 def _diffusion_uncond_demo_callback(model_config: dict, options: TrainOptions,
                                     demo_loader_factory: DemoLoaderFactory) -> pl.Callback | None:
     return build_diffusion_uncond_demo_callback(model_config, options.model_config)
+
+
+def _lm_demo_callback(model_config: dict, options: TrainOptions,
+                      demo_loader_factory: DemoLoaderFactory) -> pl.Callback | None:
+    return build_lm_demo_callback(model_config, options.model_config)
 
 
 def _autoencoder_demo_callback(model_config: dict, options: TrainOptions,
@@ -63,6 +69,7 @@ DEMO_CALLBACKS: dict[str, DemoBuilder] = {
     "diffusion_cond_inpaint": _diffusion_cond_demo_callback,
     "diffusion_uncond": _diffusion_uncond_demo_callback,
     "diffusion_autoencoder": _autoencoder_demo_callback,
+    "lm": _lm_demo_callback,
 }
 
 
