@@ -12,6 +12,7 @@ from typing import Any
 import lightning.pytorch as pl
 
 from stable_audio_ops.config.schema import ConfigNode
+from stable_audio_ops.training.clap_demos import CLAPRetrievalCallback
 from stable_audio_ops.training.demos import AutoencoderDemoCallback
 from stable_audio_ops.training.diffusion_autoencoder_demos import DiffusionAutoencoderDemoCallback
 from stable_audio_ops.training.diffusion_demos import build_diffusion_cond_demo_callback
@@ -63,6 +64,21 @@ def _autoencoder_demo_callback(model_config: dict, options: TrainOptions,
                           max_demos=max_demos, demo_metadata=list(batch[1]) if len(batch) > 1 else None, **extra)
 
 
+def _clap_demo_callback(model_config: dict, options: TrainOptions,
+                        demo_loader_factory: DemoLoaderFactory) -> pl.Callback | None:
+    """Retrieval metrics of one held batch (``training.demo.demo_every``, ``num_demos`` items at most)."""
+    demo = ConfigNode(model_config, options.model_config).child("training", {}).child("demo", {})
+    demo_every = demo.get("demo_every", "a positive int", 2000)
+    num_demos = demo.get("num_demos", "a positive int", 8)
+    loader = demo_loader_factory(min(options.batch_size, num_demos))
+    try:
+        batch = next(iter(loader))
+    except StopIteration:
+        log.warning("the demo dataset yields no complete batch; no retrieval demos will be logged")
+        return None
+    return CLAPRetrievalCallback(batch[0], list(batch[1]), demo_every=demo_every)
+
+
 DEMO_CALLBACKS: dict[str, DemoBuilder] = {
     "autoencoder": _autoencoder_demo_callback,
     "diffusion_cond": _diffusion_cond_demo_callback,
@@ -70,6 +86,7 @@ DEMO_CALLBACKS: dict[str, DemoBuilder] = {
     "diffusion_uncond": _diffusion_uncond_demo_callback,
     "diffusion_autoencoder": _autoencoder_demo_callback,
     "lm": _lm_demo_callback,
+    "clap": _clap_demo_callback,
 }
 
 

@@ -11,6 +11,7 @@ from torch import nn
 from stable_audio_ops.config.schema import ConfigNode, lookup
 from stable_audio_ops.training.arc_factory import create_arc_training_module
 from stable_audio_ops.training.autoencoder import create_autoencoder_training_module
+from stable_audio_ops.training.clap import create_clap_training_module
 from stable_audio_ops.training.diffusion import create_diffusion_cond_training_module
 from stable_audio_ops.training.diffusion_autoencoder import create_diffusion_autoencoder_training_module
 from stable_audio_ops.training.diffusion_uncond import create_diffusion_uncond_training_module
@@ -33,6 +34,7 @@ TRAINING_MODULES: dict[str, TrainingModuleBuilder] = {
     "diffusion_uncond": create_diffusion_uncond_training_module,
     "diffusion_autoencoder": create_diffusion_autoencoder_training_module,
     "lm": create_lm_training_module,
+    "clap": create_clap_training_module,
 }
 
 

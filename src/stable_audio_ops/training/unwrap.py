@@ -62,6 +62,7 @@ UNWRAP_RULES: dict[str, UnwrapRule] = {
     "diffusion_uncond": _diffusion_cond_renames,
     "diffusion_autoencoder": _diffusion_autoencoder_prefix,
     "lm": _lm_prefix,
+    "clap": lambda training: "model.",  # the CLAPTrainingModule holds the model as ``model`` (no EMA)
 }
 
 # Prefixes that mark a state dict as a training-wrapper state dict (any model type).
