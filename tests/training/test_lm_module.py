@@ -9,11 +9,15 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
+import pytest
 import torch
 from lightning.pytorch.loggers import MLFlowLogger
 from torch.utils.data import DataLoader
 
+from stable_audio_ops.config.dataset_config import load_dataset_config
+from stable_audio_ops.errors import DatasetError
 from stable_audio_ops.inference.lm_generation import generate_lm
+from stable_audio_ops.inference.pre_encode import pre_encode_dataset
 from stable_audio_ops.models.factory import create_model_from_config
 from stable_audio_ops.models.loading import load_local_model
 from stable_audio_ops.training.demo_callbacks import build_demo_callback
@@ -22,7 +26,7 @@ from stable_audio_ops.training.lm import LMTrainingModule, codebook_cross_entrop
 from stable_audio_ops.training.lm_demos import LMDemoCallback
 from stable_audio_ops.training.options import TrainOptions
 from stable_audio_ops.training.unwrap import unwrap_checkpoint
-from tests.models.lm_fixtures import CODEBOOK_SIZE, NUM_QUANTIZERS, tiny_lm_config
+from tests.models.lm_fixtures import CODEBOOK_SIZE, NUM_QUANTIZERS, tiny_autoencoder_config, tiny_lm_config
 from tests.training.train_fixtures import train_cli, write_tone_dataset
 
 SAMPLE_SIZE = 256  # 32 code frames
@@ -154,3 +158,31 @@ def test_demos_generate_per_cfg_scale_and_log_upstreams_files(tmp_path: Path, mo
 
     del config["training"]["demo"]["demo_cond"]  # a conditioned model cannot demo without conditioning
     assert build_demo_callback(config, TrainOptions(model_config="lm.json"), lambda bs: None) is None
+
+
+def test_train_cli_on_pre_encoded_tokens(tmp_path: Path) -> None:
+    """``pre_encode --is-discrete`` output of a dac_rvq autoencoder ([Q, T] tokens per item, cropped by the
+    dataset's latent_crop_length) trains an lm model with ``training.pre_encoded``."""
+    ae_config = {"model_type": "autoencoder", "sample_rate": 16000, "sample_size": 1600, "audio_channels": 1,
+                 "model": tiny_autoencoder_config("dac_rvq")}
+    torch.manual_seed(0)
+    autoencoder = create_model_from_config(ae_config).eval()
+    audio = write_tone_dataset(tmp_path / "data", files=4, seconds=0.1)
+    pre_encode_dataset(autoencoder, ae_config, load_dataset_config(audio), tmp_path / "tokens", batch_size=2,
+                       sample_size=1600, num_workers=0, progress=False, is_discrete=True)
+    dataset = tmp_path / "tokens.json"
+    dataset.write_text(json.dumps({"dataset_type": "pre_encoded", "latent_crop_length": 16,
+                                   "datasets": [{"id": "tokens", "path": str(tmp_path / "tokens")}]}))
+    model_config = tmp_path / "lm.json"
+    model_config.write_text(json.dumps(tiny_lm_config("dac_rvq", conditioned=False, sample_size=SAMPLE_SIZE,
+                                                      pre_encoded=True)))
+    run = train_cli("--model-config", str(model_config), "--dataset-config", str(dataset), "--max-steps", "4",
+                    "--batch-size", "2", "--num-workers", "0", "--logger", "none", "--save-dir",
+                    str(tmp_path / "ckpt"), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "(step 4)" in run.stdout
+
+    # rvq tokens are [T, Q] per item: cropping them on the last axis is refused with the reason
+    module = _module(tiny_lm_config(sample_size=SAMPLE_SIZE, pre_encoded=True))
+    with pytest.raises(DatasetError, match="leave it unset"):
+        module.batch_codes(torch.zeros(2, 32, 16))

@@ -17,6 +17,11 @@ update_every 10`` and its other defaults, updated in ``on_before_zero_grad``). E
 Differences from 0.0.20 (whose LM cannot run, see :mod:`stable_audio_ops.models.lm`): only trainable parameters
 reach the optimizer (the frozen pretransform has no optimizer state); a missing ``padding_mask`` counts as all
 real; ``cfg_dropout_prob`` can be set in ``training`` (default 0.1, upstream's hard-coded value).
+
+Pre-encoded tokens (``pre_encode --is-discrete``) keep the pretransform's layout per item: ``[Q, T]`` for
+dac_rvq / fsq, which a ``pre_encoded`` dataset crops with ``latent_crop_length``; ``[T, Q]`` for rvq /
+dithered_fsq, which it would crop on the codebook axis, so those need a dataset without ``latent_crop_length``
+(an error says so).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stable_audio_ops.config.schema import ConfigNode
+from stable_audio_ops.errors import DatasetError
 from stable_audio_ops.models.factory import create_model_from_config
 from stable_audio_ops.models.lm import AudioLanguageModelWrapper
 from stable_audio_ops.training.diffusion import padding_masks_from_metadata
@@ -109,9 +115,16 @@ class LMTrainingModule(pl.LightningModule):
         """Codes ``[B, K, T]`` of a batch: tokenized audio, or the pre-encoded tokens themselves."""
         if reals.ndim == 4 and reals.shape[0] == 1:  # WebDataset adds a leading batch dim
             reals = reals[0]
-        if self.pre_encoded:
+        if not self.pre_encoded:
+            return self.model.tokenize(reals)
+        try:
             return self.model.codes_from_tokens(reals)
-        return self.model.tokenize(reals)
+        except ValueError as err:
+            hint = ""
+            if self.model.tokens_layout == "b t q":
+                hint = ("; this pretransform's tokens are [T, Q] per item and a pre_encoded dataset's "
+                        "latent_crop_length crops the last axis: leave it unset for these tokens")
+            raise DatasetError(f"pre-encoded tokens do not fit the model: {err}{hint}") from err
 
     def loss(self, codes: torch.Tensor, metadata, cfg_dropout_prob: float
              ) -> tuple[torch.Tensor, list[torch.Tensor]]:
