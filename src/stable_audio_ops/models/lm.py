@@ -22,8 +22,8 @@ files and ``decode_tokens`` keep the pretransform's layout. Sequences are interl
 0.0.20's LM cannot run; differences made to make it work:
 - the backbone is the project's transformer, not ``x_transformers`` (imported by 0.0.20 but not a
   dependency), and no ``mask``/``prepend_mask`` reach the blocks (0.0.20 passes kwargs its blocks reject):
-  padded prepend tokens are attended like the others (there is no attention mask), as are padded
-  cross-attention tokens in every model of the project;
+  padded prepend and cross-attention tokens are attended like the others (the project's transformer takes no
+  attention masks);
 - cross-attention conditioning without ``project_cross_attn_cond`` is cast to the model's dtype (0.0.20
   indexes the ``nn.Identity`` it uses there and raises);
 - cross-attention is not causal: 0.0.20 builds its cross-attention layers with the self-attention's
@@ -33,8 +33,8 @@ files and ``decode_tokens`` keep the pretransform's layout. Sequences are interl
   match their width); 0.0.20 accepts them and drops them in the backbone;
 - codes from rvq / dithered_fsq autoencoders (``[B, T, Q]``) are transposed to ``[B, K, T]``: 0.0.20 feeds
   them to the pattern as they are;
-- there is no key/value cache: each generation step runs the whole prefix (0.0.20's ``use_cache`` path
-  has no implementation either).
+- there is no key/value cache: each generation step runs the whole prefix (0.0.20's transformer backbone
+  caches nothing either: its ``use_generation_cache`` is off and its cache hooks are no-ops).
 """
 
 from __future__ import annotations
