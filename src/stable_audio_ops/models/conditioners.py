@@ -25,6 +25,7 @@ from torch import nn
 
 from stable_audio_ops.config.schema import ConfigNode, check_known_keys, lookup
 from stable_audio_ops.errors import ConfigError
+from stable_audio_ops.models.clap_conditioners import build_sat_clap_audio, build_sat_clap_text
 from stable_audio_ops.models.conditioner_base import (
     PADDING_MODES,
     Cond,
@@ -40,6 +41,7 @@ from stable_audio_ops.models.conditioners_audio import (
 )
 from stable_audio_ops.models.conditioners_hf import build_causal_lm, build_t5gemma
 from stable_audio_ops.models.conditioners_tokens import build_lut, build_phoneme
+from stable_audio_ops.models.laion_clap_conditioners import build_clap_audio, build_clap_text
 
 
 class NumberEmbedder(nn.Module):
@@ -347,6 +349,10 @@ CONDITIONERS: dict[str, Callable[[ConfigNode, int], Conditioner]] = {
     "phoneme": build_phoneme,
     "pretransform": build_pretransform_conditioner,
     "source_mix": build_source_mix_conditioner,
+    "sat_clap_text": build_sat_clap_text,  # a clap model trained here (models.clap_conditioners)
+    "sat_clap_audio": build_sat_clap_audio,
+    "clap_text": build_clap_text,  # LAION-CLAP checkpoints; need the optional laion_clap package
+    "clap_audio": build_clap_audio,
 }
 
 
