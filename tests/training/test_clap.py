@@ -124,3 +124,19 @@ def test_missing_prompt_is_a_clear_error(roberta):
     metadata[3] = {"padding_mask": metadata[3]["padding_mask"], "path": "x.wav"}
     with pytest.raises(ValueError, match=r"batch item 3 has none.*custom_metadata_module"):
         module.training_step((audio, metadata), 0)
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_noise_augmentation_with_noise_config(roberta):
+    """0.0.20's augmentation: Sobol noise levels, about half of them set to 0 (those latents stay clean)."""
+    config = tiny_clap_config(roberta, noise_config={"embed_dim": 16})
+    module = create_training_module_from_config(config, create_model_from_config(config))
+    torch.manual_seed(0)
+    latents = torch.randn(64, 4, 8)
+    noised, levels = module.noised(latents)
+    clean = levels == 0
+    assert 16 <= int(clean.sum()) <= 48 and bool(((levels >= 0) & (levels < 1)).all())
+    assert torch.equal(noised[clean], latents[clean]) and not torch.allclose(noised[~clean], latents[~clean])
+    loss = module.training_step(tone_batch(), 0)
+    loss.backward()
+    assert module.model.audio_branch.to_noise_embed.weight.grad is not None
