@@ -15,6 +15,7 @@ from stable_audio_ops.models.checkpoints import (
 )
 from stable_audio_ops.models.clap import CLAP
 from stable_audio_ops.models.factory import create_model_from_config
+from stable_audio_ops.models.loading import load_local_model
 from tests.models.clap_fixtures import save_tiny_roberta, tiny_clap_config, tone_batch
 
 
@@ -43,6 +44,7 @@ def test_clap_has_upstream_key_names_and_round_trips_strictly(roberta, tmp_path)
     torch.manual_seed(1)
     other = create_model_from_config(copy.deepcopy(config))
     load_state_dict_checked(other, load_ckpt_state_dict(path), strict=True)
+    from_file = load_local_model(path).model  # built on meta, the file's tensors assigned
     audio, metadata = tone_batch()
     prompts = [m["prompt"] for m in metadata]
     model.eval(), other.eval()
@@ -51,7 +53,8 @@ def test_clap_has_upstream_key_names_and_round_trips_strictly(roberta, tmp_path)
         assert latents.shape == (8, 128, 16)  # 128-sample patches of 2048 samples
         a1, a2 = model.get_audio_embedding(latents), other.get_audio_embedding(latents)
         t1, t2 = model.get_text_embedding(prompts), other.get_text_embedding(prompts)
-    assert torch.equal(a1, a2) and torch.equal(t1, t2)
+        a3, t3 = from_file.get_audio_embedding(latents), from_file.get_text_embedding(prompts)
+    assert torch.equal(a1, a2) and torch.equal(t1, t2) and torch.equal(a1, a3) and torch.equal(t1, t3)
     assert a1.shape == t1.shape == (8, 32)
     assert torch.allclose(a1.norm(dim=-1), torch.ones(8)) and torch.allclose(t1.norm(dim=-1), torch.ones(8))
 
