@@ -67,6 +67,7 @@ from stable_audio_ops.training.diffusion import diffusion_input
 from stable_audio_ops.training.ema import EMA
 from stable_audio_ops.training.inpainting import random_inpaint_mask
 from stable_audio_ops.training.optim import create_optimizer_from_config, create_scheduler_from_config
+from stable_audio_ops.training.step_logging import log_step
 
 R1_NOISE_STD = 0.05
 MIN_TRIM_LENGTH = 128
@@ -252,7 +253,7 @@ class ARCTrainingModule(pl.LightningModule):
             with self.toggled_optimizer(opt_gen):
                 loss = self.ode_warmup_loss(x, metadata, padding_masks)
                 self._generator_update(loss, opt_gen, sched_gen, ema_after_step=True)
-            self._log_step({"train/ode_mse_loss": loss.detach()}, step + 1, x.shape[0])
+            log_step(self, {"train/ode_mse_loss": loss.detach()}, step + 1, x.shape[0], PROGRESS_BAR_KEYS)
             return loss.detach()
 
         x, padding_masks = self.maybe_trim(x, padding_masks)
@@ -272,7 +273,7 @@ class ARCTrainingModule(pl.LightningModule):
                 log = self._discriminator_step(x, x_t, t, t_gan, gan_noise, cond, disc_cond, metadata, inpaint,
                                                opt_disc, sched_disc)
         log["train/std_data"] = x.detach().std()
-        self._log_step(log, step + 1, x.shape[0])
+        log_step(self, log, step + 1, x.shape[0], PROGRESS_BAR_KEYS)
         return log.get("train/gen_loss", log.get("train/discriminator_loss"))
 
     def _generator_update(self, loss: torch.Tensor, opt_gen, sched_gen, ema_after_step: bool = False) -> None:
@@ -350,19 +351,6 @@ class ARCTrainingModule(pl.LightningModule):
         norm that needs no double backward)."""
         noised_scores = self.score(inputs + R1_NOISE_STD * torch.randn_like(inputs), t, cond)
         return ((noised_scores.float() - scores.float()) ** 2).sum(dim=[1, 2]).mean()
-
-    def _log_step(self, log: dict[str, Any], x: int, batch_size: int) -> None:
-        """Send this step's metrics to the loggers at ``x`` (= optimizer steps done) only, as the autoencoder
-        module does: ``self.log`` would re-send stale generator values on discriminator steps."""
-        bar = {k: v for k, v in log.items() if k in PROGRESS_BAR_KEYS}
-        self.log_dict(bar, prog_bar=True, logger=False, on_step=True, batch_size=batch_size)
-        self.log_dict({k: v for k, v in log.items() if k not in bar}, logger=False, on_step=True,
-                      batch_size=batch_size)
-        every = max(1, int(getattr(self.trainer, "log_every_n_steps", 1) or 1))
-        if self.loggers and x % every == 0:
-            values = {k: float(v) for k, v in log.items()}
-            for logger in self.loggers:
-                logger.log_metrics(values, step=x)
 
     # --- helpers for callbacks and export ---------------------------------------------------------
     def inference_backbone(self) -> nn.Module:

@@ -77,6 +77,7 @@ from stable_audio_ops.training.eval_losses import create_eval_losses, eval_loss_
 from stable_audio_ops.training.losses.core import AuralossLoss, L1Loss, MSELoss, MultiLoss, ValueLoss
 from stable_audio_ops.training.losses.spectral import MultiResolutionSTFTLoss, SumAndDifferenceSTFTLoss
 from stable_audio_ops.training.optim import create_optimizer_from_config, create_scheduler_from_config
+from stable_audio_ops.training.step_logging import log_step
 
 WARMUP_MODES = ("adv", "full")
 # Shown on the progress bar (everything is logged; the bar keeps to what fits on one line).
@@ -468,25 +469,8 @@ class AutoencoderTrainingModule(pl.LightningModule):
             }
         for name, value in losses.items():
             log[f"train/{name}"] = value.detach()
-        self._log_step(log, step + 1, batch_size=reals.shape[0])
+        log_step(self, log, step + 1, reals.shape[0], PROGRESS_BAR_KEYS)
         return loss.detach()
-
-    def _log_step(self, log: dict[str, Any], x: int, batch_size: int) -> None:
-        """Send this step's metrics to the loggers at ``x`` (= optimizer steps done) and nothing else.
-
-        Lightning's ``self.log`` would re-send the generator metrics on discriminator steps (stale
-        values stay in its result collection) and counts its logging step once per two batches here,
-        so loggers get the values directly; ``self.log`` still feeds the progress bar and callbacks.
-        """
-        bar = {k: v for k, v in log.items() if k in PROGRESS_BAR_KEYS}
-        self.log_dict(bar, prog_bar=True, logger=False, on_step=True, batch_size=batch_size)
-        self.log_dict({k: v for k, v in log.items() if k not in bar}, logger=False, on_step=True,
-                      batch_size=batch_size)
-        every = max(1, int(getattr(self.trainer, "log_every_n_steps", 1) or 1))
-        if self.loggers and x % every == 0:
-            values = {k: float(v) for k, v in log.items()}
-            for logger in self.loggers:
-                logger.log_metrics(values, step=x)
 
     # --- validation (only with a validation dataset) ----------------------------------------------
     def validation_step(self, batch, batch_idx):
