@@ -63,7 +63,11 @@ from stable_audio_ops.models.arc import relativistic_losses
 from stable_audio_ops.sampling.samplers import sample_rf_dpmpp
 from stable_audio_ops.sampling.schedules import logsnr_uniform_rf_schedule
 from stable_audio_ops.training.arc_noise import NoiseDist
-from stable_audio_ops.training.diffusion import diffusion_input
+from stable_audio_ops.training.diffusion import (
+    diffusion_input,
+    ema_or_online_backbone,
+    state_dict_with_ema_backbone,
+)
 from stable_audio_ops.training.ema import EMA
 from stable_audio_ops.training.inpainting import random_inpaint_mask
 from stable_audio_ops.training.optim import create_optimizer_from_config, create_scheduler_from_config
@@ -354,16 +358,12 @@ class ARCTrainingModule(pl.LightningModule):
 
     # --- helpers for callbacks and export ---------------------------------------------------------
     def inference_backbone(self) -> nn.Module:
-        """The backbone to sample with: the EMA copy when EMA is on (what unwrapping exports)."""
-        return self.diffusion_ema.ema_model if self.diffusion_ema is not None else self.diffusion.model
+        """The student backbone to sample with: the EMA copy when EMA is on (what unwrapping exports)."""
+        return ema_or_online_backbone(self.diffusion, self.diffusion_ema)
 
     def export_state_dict(self) -> dict[str, torch.Tensor]:
-        """Unwrapped student weights: the wrapper with its backbone replaced by the EMA backbone."""
-        state = self.diffusion.state_dict()
-        if self.diffusion_ema is not None:
-            for key, value in self.diffusion_ema.ema_model.state_dict().items():
-                state[f"model.{key}"] = value
-        return state
+        """Unwrapped student weights, as diffusion training exports them (:func:`state_dict_with_ema_backbone`)."""
+        return state_dict_with_ema_backbone(self.diffusion, self.diffusion_ema)
 
 
 __all__ = ["ARCSettings", "ARCTrainingModule", "ODEWarmup", "jump_to_clean", "renoise", "rolled_metadata"]

@@ -104,6 +104,22 @@ def diffusion_input(diffusion: nn.Module, reals: torch.Tensor, metadata: Sequenc
     return x, padding_masks_from_metadata(metadata, x.shape[-1], x.device)
 
 
+def ema_or_online_backbone(diffusion: nn.Module, diffusion_ema: EMA | None) -> nn.Module:
+    """The backbone to sample with: the EMA copy when EMA is on (as upstream's demos), else ``diffusion.model``.
+    Shared with the ARC module, which keeps its student and EMA under the same names."""
+    return diffusion_ema.ema_model if diffusion_ema is not None else diffusion.model
+
+
+def state_dict_with_ema_backbone(diffusion: nn.Module, diffusion_ema: EMA | None) -> dict[str, torch.Tensor]:
+    """Unwrapped model weights: ``diffusion``'s state dict with its backbone (``model.*``) replaced by the EMA
+    backbone when EMA is on (what unwrapping a diffusion_cond or ARC checkpoint gives)."""
+    state = diffusion.state_dict()
+    if diffusion_ema is not None:
+        for key, value in diffusion_ema.ema_model.state_dict().items():
+            state[f"model.{key}"] = value
+    return state
+
+
 class DiffusionCondTrainingModule(pl.LightningModule):
     """Trains a ConditionedDiffusionModelWrapper (see the module docstring)."""
 
@@ -268,16 +284,12 @@ class DiffusionCondTrainingModule(pl.LightningModule):
 
     # --- helpers for callbacks and export ---------------------------------------------------------
     def inference_backbone(self) -> nn.Module:
-        """The backbone to sample with: the EMA copy when EMA is on (as upstream's demos)."""
-        return self.diffusion_ema.ema_model if self.diffusion_ema is not None else self.diffusion.model
+        """The backbone to sample with (:func:`ema_or_online_backbone`)."""
+        return ema_or_online_backbone(self.diffusion, self.diffusion_ema)
 
     def export_state_dict(self) -> dict[str, torch.Tensor]:
-        """Unwrapped model weights: the wrapper with its backbone replaced by the EMA backbone."""
-        state = self.diffusion.state_dict()
-        if self.diffusion_ema is not None:
-            for key, value in self.diffusion_ema.ema_model.state_dict().items():
-                state[f"model.{key}"] = value
-        return state
+        """Unwrapped model weights (:func:`state_dict_with_ema_backbone`)."""
+        return state_dict_with_ema_backbone(self.diffusion, self.diffusion_ema)
 
 
 def loss_by_noise_level(output: torch.Tensor, targets: torch.Tensor, t: torch.Tensor, objective: str = "v",
