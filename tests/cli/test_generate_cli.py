@@ -77,6 +77,13 @@ def test_errors_are_reported_not_raised(model_path: Path, tmp_path: Path, capsys
         output_paths("x.mp3", 1, False)
 
 
+def test_lm_only_flags_are_refused_for_a_diffusion_model(model_path: Path, tmp_path: Path, capsys) -> None:
+    assert main(["--model", str(model_path), "--prompt", "flute", "--steps", "2", "--seconds", "0.03",
+                 "--top-k", "250", "--no-progress", "-o", str(tmp_path / "x.wav")]) == 2
+    assert "this is a diffusion_cond model: --top-k is only for lm models" in capsys.readouterr().err
+    assert not (tmp_path / "x.wav").exists()
+
+
 @pytest.mark.parametrize("flag, value, reason", [
     ("--cfg-scale", "nan", "finite"),
     ("--cfg-scale", "inf", "finite"),

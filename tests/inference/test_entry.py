@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from stable_audio_ops.errors import UnknownTypeError
-from stable_audio_ops.inference import generation
+from stable_audio_ops.inference import generation, lm_generation
 from stable_audio_ops.inference.entry import (
     CONDITIONED_MODEL_TYPES,
     GENERATION_DEFAULTS,
@@ -18,13 +18,15 @@ from stable_audio_ops.inference.entry import (
 )
 from stable_audio_ops.models.factory import create_model_from_config
 from tests.inference.test_generation import META, SAMPLE_SIZE, gen, inpaint_model, rf_model
+from tests.models.lm_fixtures import DOWNSAMPLING, tiny_lm_config
 from tests.models.test_adp import UNCOND
 
 
 def test_the_table_covers_every_generating_model_type():
     assert GENERATORS == {"diffusion_cond": generation.generate_diffusion_cond,
                           "diffusion_cond_inpaint": generation.generate_diffusion_cond_inpaint,
-                          "diffusion_uncond": generation.generate_diffusion_uncond}
+                          "diffusion_uncond": generation.generate_diffusion_uncond,
+                          "lm": lm_generation.generate_lm_audio}
     assert set(CONDITIONED_MODEL_TYPES) < set(GENERATORS)
     with pytest.raises(UnknownTypeError, match="'autoencoder' models cannot generate audio; .*diffusion_uncond"):
         generator_for("autoencoder")
@@ -45,8 +47,27 @@ def test_parameters_of_another_model_type_are_refused_by_name():
                                          "diffusion_cond_inpaint models"):
         generate(rf_model(), "diffusion_cond", conditioning=META, inpaint_audio=(16000, torch.zeros(1, 8)))
     uncond = create_model_from_config(UNCOND).eval()
-    with pytest.raises(ValueError, match="cfg_scale is for diffusion_cond / diffusion_cond_inpaint models"):
+    with pytest.raises(ValueError, match="cfg_scale is for diffusion_cond / diffusion_cond_inpaint / lm models"):
         generate(uncond, "diffusion_uncond", cfg_scale=3.0)
+    with pytest.raises(ValueError, match="temperature, top_p are for lm models"):
+        generate(uncond, "diffusion_uncond", temperature=0.5, top_p=0.9)
+
+
+def test_an_lm_generates_audio_through_the_entry_and_refuses_diffusion_parameters():
+    torch.manual_seed(0)
+    lm = create_model_from_config(tiny_lm_config()).eval()
+    params = dict(conditioning={"label": "low"}, cfg_scale=3.0, seed=5, progress=False)
+    audio = generate(lm, "lm", max_gen_len=6, batch_size=2, **params)
+    assert audio.shape == (2, 1, 6 * DOWNSAMPLING)
+    codes = lm_generation.generate_lm(lm, max_gen_len=6, batch_size=2, **{k: v for k, v in params.items()
+                                                                          if k != "progress"}).codes
+    torch.testing.assert_close(audio, lm.decode_codes(codes), rtol=0, atol=0)
+    # sample_size is rounded up to whole code frames
+    assert generate(lm, "lm", sample_size=5 * DOWNSAMPLING - 3, **params).shape == (1, 1, 5 * DOWNSAMPLING)
+    with pytest.raises(ValueError, match="this is a lm model: steps is for diffusion_cond / "
+                                         "diffusion_cond_inpaint / diffusion_uncond models; sampler_type is for "
+                                         r"diffusion \(sampler option\) models"):
+        generate(lm, "lm", max_gen_len=4, steps=10, sampler_type="dpmpp-2m", **params)
 
 
 def test_unconditional_generation_is_seeded():

@@ -1,4 +1,4 @@
-"""``python -m stable_audio_ops.cli.generate``: text (+ audio) -> WAV/FLAC with a conditioned diffusion model.
+"""``python -m stable_audio_ops.cli.generate``: text (+ audio) -> WAV/FLAC with a conditioned diffusion model or an lm.
 
 Examples::
 
@@ -14,6 +14,11 @@ item is conditioned on ``{"prompt", "seconds_start", "seconds_total"}`` plus any
 ``--inpaint-audio`` + ``--mask-start/--mask-end`` (seconds to regenerate) needs an inpainting model.
 ``--return-latents`` writes the latents as ``.npy`` instead of audio. Audio is written as 16-bit
 PCM (WAV) or FLAC by the output's extension, scaled down only if it would clip.
+
+An ``lm`` model (codes sampled step by step, then decoded) takes ``--temperature``, ``--top-k``, ``--top-p``,
+``--cfg-scale``, ``--seed`` and a length (``--max-gen-len`` code timesteps, or ``--seconds`` /
+``--sample-size`` rounded up to whole code frames); the diffusion-only flags (:data:`FLAG_FAMILIES`) given
+to it, or the lm-only ones given to a diffusion model, are an error naming the flag, not silently dropped.
 """
 
 from __future__ import annotations
@@ -34,6 +39,18 @@ from stable_audio_ops.inference.defaults import GENERATION_DEFAULTS
 from stable_audio_ops.utils.io import atomic_write
 
 AUDIO_FORMATS = (".wav", ".flac")
+# The model types this command generates with (the generate entry's table also has diffusion_uncond).
+GENERATE_MODEL_TYPES = ("diffusion_cond", "diffusion_cond_inpaint", "lm")
+# Model type -> the family of generate function it uses (others: "diffusion").
+MODEL_FAMILIES = {"lm": "lm"}
+# Flags that only one family's generate function takes. Their dest is the flag without "--", "-" -> "_".
+FLAG_FAMILIES = {
+    **dict.fromkeys(("--steps", "--sampler-type", "--sigma-min", "--sigma-max", "--cfg-interval", "--cfg-rescale",
+                     "--init-audio", "--init-noise-level", "--inpaint-audio", "--mask-start", "--mask-end",
+                     "--return-latents", "--negative-prompt", "--precision", "--no-trim"), "diffusion"),
+    **dict.fromkeys(("--temperature", "--top-k", "--top-p", "--max-gen-len"), "lm"),
+}
+_UNSET = object()
 
 
 def number(kind: type[int] | type[float], *, low: float | None = None, high: float | None = None,
@@ -67,7 +84,8 @@ NON_NEGATIVE = number(float, low=0)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="generate", allow_abbrev=False, formatter_class=HelpFormatter,
-                                description="Generate audio from a prompt with a conditioned diffusion model.")
+                                description="Generate audio from a prompt with a conditioned diffusion model or an "
+                                            "lm (multi-codebook language model).")
     p.add_argument("--model", required=True, help="unwrapped checkpoint / model folder / models:/NAME@alias")
     p.add_argument("--model-config", default=None, help="model config JSON (default: embedded or beside the model)")
     p.add_argument("--adapter", default=None, help="LoRA adapter file (fine_tune pipeline) applied onto --model "
@@ -90,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument("--sample-size", type=POSITIVE_INT, default=None, help="length in audio samples")
     length.add_argument("--seconds", type=POSITIVE, default=None, help="length in seconds (rounded up to the model's "
                         "smallest unit)")
+    length.add_argument("--max-gen-len", type=POSITIVE_INT, default=None,
+                        help="lm models: length in code timesteps (default: from --seconds / --sample-size, else the "
+                             "config's sample_size)")
     p.add_argument("--seconds-start", type=NON_NEGATIVE, default=0.0, help="conditioning seconds_start")
     p.add_argument("--seconds-total", type=POSITIVE, default=None,
                    help="conditioning seconds_total (default: the generated length)")
@@ -111,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-start", type=NON_NEGATIVE, default=None, help="start of the region to regenerate (s)")
     p.add_argument("--mask-end", type=NON_NEGATIVE, default=None, help="end of the region to regenerate (s)")
     p.add_argument("--return-latents", action="store_true", help="write latents (.npy) instead of audio")
+    p.add_argument("--temperature", type=NON_NEGATIVE, default=1.0,
+                   help="lm models: sampling temperature (0 = greedy)")
+    p.add_argument("--top-k", type=number(int, low=0), default=250,
+                   help="lm models: sample from the K most likely codes (0 = all; ignored when --top-p > 0)")
+    p.add_argument("--top-p", type=number(float, low=0, high=1), default=0.0,
+                   help="lm models: nucleus sampling mass (0 = off, use --top-k)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: run the diffusion network under bfloat16 autocast (about 2x faster generation on "
@@ -131,6 +158,60 @@ def sampler_names() -> str:
                      + "".join(f", {n}: {DEFAULT_SAMPLER[n]}" for n in names[1:]
                                if DEFAULT_SAMPLER[n] != DEFAULT_SAMPLER[names[0]]) + ")"
                      for samplers, names in objectives.items())
+
+
+def flags_given(parser: argparse.ArgumentParser, argv: Sequence[str] | None, flags: Sequence[str]) -> list[str]:
+    """Which of ``flags`` the command line names, even at their default value (parsed again with every such
+    dest preset, which argparse keeps unless the flag is given)."""
+    dests = {flag: flag[2:].replace("-", "_") for flag in flags}
+    probe = parser.parse_args(argv, namespace=argparse.Namespace(**dict.fromkeys(dests.values(), _UNSET)))
+    return [flag for flag, dest in dests.items() if getattr(probe, dest) is not _UNSET]
+
+
+def check_flags_fit(model_type: str, given: Sequence[str]) -> None:
+    """A ValueError naming each given flag that the model type's generate function does not take."""
+    family = MODEL_FAMILIES.get(model_type, "diffusion")
+    wrong = [flag for flag in given if FLAG_FAMILIES[flag] != family]
+    if wrong:
+        takers = sorted({FLAG_FAMILIES[flag] for flag in wrong})
+        raise ValueError(f"this is a {model_type} model: {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} "
+                         f"only for {' / '.join(takers)} models")
+
+
+def diffusion_params(args: argparse.Namespace, device: Any, sample_size: int, conditioning: list[dict],
+                     negative: list[dict] | None) -> dict[str, Any]:
+    """The generate parameters of a diffusion model from the command line."""
+    kwargs: dict[str, Any] = {}
+    for name, value in (("sampler_type", args.sampler_type), ("sigma_min", args.sigma_min),
+                        ("sigma_max", args.sigma_max), ("scale_phi", args.cfg_rescale)):
+        if value is not None:
+            kwargs[name] = value
+    if args.cfg_interval is not None:
+        kwargs["cfg_interval"] = tuple(args.cfg_interval)
+    params = dict(steps=args.steps, cfg_scale=args.cfg_scale, conditioning=conditioning,
+                  negative_conditioning=negative, batch_size=args.batch_size, sample_size=sample_size,
+                  seed=args.seed, device=device, return_latents=args.return_latents,
+                  trim_to_seconds_total=not args.no_trim, progress=not args.no_progress, **kwargs)
+    if args.precision != "fp32":
+        params["precision"] = args.precision
+    if args.init_audio:
+        params.update(init_audio=read_audio_file(args.init_audio), init_noise_level=args.init_noise_level)
+    if args.inpaint_audio is not None:
+        params["inpaint_audio"] = read_audio_file(args.inpaint_audio)
+    if args.mask_start is not None:
+        params.update(inpaint_mask_start_seconds=args.mask_start, inpaint_mask_end_seconds=args.mask_end)
+    return params
+
+
+def lm_params(args: argparse.Namespace, device: Any, sample_size: int, conditioning: list[dict],
+              negative: list[dict] | None) -> dict[str, Any]:
+    """The generate parameters of an lm model from the command line (``negative`` is refused before this)."""
+    return dict(sample_size=sample_size, cfg_scale=args.cfg_scale, conditioning=conditioning,
+                batch_size=args.batch_size, seed=args.seed, temperature=args.temperature, top_k=args.top_k,
+                top_p=args.top_p, progress=not args.no_progress)
+
+
+PARAM_BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {"diffusion": diffusion_params, "lm": lm_params}
 
 
 def parse_cond(items: Sequence[str]) -> dict[str, Any]:
@@ -185,22 +266,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = output_paths(args.output, args.batch_size, args.return_latents)
     except ValueError as exc:
         parser.error(str(exc))
+    given = flags_given(parser, argv, tuple(FLAG_FAMILIES))
 
     # The command's implementation loads torch: imported after argument parsing so --help and flag
     # errors answer at once (entry points are the one place project imports wait inside a function).
     import numpy as np
 
-    from stable_audio_ops.inference.entry import CONDITIONED_MODEL_TYPES, generate
+    from stable_audio_ops.inference.entry import generate
     from stable_audio_ops.tracking.loading import load_model
     from stable_audio_ops.tracking.store import command_tracking_uri
 
     configure_logging()
     try:
-        loaded = load_model(args.model, args.model_config, args.device, model_types=CONDITIONED_MODEL_TYPES,
+        loaded = load_model(args.model, args.model_config, args.device, model_types=GENERATE_MODEL_TYPES,
                             purpose="used by this command",
                             tracking_uri=command_tracking_uri(args.tracking_uri), adapter=args.adapter)
         model, config = loaded.model, loaded.config
-        sample_size = resolve_sample_size(model, config, args.sample_size, args.seconds)
+        check_flags_fit(loaded.model_type, given)
+        if args.max_gen_len is not None:
+            sample_size = args.max_gen_len * max(1, int(getattr(model, "min_input_length", 1)))
+        else:
+            sample_size = resolve_sample_size(model, config, args.sample_size, args.seconds)
         sample_rate = int(config["sample_rate"])
         seconds_total = args.seconds_total if args.seconds_total is not None else sample_size / sample_rate
         item = {"prompt": args.prompt, "seconds_start": args.seconds_start, "seconds_total": seconds_total, **extra}
@@ -208,25 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         negative = None
         if args.negative_prompt is not None:
             negative = [{**item, "prompt": args.negative_prompt} for _ in range(args.batch_size)]
-        kwargs: dict[str, Any] = {}
-        for name, value in (("sampler_type", args.sampler_type), ("sigma_min", args.sigma_min),
-                            ("sigma_max", args.sigma_max), ("scale_phi", args.cfg_rescale)):
-            if value is not None:
-                kwargs[name] = value
-        if args.cfg_interval is not None:
-            kwargs["cfg_interval"] = tuple(args.cfg_interval)
-        params = dict(steps=args.steps, cfg_scale=args.cfg_scale, conditioning=conditioning,
-                      negative_conditioning=negative, batch_size=args.batch_size, sample_size=sample_size,
-                      seed=args.seed, device=loaded.device, return_latents=args.return_latents,
-                      trim_to_seconds_total=not args.no_trim, progress=not args.no_progress, **kwargs)
-        if args.precision != "fp32":
-            params["precision"] = args.precision
-        if args.init_audio:
-            params.update(init_audio=read_audio_file(args.init_audio), init_noise_level=args.init_noise_level)
-        if args.inpaint_audio is not None:
-            params["inpaint_audio"] = read_audio_file(args.inpaint_audio)
-        if args.mask_start is not None:
-            params.update(inpaint_mask_start_seconds=args.mask_start, inpaint_mask_end_seconds=args.mask_end)
+        build_params = PARAM_BUILDERS[MODEL_FAMILIES.get(loaded.model_type, "diffusion")]
+        params = build_params(args, loaded.device, sample_size, conditioning, negative)
         # generate() refuses inpainting parameters for a model that is not an inpainting model, by name
         output = generate(model, loaded.model_type, **params)
     except (StableAudioOpsError, ValueError, KeyError) as exc:

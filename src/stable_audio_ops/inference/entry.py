@@ -21,11 +21,13 @@ from stable_audio_ops.inference.generation import (
     generate_diffusion_cond_inpaint,
     generate_diffusion_uncond,
 )
+from stable_audio_ops.inference.lm_generation import generate_lm_audio
 
 GENERATORS: dict[str, Callable[..., torch.Tensor]] = {
     "diffusion_cond": generate_diffusion_cond,
     "diffusion_cond_inpaint": generate_diffusion_cond_inpaint,
     "diffusion_uncond": generate_diffusion_uncond,
+    "lm": generate_lm_audio,
 }
 # Model types that take prompts / metadata conditioning (what the server, the pyfunc and the generate command use).
 CONDITIONED_MODEL_TYPES = ("diffusion_cond", "diffusion_cond_inpaint")
@@ -36,6 +38,12 @@ def _named_parameters(fn: Callable[..., Any]) -> frozenset[str]:
     """The parameters ``fn`` names (not its ``**kwargs``, which carry sampler options)."""
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return frozenset(p.name for p in inspect.signature(fn).parameters.values() if p.kind in kinds)
+
+
+@cache
+def _takes_options(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` takes ``**kwargs`` (the diffusion functions' sampler options; an lm's takes none)."""
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
 
 
 def generator_for(model_type: str) -> Callable[..., torch.Tensor]:
@@ -51,7 +59,8 @@ def generate(model: Any, model_type: str, **params: Any) -> torch.Tensor:
     """Generate with ``model`` through the function :data:`GENERATORS` holds for ``model_type``.
 
     ``params`` are that function's arguments (``steps``, ``cfg_scale``, ``conditioning``, ``sample_size``,
-    ``seed``, ``device``, ..., plus sampler options such as ``sampler_type``). A parameter that only another
+    ``seed``, ``device``, ..., plus sampler options such as ``sampler_type``; an ``lm`` model takes
+    ``temperature`` / ``top_k`` / ``top_p`` / ``max_gen_len`` instead of steps and sampler options). A parameter that only another
     model type's function takes (e.g. ``inpaint_audio`` for a ``diffusion_cond`` model) raises a
     :class:`ValueError` naming it and the model types that take it, instead of reaching the sampler.
     """
@@ -61,6 +70,8 @@ def generate(model: Any, model_type: str, **params: Any) -> torch.Tensor:
     for key in params:
         if key not in own:
             takers = tuple(name for name, other in GENERATORS.items() if key in _named_parameters(other))
+            if not takers and not _takes_options(fn):  # e.g. a sampler option for an lm
+                takers = ("diffusion (sampler option)",)
             if takers:
                 foreign.setdefault(takers, []).append(key)
     if foreign:

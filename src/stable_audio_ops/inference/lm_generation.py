@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from stable_audio_ops.models.lm import AudioLanguageModelWrapper
 
@@ -158,4 +159,53 @@ def generate_lm(
     return LMGeneration(codes=out, tokens=tokens, audio=audio, seed=seed)
 
 
-__all__ = ["LMGeneration", "generate_lm", "resolve_seed", "sample_codes"]
+def gen_len_for(model: AudioLanguageModelWrapper, sample_size: int) -> int:
+    """Timesteps of codes that cover ``sample_size`` audio samples (rounded up to whole code frames)."""
+    if sample_size < 1:
+        raise ValueError(f"sample_size must be a positive number of audio samples, got {sample_size}")
+    return -(-int(sample_size) // int(model.min_input_length))
+
+
+def generate_lm_audio(
+    model: AudioLanguageModelWrapper,
+    max_gen_len: int | None = None,
+    sample_size: int | None = None,
+    batch_size: int = 1,
+    conditioning: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    cfg_scale: float = 1.0,
+    temperature: float = 1.0,
+    top_k: int = 250,
+    top_p: float = 0.0,
+    seed: int = -1,
+    progress: bool = True,
+) -> torch.Tensor:
+    """:func:`generate_lm` in the form every front end calls (the ``lm`` entry of
+    :data:`stable_audio_ops.inference.entry.GENERATORS`): decoded audio ``[B, C, samples]`` only.
+
+    The length is exactly one of ``max_gen_len`` code timesteps or ``sample_size`` audio samples rounded up
+    to whole code frames (how the generate command's ``--seconds`` / ``--sample-size`` reach an lm). Front ends send the same metadata
+    (``prompt``, ``seconds_start``, ``seconds_total``, ``--cond`` keys) to every model; as a diffusion model
+    ignores keys no conditioner reads, a model without a conditioner ignores the metadata altogether instead
+    of failing. ``progress`` shows a bar over the sampling steps.
+    """
+    if (max_gen_len is None) == (sample_size is None):
+        raise ValueError("give exactly one of max_gen_len (code timesteps) and sample_size (audio samples)")
+    length = max_gen_len if max_gen_len is not None else gen_len_for(model, sample_size)
+    if model.conditioner is None:
+        conditioning = None
+    bar = tqdm(disable=not progress, desc="sampling", leave=False)
+
+    def advance(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(1)
+
+    try:
+        out = generate_lm(model, max_gen_len=length, batch_size=batch_size, conditioning=conditioning,
+                          cfg_scale=cfg_scale, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                          callback=advance)
+    finally:
+        bar.close()
+    return out.audio
+
+
+__all__ = ["LMGeneration", "gen_len_for", "generate_lm", "generate_lm_audio", "resolve_seed", "sample_codes"]

@@ -31,7 +31,10 @@ def load_model(source: str | Path, *, model_config: str | Path | None = None, de
     """A servable model from ``source`` on ``device`` (``auto`` = CUDA when available), eval mode, with the LoRA
     ``adapter`` file (if any) applied on top without merging.
 
-    Only conditioned diffusion models can be served; other model types raise a :class:`ConfigError`.
+    Only conditioned diffusion models can be served; other model types raise a :class:`ConfigError` naming the
+    type. An ``lm`` is refused too: the API's request fields (steps, sampler), step progress, cancellation and
+    request batching are the diffusion samplers'; generate with an lm through the generate command or
+    :func:`stable_audio_ops.inference.entry.generate`.
     """
     if not str(source):
         raise ConfigError("serve settings", "model",
