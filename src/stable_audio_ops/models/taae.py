@@ -141,6 +141,30 @@ def _warn_window(sliding_window: Sequence[int] | None) -> None:
         warnings.warn(WINDOW_WARNING, UserWarning, stacklevel=3)
 
 
+def _checked_stage_dims(edge_channels: int, channels: int, c_mults: Sequence[int], mapping_style: str,
+                        sliding_window: Sequence[int] | None) -> list[int]:
+    """Check ``mapping_style``, say once how the window runs, and give the stage widths (:func:`_stage_dims`)."""
+    if mapping_style not in MAPPING_STYLES:
+        raise ValueError(f"mapping_style must be one of {', '.join(MAPPING_STYLES)}; got {mapping_style!r}")
+    _warn_window(sliding_window)
+    return _stage_dims(channels, c_mults, edge_channels, mapping_style)
+
+
+def _stages(kind: str, dims: Sequence[int], strides: Sequence[int], transformer_depths: Sequence[int],
+            use_snake: bool, sliding_window: Sequence[int] | None, checkpointing: bool, conformer: bool,
+            layer_scale: bool, use_dilated_conv: bool) -> list[TAAEBlock]:
+    """The stage blocks in the order they run: the encoder's ``dims[i] -> dims[i + 1]`` from the first stage, the
+    decoder's mirror ``dims[i + 1] -> dims[i]`` from the deepest. One loop for both, so encoder and decoder of one
+    config always pair up (and the module indices, hence the state-dict keys, stay 0.0.20's)."""
+    encoder = kind == "encoder"
+    blocks = []
+    for i in range(len(strides)) if encoder else reversed(range(len(strides))):
+        c_in, c_out = (dims[i], dims[i + 1]) if encoder else (dims[i + 1], dims[i])
+        blocks.append(TAAEBlock(c_in, c_out, strides[i], kind, transformer_depths[i], use_snake, sliding_window,
+                                checkpointing, conformer, layer_scale, use_dilated_conv))
+    return blocks
+
+
 class TAAEEncoder(nn.Module):
     """Audio ``[b, in_channels, t]`` -> latents ``[b, latent_dim, t / prod(strides)]``."""
 
@@ -151,21 +175,17 @@ class TAAEEncoder(nn.Module):
                  conformer: bool = False, layer_scale: bool = True, use_dilated_conv: bool = False,
                  mapping_style: str = "conv"):
         super().__init__()
-        if mapping_style not in MAPPING_STYLES:
-            raise ValueError(f"mapping_style must be one of {', '.join(MAPPING_STYLES)}; got {mapping_style!r}")
-        _warn_window(sliding_window)
+        dims = _checked_stage_dims(in_channels, channels, c_mults, mapping_style, sliding_window)
         self.in_channels = in_channels
         self.latent_dim = latent_dim
         self.strides = list(strides)
-        dims = _stage_dims(channels, c_mults, in_channels, mapping_style)
         layers: list[nn.Module] = []
         if mapping_style == "conv":
             layers.append(wn_conv1d(in_channels, dims[0], kernel_size=7, padding=3, bias=True))
         elif mapping_style == "linear":
             layers += _linear_map(in_channels, dims[0])
-        for i in range(len(c_mults)):
-            layers.append(TAAEBlock(dims[i], dims[i + 1], strides[i], "encoder", transformer_depths[i], use_snake,
-                                    sliding_window, checkpointing, conformer, layer_scale, use_dilated_conv))
+        layers += _stages("encoder", dims, strides, transformer_depths, use_snake, sliding_window, checkpointing,
+                          conformer, layer_scale, use_dilated_conv)
         if mapping_style == "conv":
             layers += [make_activation("snake" if use_snake else "none", dims[-1]),
                        wn_conv1d(dims[-1], latent_dim, kernel_size=3, padding=1, bias=True)]
@@ -187,20 +207,15 @@ class TAAEDecoder(nn.Module):
                  conformer: bool = False, layer_scale: bool = True, use_dilated_conv: bool = False,
                  mapping_style: str = "conv"):
         super().__init__()
-        if mapping_style not in MAPPING_STYLES:
-            raise ValueError(f"mapping_style must be one of {', '.join(MAPPING_STYLES)}; got {mapping_style!r}")
-        _warn_window(sliding_window)
+        dims = _checked_stage_dims(out_channels, channels, c_mults, mapping_style, sliding_window)
         self.out_channels = out_channels
         self.latent_dim = latent_dim
         self.strides = list(strides)
-        dims = _stage_dims(channels, c_mults, out_channels, mapping_style)
         layers: list[nn.Module] = (
             [wn_conv1d(latent_dim, dims[-1], kernel_size=3, padding=1, bias=True)] if mapping_style == "conv"
             else _linear_map(latent_dim, dims[-1]))
-        for i in range(len(c_mults), 0, -1):
-            layers.append(TAAEBlock(dims[i], dims[i - 1], strides[i - 1], "decoder", transformer_depths[i - 1],
-                                    use_snake, sliding_window, checkpointing, conformer, layer_scale,
-                                    use_dilated_conv))
+        layers += _stages("decoder", dims, strides, transformer_depths, use_snake, sliding_window, checkpointing,
+                          conformer, layer_scale, use_dilated_conv)
         if mapping_style == "conv":
             layers += [make_activation("snake" if use_snake else "none", dims[0]),
                        wn_conv1d(dims[0], out_channels, kernel_size=7, padding=3, bias=False)]
