@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
-import lightning.pytorch as pl
 import pytest
 import torch
-from lightning.pytorch.loggers import MLFlowLogger
 
 from stable_audio_ops.errors import CheckpointError, ConfigError
 from stable_audio_ops.models.checkpoints import load_ckpt_state_dict, load_state_dict_checked
@@ -17,16 +14,10 @@ from stable_audio_ops.models.factory import create_model_from_config
 from stable_audio_ops.training.demo_callbacks import build_demo_callback
 from stable_audio_ops.training.diffusion_autoencoder import DiffusionAutoencoderTrainingModule
 from stable_audio_ops.training.diffusion_autoencoder_demos import DiffusionAutoencoderDemoCallback
-from stable_audio_ops.training.factory import create_training_module_from_config
 from stable_audio_ops.training.options import TrainOptions
-from stable_audio_ops.training.run import run_training
-from stable_audio_ops.training.timesteps import noise_and_target
-from stable_audio_ops.training.unwrap import unwrap_checkpoint
-from tests.training.train_fixtures import write_tone_dataset
+from tests.training import diffusion_fixtures as fixtures
 
-UNET = {"in_channels": 1, "channels": 8, "multipliers": [1, 2, 4], "factors": [2, 2], "num_blocks": [1, 1],
-        "attentions": [0, 0, 1], "attention_heads": 2, "attention_multiplier": 2, "resnet_groups": 4,
-        "context_channels": [3]}
+UNET = {**fixtures.TINY_UNET, "context_channels": [3]}  # the latents (3 channels) come in by concatenation
 CONFIG = {
     "model_type": "diffusion_autoencoder", "sample_size": 64, "sample_rate": 16000, "audio_channels": 1,
     "model": {
@@ -40,12 +31,6 @@ CONFIG = {
 }
 
 
-def _module(config: dict = CONFIG) -> DiffusionAutoencoderTrainingModule:
-    config = copy.deepcopy(config)
-    torch.manual_seed(0)
-    return create_training_module_from_config(config, create_model_from_config(config), source="model_config.json")
-
-
 def _batch(n: int = 4, length: int = 64) -> tuple[torch.Tensor, tuple[dict, ...]]:
     """Two tones, each twice: the latents must tell the decoder which one to draw."""
     t = torch.arange(length) / 16000
@@ -55,29 +40,15 @@ def _batch(n: int = 4, length: int = 64) -> tuple[torch.Tensor, tuple[dict, ...]
 
 def _fixed_loss(module: DiffusionAutoencoderTrainingModule, audio: torch.Tensor) -> float:
     """v-MSE at fixed noise levels and noise, conditioned on the encoder's mean latents."""
-    gen = torch.Generator().manual_seed(123)
-    total = 0.0
     model = module.diffae
     with torch.no_grad():
         latents = model.encode(audio, noise=torch.zeros(audio.shape[0], 3, 16))
         cond = model.diffusion_conditioning(latents, skip_bottleneck=True)
-        for value in (0.2, 0.5, 0.8):
-            t = torch.full((audio.shape[0],), value)
-            noised, target = noise_and_target(audio, t, "v", noise=torch.randn(audio.shape, generator=gen))
-            total += torch.mean((model.diffusion(noised, t, input_concat_cond=cond) - target) ** 2).item()
-    return total / 3
-
-
-def _fit(module: pl.LightningModule, batch, steps: int) -> pl.Trainer:
-    loader = torch.utils.data.DataLoader([0] * steps, batch_size=1, collate_fn=lambda _: batch)
-    trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu")
-    trainer.fit(module, loader)
-    return trainer
+    return fixtures.fixed_v_loss(lambda noised, t: model.diffusion(noised, t, input_concat_cond=cond), audio)
 
 
 def test_state_dict_layout_is_upstreams_wrapper() -> None:
-    module = _module()
+    module = fixtures.build_module(CONFIG)
     keys = set(module.state_dict())
     model_keys = set(create_model_from_config(copy.deepcopy(CONFIG)).state_dict())
     assert {k.removeprefix("diffae.") for k in keys if k.startswith("diffae.")} == model_keys
@@ -87,15 +58,15 @@ def test_state_dict_layout_is_upstreams_wrapper() -> None:
     assert "diffae.encoder.layers.0.weight_v" in keys and "diffae.diffusion.model.to_out.block.to_out.weight" in keys
     assert module.diffae_ema.beta == 0.9999 and module.diffae_ema.update_after_step == 1
     assert [term.name for term in module.losses.losses] == ["mse_loss", "kl_loss"]
-    _module().load_state_dict(module.state_dict(), strict=True)
+    fixtures.build_module(CONFIG).load_state_dict(module.state_dict(), strict=True)
 
 
 def test_loss_falls_on_one_repeated_batch_and_ema_follows() -> None:
-    module = _module()
+    module = fixtures.build_module(CONFIG)
     batch = _batch()
     before = _fixed_loss(module, batch[0])
     ema_before = [p.clone() for p in module.diffae_ema.ema_model.parameters()]
-    trainer = _fit(module, batch, steps=40)
+    trainer = fixtures.fit(module, batch, steps=40)
     after = _fixed_loss(module, batch[0])
     assert after < 0.7 * before, (before, after)
     assert int(module.diffae_ema.step) == 40
@@ -108,19 +79,17 @@ def test_loss_falls_on_one_repeated_batch_and_ema_follows() -> None:
 def test_reconstruction_loss_trains_with_an_mrstft_term() -> None:
     config = copy.deepcopy(CONFIG)
     config["training"]["use_reconstruction_loss"] = True
-    module = _module(config)
-    trainer = _fit(module, _batch(2, length=4096), steps=2)  # the 2048-point STFT needs > 2048 samples
+    module = fixtures.build_module(config)
+    trainer = fixtures.fit(module, _batch(2, length=4096), steps=2)  # the 2048-point STFT needs > 2048 samples
     assert [term.name for term in module.losses.losses] == ["mse_loss", "kl_loss", "mrstft_loss"]
     value = trainer.callback_metrics["train/mrstft_loss"]
     assert torch.isfinite(value) and value > 0
 
 
 def test_unwrap_loads_strictly_and_encodes_decodes(tmp_path: Path) -> None:
-    module = _module()
-    _fit(module, _batch(), steps=3)
-    torch.save({"state_dict": module.state_dict(), "model_config": CONFIG}, tmp_path / "run.ckpt")
-    out = unwrap_checkpoint(None, tmp_path / "run.ckpt", tmp_path / "diffae")
-    state = load_ckpt_state_dict(out)
+    module = fixtures.build_module(CONFIG)
+    fixtures.fit(module, _batch(), steps=3)
+    state = load_ckpt_state_dict(fixtures.unwrap_state(module.state_dict(), CONFIG, tmp_path))
     key = "diffusion.model.to_out.block.to_out.weight"
     assert torch.equal(state[key], module.diffae_ema.ema_model.state_dict()[key])
     assert not torch.equal(state[key], module.diffae.state_dict()[key])
@@ -132,9 +101,8 @@ def test_unwrap_loads_strictly_and_encodes_decodes(tmp_path: Path) -> None:
     assert latents.shape == (2, 3, 16) and audio.shape == (2, 1, 64) and torch.isfinite(audio).all()
     # the config says EMA: a checkpoint from a run without it names the key to change
     no_ema = {k: v for k, v in module.state_dict().items() if not k.startswith("diffae_ema.")}
-    torch.save({"state_dict": no_ema, "model_config": CONFIG}, tmp_path / "plain.ckpt")
     with pytest.raises(CheckpointError, match="set training.use_ema to false"):
-        unwrap_checkpoint(None, tmp_path / "plain.ckpt", tmp_path / "plain")
+        fixtures.unwrap_state(no_ema, CONFIG, tmp_path, name="plain")
 
 
 @pytest.mark.parametrize(("training", "pattern"), [
@@ -145,21 +113,13 @@ def test_unwrap_loads_strictly_and_encodes_decodes(tmp_path: Path) -> None:
 def test_config_errors_name_the_key(training: dict, pattern: str) -> None:
     config = dict(copy.deepcopy(CONFIG), training=training)
     with pytest.raises(ConfigError, match=pattern):
-        _module(config)
+        fixtures.build_module(config)
 
 
 def test_train_run_checkpoint_unwraps_with_its_embedded_config(tmp_path: Path) -> None:
     """What ``train.py`` does with a diffusion_autoencoder config (it used to say "unknown model type")."""
-    config_path = tmp_path / "model_config.json"
-    config_path.write_text(json.dumps(CONFIG))
-    options = TrainOptions(model_config=str(config_path), dataset_config=str(write_tone_dataset(tmp_path / "data", 4)),
-                           batch_size=2, num_workers=0, logger="none", precision="32", max_steps=3,
-                           save_dir=str(tmp_path / "ckpt"), accelerator="cpu")
-    result = run_training(options)
+    result = fixtures.train_and_unwrap(CONFIG, tmp_path, max_steps=3)
     assert result.last_step == 3 and "train/kl_loss" in result.metrics
-    model = create_model_from_config(copy.deepcopy(CONFIG))
-    load_state_dict_checked(model, load_ckpt_state_dict(unwrap_checkpoint(None, result.checkpoint_path,
-                                                                          tmp_path / "model")), strict=True)
 
 
 def test_demos_reconstruct_with_the_diffusion_decoder_in_demo_steps(tmp_path: Path, monkeypatch) -> None:
@@ -172,15 +132,10 @@ def test_demos_reconstruct_with_the_diffusion_decoder_in_demo_steps(tmp_path: Pa
     demo = build_demo_callback(config, TrainOptions(model_config="model_config.json", batch_size=2),
                                lambda bs: [batch])
     assert isinstance(demo, DiffusionAutoencoderDemoCallback) and demo.demo_steps == 2
-    module = _module(config)
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # a file store: no sqlite migrations in a unit test
-    logger = MLFlowLogger(experiment_name="demos", tracking_uri=(tmp_path / "mlruns").as_uri())
-    loader = torch.utils.data.DataLoader([0] * 3, batch_size=1, collate_fn=lambda _: _batch())
-    pl.Trainer(max_steps=3, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
-               enable_model_summary=False, accelerator="cpu", callbacks=[demo]).fit(module, loader)
+    module = fixtures.build_module(config)
+    logger = fixtures.fit_with_demos(module, demo, _batch(), tmp_path, monkeypatch)
     assert demo.logged == ["demos/step_000001", "demos/step_000003"]
-    files = {a.path.split("/")[-1] for a in logger.experiment.list_artifacts(logger.run_id, "demos/step_000003")}
-    assert files == {"recon.wav", "recon_spectrogram.png"}
+    assert fixtures.artifact_names(logger, "demos/step_000003") == {"recon.wav", "recon_spectrogram.png"}
     reals, fakes = demo.reconstruct(module)
     assert torch.equal(reals, batch[0]) and fakes.shape == (2, 1, 64) and torch.isfinite(fakes).all()
     torch.manual_seed(99)
