@@ -139,6 +139,16 @@ def test_encode_decode_shapes_follow_the_strides() -> None:
         assert model.decode(latents).shape == (2, 1, 256)
 
 
+def test_snake_decoder_runs_where_stages_change_width() -> None:
+    # 0.0.20 sizes the decoder stage's Snake for the stage's output width and fails here in forward
+    options = {"use_snake": True, "use_dilated_conv": True}
+    model = build_quietly(autoencoder_config(options, options)).eval()
+    snake = model.decoder.layers[1].layers[1]  # first stage: 16 -> 8 channels, Snake before the upsampling
+    assert snake.alpha.shape == (16,)
+    with torch.no_grad():
+        assert model.decode(model.encode(torch.randn(1, 1, 256))).shape == (1, 1, 256)
+
+
 def _randomised_block(window: list[int] | None) -> TAAEBlock:
     """A stride-1 block whose branches are not zero/1e-5 at init, so every attended frame moves the output."""
     torch.manual_seed(0)

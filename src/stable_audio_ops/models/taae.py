@@ -97,7 +97,9 @@ class TAAEBlock(nn.Module):
             transformers = _transformers(in_channels, transformer_depth, conformer, layer_scale)
             layers = [
                 transformers,
-                make_activation("snake" if use_snake else "none", out_channels),
+                # Sized for the tensor it sees (in_channels). 0.0.20 sizes it out_channels, so its decoder with
+                # use_snake fails in forward wherever a stage changes width; identical where widths match.
+                make_activation("snake" if use_snake else "none", in_channels),
                 wn_conv_transpose1d(in_channels, out_channels, kernel_size=2 * stride, stride=stride, padding=padding)
                 if stride > 1 else nn.Identity(),
             ]
