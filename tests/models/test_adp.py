@@ -92,7 +92,7 @@ def test_uncond_model_keys_shapes_and_initial_halving():
 
 
 @pytest.mark.parametrize(("path", "value", "error", "where"), [
-    (("model", "type"), "DAU1d", UnknownTypeError, "model.type"),
+    (("model", "type"), "unet9", UnknownTypeError, "model.type"),
     (("model", "config", "use_snake"), True, ConfigError, "model.config.use_snake"),
     (("model", "config", "resnet_groups"), 3, ConfigError, "model.config.resnet_groups"),
     (("model", "config", "channels"), 6, ConfigError, "model.config.attentions"),

@@ -23,6 +23,10 @@ ADP = {"model_type": "diffusion_uncond", "sample_size": 64, "sample_rate": 16000
 DIT = {"model_type": "diffusion_uncond", "sample_size": 64, "sample_rate": 16000,
        "model": {"type": "dit", "config": {"in_channels": 1, "embed_dim": 32, "depth": 1, "num_heads": 1}},
        "training": {"learning_rate": 3e-3}}
+DAU = {"model_type": "diffusion_uncond", "sample_size": 64, "sample_rate": 16000,
+       "model": {"type": "DAU1d", "config": {"io_channels": 1, "depth": 3, "n_attn_layers": 1, "channels": [32, 32, 64],
+                                            "strides": [2, 2], "kernel_size": 3}},
+       "training": {"learning_rate": 3e-3}}
 
 
 def _batch(n: int = 4) -> tuple[torch.Tensor, tuple[dict, ...]]:
@@ -33,7 +37,8 @@ def _batch(n: int = 4) -> tuple[torch.Tensor, tuple[dict, ...]]:
 
 
 @pytest.mark.parametrize(("config", "key"), [(ADP, "model.model.to_out.block.to_out.weight"),
-                                             (DIT, "model.model.postprocess_conv.weight")])
+                                             (DIT, "model.model.postprocess_conv.weight"),
+                                             (DAU, "model.net.6.main.3.weight")])
 def test_state_dict_layout_is_upstreams_wrapper(config: dict, key: str) -> None:
     module = fixtures.build_module(config)
     keys = set(module.state_dict())
@@ -48,7 +53,8 @@ def test_state_dict_layout_is_upstreams_wrapper(config: dict, key: str) -> None:
     fixtures.build_module(config).load_state_dict(module.state_dict(), strict=True)
 
 
-@pytest.mark.parametrize(("config", "steps"), [(ADP, 40), (DIT, 200)], ids=["adp_uncond_1d", "dit"])
+@pytest.mark.parametrize(("config", "steps"), [(ADP, 40), (DIT, 200), (DAU, 40)],
+                         ids=["adp_uncond_1d", "dit", "DAU1d"])
 def test_loss_falls_on_one_repeated_batch_and_ema_follows(config: dict, steps: int) -> None:
     module = fixtures.build_module(config)
     batch = _batch()

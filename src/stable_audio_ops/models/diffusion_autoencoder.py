@@ -3,7 +3,9 @@
 Encoding is :meth:`AudioAutoencoder.encode`. Decoding draws noise of the output length and runs a
 v-objective DDIM (eta 0) over 0.0.20's t schedule, with the latents nearest-upsampled to the audio
 length and concatenated to the U-Net input as context channels. Keys as upstream: ``encoder.*``,
-``bottleneck.*`` (when it has weights) and ``diffusion.model.*`` (the ``adp_1d`` :class:`UNet1d`).
+``bottleneck.*`` (when it has weights) and ``diffusion.model.*`` (the ``adp_1d`` :class:`UNet1d` or the ``DAU1d``
+Dance Diffusion U-Net, :mod:`stable_audio_ops.models.dance_unet`). Decoder types plug in through
+:data:`DIFFUSION_DECODERS`.
 
 A separate ``decoder`` (latents -> diffusion conditioning) is rejected: upstream 0.0.20 cannot use one
 either (its decode calls itself), so no checkpoint with one exists.
@@ -24,6 +26,7 @@ from stable_audio_ops.models.adp_factory import build_unet1d, halve_parameters
 from stable_audio_ops.models.autoencoder import AudioAutoencoder
 from stable_audio_ops.models.autoencoder_factory import ENCODERS
 from stable_audio_ops.models.bottlenecks import BOTTLENECKS
+from stable_audio_ops.models.dance_unet import DAU1DCondWrapper, build_dau1d
 from stable_audio_ops.sampling.samplers import sample_v_ddim
 from stable_audio_ops.sampling.schedules import build_schedule
 
@@ -38,6 +41,7 @@ class UNet1DCondWrapper(nn.Module):
     def __init__(self, unet: UNet1d):
         super().__init__()
         self.model = unet
+        self.downsampling_ratio = unet.downsampling_ratio
         halve_parameters(self.model)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, input_concat_cond: torch.Tensor | None = None) -> torch.Tensor:
@@ -52,7 +56,7 @@ class UNet1DCondWrapper(nn.Module):
 class DiffusionAutoencoder(AudioAutoencoder):
     """Audio -> latents with the encoder; latents -> audio by diffusion (``decode(latents, steps, noise=...)``)."""
 
-    def __init__(self, encoder: nn.Module | None, diffusion: UNet1DCondWrapper, latent_dim: int,
+    def __init__(self, encoder: nn.Module | None, diffusion: nn.Module, latent_dim: int,
                  downsampling_ratio: int, sample_rate: int, io_channels: int, diffusion_downsampling_ratio: int,
                  bottleneck: nn.Module | None = None):
         super().__init__(encoder, None, latent_dim=latent_dim, downsampling_ratio=downsampling_ratio,
@@ -113,13 +117,12 @@ def build_diffusion_autoencoder(root: ConfigNode) -> DiffusionAutoencoder:
     diffusion_node = model.child("diffusion")
     check_known_keys(diffusion_node, ("type", "config"))
     diffusion_type = diffusion_node.get("type", "a string")
-    if diffusion_type != "adp_1d":
-        why = {"DAU1d": "the Dance Diffusion U-Net (0.0.20 cannot build it from a config)",
-               "dit": "the DiT diffusion decoder"}
-        bad = diffusion_node.error(f"{why.get(diffusion_type, repr(diffusion_type))} is not supported by this "
-                                   "version; supported: adp_1d", "type")
+    if diffusion_type in _UNSUPPORTED_DECODERS:
+        bad = diffusion_node.error(f"{_UNSUPPORTED_DECODERS[diffusion_type]} is not supported by this version; "
+                                   f"supported: {', '.join(sorted(DIFFUSION_DECODERS))}", "type")
         raise UnknownTypeError(bad.source, bad.key_path, bad.message)
-    unet = build_unet1d(diffusion_node.child("config"))
+    build = lookup(DIFFUSION_DECODERS, diffusion_type, "diffusion decoder type", diffusion_node)
+    diffusion = build(diffusion_node, latent_dim, io_channels)
 
     per_latent = getattr(bottleneck, "encoder_channels_per_latent", 1)  # 2: mean | scale (vae kinds)
     enc_latent = getattr(encoder, "latent_dim", None)
@@ -130,17 +133,40 @@ def build_diffusion_autoencoder(root: ConfigNode) -> DiffusionAutoencoder:
         ratio = math.prod(strides)
         if ratio != downsampling_ratio:
             raise model.error(f"is {downsampling_ratio} but the encoder strides give {ratio}", "downsampling_ratio")
-    if unet.context_channels[0] != latent_dim or any(unet.context_channels[1:]):
-        raise diffusion_node.error(f"must be [{latent_dim}] (the latents are the U-Net's input context), got "
-                                   f"{unet.context_channels}", "config.context_channels")
-    if unet.in_channels != io_channels or unet.out_channels != io_channels:
-        raise diffusion_node.error(f"in/out channels must be io_channels={io_channels} (the audio the diffusion "
-                                   "decoder produces)", "config.in_channels")
 
-    return DiffusionAutoencoder(encoder, UNet1DCondWrapper(unet), latent_dim=latent_dim,
+    return DiffusionAutoencoder(encoder, diffusion, latent_dim=latent_dim,
                                 downsampling_ratio=downsampling_ratio, sample_rate=sample_rate,
-                                io_channels=io_channels, diffusion_downsampling_ratio=unet.downsampling_ratio,
+                                io_channels=io_channels, diffusion_downsampling_ratio=diffusion.downsampling_ratio,
                                 bottleneck=bottleneck)
+
+
+def build_adp_decoder(node: ConfigNode, latent_dim: int, io_channels: int) -> UNet1DCondWrapper:
+    """``adp_1d``: the U-Net takes the latents as its level-0 context channels."""
+    unet = build_unet1d(node.child("config"))
+    if unet.context_channels[0] != latent_dim or any(unet.context_channels[1:]):
+        raise node.error(f"must be [{latent_dim}] (the latents are the U-Net's input context), got "
+                         f"{unet.context_channels}", "config.context_channels")
+    if unet.in_channels != io_channels or unet.out_channels != io_channels:
+        raise node.error(f"in/out channels must be io_channels={io_channels} (the audio the diffusion "
+                         "decoder produces)", "config.in_channels")
+    return UNet1DCondWrapper(unet)
+
+
+def build_dau1d_decoder(node: ConfigNode, latent_dim: int, io_channels: int) -> DAU1DCondWrapper:
+    """``DAU1d``: the Dance Diffusion U-Net takes the latents as its ``cond`` channels."""
+    unet = build_dau1d(node.child("config"))
+    if unet.cond_dim != latent_dim:
+        raise node.error(f"must be latent_dim={latent_dim} (the latents are the U-Net's cond channels), got "
+                         f"{unet.cond_dim}", "config.cond_dim")
+    if unet.io_channels != io_channels:
+        raise node.error(f"must be io_channels={io_channels} (the audio the diffusion decoder produces), got "
+                         f"{unet.io_channels}", "config.io_channels")
+    return DAU1DCondWrapper(unet)
+
+
+# ``model.diffusion.type`` -> builder(diffusion node, latent_dim, io_channels); the result has downsampling_ratio
+DIFFUSION_DECODERS = {"adp_1d": build_adp_decoder, "DAU1d": build_dau1d_decoder}
+_UNSUPPORTED_DECODERS = {"dit": "the DiT diffusion decoder"}
 
 
 def _part(model: ConfigNode, key: str, registry: dict, what: str) -> nn.Module | None:
@@ -155,4 +181,4 @@ def _part(model: ConfigNode, key: str, registry: dict, what: str) -> nn.Module |
     return module
 
 
-__all__ = ["DiffusionAutoencoder", "UNet1DCondWrapper", "build_diffusion_autoencoder"]
+__all__ = ["DIFFUSION_DECODERS", "DiffusionAutoencoder", "UNet1DCondWrapper", "build_diffusion_autoencoder"]

@@ -1,8 +1,10 @@
-"""``diffusion_uncond``: an unconditional v-diffusion backbone (ADP U-Net or DiT) + optional pretransform.
+"""``diffusion_uncond``: an unconditional v-diffusion backbone (ADP U-Net, DiT or the Dance Diffusion U-Net ``DAU1d``)
++ optional pretransform.
 
 Layout as upstream: ``DiffusionModelWrapper.model`` is a backbone wrapper (:class:`UNet1DUncondWrapper`
 or :class:`DiTUncondWrapper`) whose ``model`` is the network, so the checkpoint keys are
-``model.model.*`` (``pretransform.model.*`` when a pretransform is configured). The objective of this
+``model.model.*`` (``pretransform.model.*`` when a pretransform is configured); ``DAU1d`` is held unwrapped
+(keys ``model.net.*``, ``model.timestep_embed.weight``), as upstream. The objective of this
 model type is always v-diffusion. Backbones plug in through :data:`UNCOND_BACKBONES`.
 """
 
@@ -14,10 +16,10 @@ import torch
 from torch import nn
 
 from stable_audio_ops.config.schema import ConfigNode, check_known_keys, lookup
-from stable_audio_ops.errors import UnknownTypeError
 from stable_audio_ops.models.adp import UNet1d, hold_unet
 from stable_audio_ops.models.adp_factory import build_unet1d, halve_parameters
 from stable_audio_ops.models.autoencoder_factory import create_pretransform_from_config
+from stable_audio_ops.models.dance_unet import build_dau1d
 from stable_audio_ops.models.diffusion_factory import dit_kwargs_from_config
 from stable_audio_ops.models.dit import DiffusionTransformer
 
@@ -61,8 +63,9 @@ def build_dit_uncond_backbone(cfg: ConfigNode) -> DiTUncondWrapper:
 UNCOND_BACKBONES: dict[str, Callable[[ConfigNode], nn.Module]] = {
     "adp_uncond_1d": build_adp_uncond_backbone,
     "dit": build_dit_uncond_backbone,
+    "DAU1d": build_dau1d,
 }
-_UNSUPPORTED_BACKBONES = {"DAU1d": "the Dance Diffusion U-Net (upstream cannot build it from a config either)"}
+_CHANNELS_KEY = {"DAU1d": "io_channels"}  # the backbone's config key for its channel count (default in_channels)
 
 
 class DiffusionModelWrapper(nn.Module):
@@ -91,10 +94,6 @@ def build_diffusion_uncond(root: ConfigNode) -> DiffusionModelWrapper:
     model = root.child("model")
     check_known_keys(model, ("type", "config", "pretransform"))
     backbone_type = model.get("type", "a string")
-    if backbone_type in _UNSUPPORTED_BACKBONES:
-        raise UnknownTypeError(model.source, model._key_path("type"),
-                               f"{backbone_type!r} ({_UNSUPPORTED_BACKBONES[backbone_type]}) is not supported for "
-                               f"diffusion_uncond by this version; supported: {', '.join(sorted(UNCOND_BACKBONES))}")
     backbone = lookup(UNCOND_BACKBONES, backbone_type, "diffusion_uncond backbone type", model)(model.child("config"))
     io_channels = backbone.io_channels
     pretransform = None
@@ -105,7 +104,7 @@ def build_diffusion_uncond(root: ConfigNode) -> DiffusionModelWrapper:
         min_input_length *= pretransform.downsampling_ratio
         if pretransform.encoded_channels != io_channels:
             raise model.error(f"is {io_channels} but the pretransform gives {pretransform.encoded_channels} "
-                              "channels", "config.in_channels")
+                              "channels", f"config.{_CHANNELS_KEY.get(backbone_type, 'in_channels')}")
     if sample_size % min_input_length:
         raise root.error(f"{sample_size} is not a multiple of the model's minimum length {min_input_length}",
                          "sample_size")
