@@ -23,6 +23,7 @@ from pipelines.parameters import Parameters
 from stable_audio_ops.config.dataset_config import validate_dataset_config
 from stable_audio_ops.evaluation import autoencoder as autoencoder_judge
 from stable_audio_ops.evaluation import generation as generation_judge
+from stable_audio_ops.evaluation.clap_score import load_clap_judge
 from stable_audio_ops.evaluation.input_dependence import collapse_reason
 from stable_audio_ops.evaluation.judge import (
     JudgeReference,
@@ -89,9 +90,13 @@ def _judge_reference(clips: Mapping[str, list[LabelledClip]], p: Parameters) -> 
 
 
 def _judge_options(p: Parameters) -> dict[str, Any]:
-    """Keyword arguments of ``judge_sets``: the same judges for reconstructions and generations."""
-    return {"pitch_judges": tuple(p["judges.pitch_judges"]), "crepe_model": str(p["judges.crepe_model"]),
-            "kid_subsets": int(p["judges.kid_subsets"]), "kid_subset_size": int(p["judges.kid_subset_size"])}
+    """Keyword arguments of ``judge_sets``: the same judges for reconstructions and generations; with
+    ``evaluation.clap_model`` (a trained clap model, e.g. the clap pipeline's) also the CLAP score."""
+    options = {"pitch_judges": tuple(p["judges.pitch_judges"]), "crepe_model": str(p["judges.crepe_model"]),
+               "kid_subsets": int(p["judges.kid_subsets"]), "kid_subset_size": int(p["judges.kid_subset_size"])}
+    if p["clap_model"]:
+        options["clap"] = load_clap_judge(str(p["clap_model"]))
+    return options
 
 
 # --------------------------------------------------------------------------- the two models

@@ -110,7 +110,9 @@ def test_calibration_sets_keep_targets_and_level(demo_clips):
     for kind, clips in sets.items():
         for (audio, sr, target), (real_audio, real_sr, meta) in zip(clips, demo_clips[:4], strict=True):
             assert sr == real_sr and audio.shape == real_audio.shape
-            assert target == {"midi": meta["midi"], "instrument": meta["instrument"], "dynamic": meta["dynamic"]}
+            # the caption's parts, and the caption itself (what the CLAP score compares the audio with)
+            assert target == {"midi": meta["midi"], "instrument": meta["instrument"], "dynamic": meta["dynamic"],
+                              "prompt": meta["prompt"], "caption": meta["caption"]}
             rms, real_rms = np.sqrt(np.mean(audio**2)), np.sqrt(np.mean(real_audio**2))
             if kind == "silence":
                 assert rms == 0.0

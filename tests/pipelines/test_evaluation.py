@@ -31,6 +31,7 @@ PARAMS = {
                    "device": "cpu"},
     "judges": {"embedder": "mel_stats", "pitch_judges": ["acf"], "crepe_model": "tiny", "calibration": ["real", "noise"],
                "kid_subsets": 10, "kid_subset_size": 50},
+    "clap_model": None,
     "plots": {"spectrogram_examples": 3},
     "promotion": {"floors": {}, "autoencoder": [{"metric": "mrstft", "mode": "min"}],
                   "latent_diffusion": [{"metric": "pitch_x_inst", "mode": "max", "min_delta": 0.02},

@@ -29,6 +29,7 @@ import numpy as np
 
 from stable_audio_ops.config.dataset_config import DatasetConfig
 from stable_audio_ops.evaluation._audio import to_mono
+from stable_audio_ops.evaluation.clap_score import ClapJudge, judge_clap
 from stable_audio_ops.evaluation.distribution import distribution_distances
 from stable_audio_ops.evaluation.embeddings import Embedder, get_embedder
 from stable_audio_ops.evaluation.pitch import acf_f0, crepe_f0, midi_to_hz, pitch_accuracy
@@ -91,14 +92,16 @@ def _pitch_f0s(name: str, clips: Sequence[LabelledClip], crepe_model: str, crepe
 def judge_generation(generated: Sequence[LabelledClip], reference_real: Sequence[LabelledClip] | JudgeReference,
                      *, embedder: str | Embedder = "aisfx", pitch_judges: Sequence[str] = PITCH_JUDGES,
                      crepe_model: str = "tiny", crepe_hop_ms: float = 50.0, cents: float = 50.0,
-                     kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0) -> dict[str, float]:
+                     kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0,
+                     clap: ClapJudge | None = None) -> dict[str, float]:
     """Judge ``generated`` clips against their targets and the real reference (see module doc).
 
     ``reference_real`` may be a :class:`JudgeReference` (prepared once, reused for every set judged); then
     ``embedder`` is ignored and the reference's own embedder is used. Returns flat floats (MLflow-ready):
     ``n``, ``pitch_acc_<judge>``, ``pitch_octave_err_<judge>``, ``pitch_no_estimate_<judge>``,
     ``pitch_median_cents_<judge>``, ``kid``, ``kid_std``, ``fd``, ``inst_acc``, ``dyn_acc``,
-    ``pitch_x_inst`` and per-clip costs ``ms_per_clip_<judge>`` / ``ms_per_clip_embed``.
+    ``pitch_x_inst`` and per-clip costs ``ms_per_clip_<judge>`` / ``ms_per_clip_embed``; with a ``clap`` judge
+    also ``clap_score`` / ``clap_r1`` against each target's ``prompt`` (:mod:`.clap_score`).
     """
     if not generated:
         raise ValueError("judge_generation: no generated clips")
@@ -138,6 +141,8 @@ def judge_generation(generated: Sequence[LabelledClip], reference_real: Sequence
         if reference.dynamic_probe is not None else float("nan")
     headline = next((out[f"pitch_acc_{name}"] for name in pitch_judges), float("nan"))
     out["pitch_x_inst"] = headline * out["inst_acc"]
+    if clap is not None:
+        out.update(judge_clap(clap, generated))
     return out
 
 
@@ -147,7 +152,8 @@ def judge_sets(sets: Mapping[str, Sequence[LabelledClip]], reference: JudgeRefer
     return {name: judge_generation(clips, reference, **kwargs) for name, clips in sets.items()}
 
 
-REPORT_COLUMNS = ("pitch_acc_crepe", "pitch_acc_acf", "kid", "fd", "inst_acc", "dyn_acc", "pitch_x_inst")
+REPORT_COLUMNS = ("pitch_acc_crepe", "pitch_acc_acf", "kid", "fd", "inst_acc", "dyn_acc", "pitch_x_inst",
+                  "clap_score", "clap_r1")
 
 
 def format_report(results: Mapping[str, Mapping[str, float]], columns: Sequence[str] = REPORT_COLUMNS) -> str:
@@ -238,7 +244,8 @@ def calibration_sets(heldout_real: Sequence[LabelledClip], kinds: Sequence[str] 
         make = CALIBRATION_KINDS[kind]
         clips: list[LabelledClip] = []
         for audio, sr, meta in heldout_real:
-            target = {"midi": meta["midi"], "instrument": meta["instrument"], "dynamic": meta["dynamic"]}
+            target = {"midi": meta["midi"], "instrument": meta["instrument"], "dynamic": meta["dynamic"],
+                      **{k: meta[k] for k in ("prompt", "caption") if k in meta}}  # for the CLAP score
             clips.append((make(to_mono(audio), int(sr), target, rng), int(sr), target))
         sets[kind] = clips
     return sets

@@ -19,7 +19,8 @@ from stable_audio_ops.utils.jsonable import finite_or_null
 MODELS = ("autoencoder", "latent_diffusion")
 # Headline numbers per section of the nested metrics, in the judges' own names (the MLflow keys, prefixed
 # ``evaluation.``, are the same paths): quality and caption adherence, never wall-clock timings.
-JUDGE_HEADLINE = ("pitch_acc_crepe", "pitch_acc_acf", "inst_acc", "dyn_acc", "kid", "pitch_x_inst")
+JUDGE_HEADLINE = ("pitch_acc_crepe", "pitch_acc_acf", "inst_acc", "dyn_acc", "kid", "pitch_x_inst",
+                  "clap_score", "clap_r1")  # the CLAP ones only when evaluation.clap_model is set
 AUTOENCODER_HEADLINE = ("n_clips", "mrstft", "mel_distance_db", "si_sdr_db", "match_accuracy", "collapsed",
                         *JUDGE_HEADLINE)
 GENERATION_HEADLINE = ("n", *JUDGE_HEADLINE)
