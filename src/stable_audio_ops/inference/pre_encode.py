@@ -243,17 +243,18 @@ def pre_encode_dataset(
 def pre_encode_training_set(autoencoder_path: str | Path, dataset_config: DatasetConfig, output_path: str | Path,
                             *, sample_size: int, batch_size: int, num_workers: int, random_crop: bool,
                             latent_mode: str, seed: int | None, args: Mapping[str, Any] | None = None,
-                            progress: bool = True) -> PreEncodeResult:
+                            progress: bool = True, is_discrete: bool = False) -> PreEncodeResult:
     """Encode every clip of a training dataset config with an unwrapped autoencoder file into ``output_path``.
 
     The training config's ``drop_last`` (true for training) is turned off here: pre-encoding must cover every
     clip, or the last partial batch of train clips silently never reaches the diffusion model. ``random_crop``
     replaces the config's (false: whole clips from their start). The config's path is recorded in
-    ``details.json`` as ``model_config``, so the latents name the autoencoder that made them.
+    ``details.json`` as ``model_config``, so the latents name the autoencoder that made them. ``is_discrete``
+    writes token indices instead of latents (``pre_encode --is-discrete``: what an ``lm`` model trains on).
     """
     loaded = load_local_model(autoencoder_path, None, "cpu", model_types=AUTOENCODER_TYPES, purpose="pre-encoded")
     source = _every_clip(dataset_config, bool(random_crop))
     return pre_encode_dataset(loaded.model, loaded.config, source, output_path, batch_size=batch_size, sample_size=sample_size,
                               num_workers=num_workers, latent_mode=latent_mode, seed=seed,
                               model_config_path=str(autoencoder_path), dataset_config_path="training dataset config",
-                              args=args, progress=progress)
+                              args=args, progress=progress, is_discrete=is_discrete)

@@ -69,12 +69,14 @@ def autoencoder_lineage(diffusion_path: str | Path, declared_version: str | int 
 
 def register_latent_diffusion(path: str | Path, name: str, *, autoencoder_name: str,
                               autoencoder_registration: Mapping[str, Any],
-                              training_run_id: str | None = None) -> dict[str, Any]:
+                              training_run_id: str | None = None, artifact_name: str = "latent_diffusion",
+                              tags: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Register an unwrapped latent diffusion model, tagged with the autoencoder version it was trained on
-    (:func:`autoencoder_lineage`); returns the registration plus that lineage."""
+    (:func:`autoencoder_lineage`) and ``tags``; returns the registration plus that lineage. Any model carrying its
+    autoencoder as ``pretransform.model.*`` registers so (an ``lm`` over its tokenizer: ``artifact_name`` lm)."""
     lineage = autoencoder_lineage(path, autoencoder_registration.get("version"), autoencoder_name)
-    tags = {**_run_tags(training_run_id), **lineage, "autoencoder_model": autoencoder_name}
-    version = log_model_to_registry(path, name, tags=tags, artifact_name="latent_diffusion",
+    tags = {**_run_tags(training_run_id), **lineage, "autoencoder_model": autoencoder_name, **(tags or {})}
+    version = log_model_to_registry(path, name, tags=tags, artifact_name=artifact_name,
                                     training_run_id=training_run_id)
     log.info("registry: %s version %s (%s), autoencoder lineage: %s", version.name, version.version,
              "new" if version.new else "existing", lineage.get("autoencoder_lineage"))
