@@ -22,10 +22,11 @@ LOSSES = LossReport(latest=("train/loss", "train/mrstft_loss", "train/kl_loss"))
 
 
 def train_autoencoder(model_config: dict[str, Any], dataset_config: dict[str, Any],
-                      params: Mapping[str, Any]) -> WriteInto:
+                      params: Mapping[str, Any], section: str = "autoencoder") -> WriteInto:
     """Training as a separate process that logs into this Kedro run's MLflow run, run when the catalog saves
-    ``autoencoder_training_result`` (into that dataset's run folder)."""
-    p = Parameters(params, "autoencoder")
+    ``autoencoder_training_result`` (into that dataset's run folder). ``section`` names ``params`` in errors
+    (the lm pipeline trains its discrete autoencoder from ``lm.autoencoder``)."""
+    p = Parameters(params, section)
     name, train = p["name"], p["train"]
 
     def train_into(run_dir: Path) -> dict[str, Any]:

@@ -33,15 +33,18 @@ LOSSES = LossReport(windowed="train/loss")
 
 
 def pre_encode_latents(autoencoder_model: dict[str, Any], dataset_config: dict[str, Any],
-                       params: Mapping[str, Any]) -> WriteInto:
+                       params: Mapping[str, Any], section: str = "latent_diffusion",
+                       is_discrete: bool = False) -> WriteInto:
     """Encoding of the prepared (train) dataset with the unwrapped autoencoder, run when the catalog saves the
-    ``latents`` folder (a fresh folder each time: latents of an older run never mix in)."""
-    options = Parameters(params, "latent_diffusion").sub("pre_encode")
+    ``latents`` folder (a fresh folder each time: latents of an older run never mix in). ``is_discrete`` writes
+    token indices instead (the lm pipeline, whose parameters are ``section`` ``lm``)."""
+    options = Parameters(params, section).sub("pre_encode")
     training_set = validate_dataset_config(dataset_config, "prepared_dataset_config")
     return partial(pre_encode_training_set, autoencoder_model["path"], training_set,
                    sample_size=int(options["sample_size"]), batch_size=int(options["batch_size"]),
                    num_workers=int(options["num_workers"]), random_crop=bool(options["random_crop"]),
-                   latent_mode=options["latent_mode"], seed=options["seed"], args=options.to_dict())
+                   latent_mode=options["latent_mode"], seed=options["seed"], args=options.to_dict(),
+                   is_discrete=is_discrete)
 
 
 def summarize_latent_folder(latents: Path) -> dict[str, Any]:
@@ -70,10 +73,12 @@ def build_model_config(dit_config: dict[str, Any], autoencoder_model: dict[str, 
 
 
 def train_latent_diffusion(model_config: dict[str, Any], latent_dataset_config: dict[str, Any],
-                           autoencoder_model: dict[str, Any], params: Mapping[str, Any]) -> WriteInto:
+                           autoencoder_model: dict[str, Any], params: Mapping[str, Any],
+                           section: str = "latent_diffusion") -> WriteInto:
     """Training of the DiT in its own process, logging into a nested MLflow run of this Kedro run; run when the
-    catalog saves ``latent_diffusion_training_result`` (into that dataset's run folder)."""
-    p = Parameters(params, "latent_diffusion")
+    catalog saves ``latent_diffusion_training_result`` (into that dataset's run folder). Any model over a
+    pre-encoded dataset and the autoencoder as pretransform trains so: the lm pipeline's LM (``section`` ``lm``)."""
+    p = Parameters(params, section)
     name, train, extra = p["name"], p["train"], {"pretransform_ckpt_path": autoencoder_model["path"]}
 
     def train_into(run_dir: Path) -> dict[str, Any]:
