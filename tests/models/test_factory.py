@@ -107,7 +107,6 @@ def test_missing_required_key(tmp_path: Path) -> None:
         (lambda m: m.update(downsampling_ratio=16), "model.downsampling_ratio: is 16 but the encoder strides"),
         (lambda m: m["decoder"]["config"].update(strides=[3, 4]), "odd strides [3, 4] need use_nearest_upsample"),
         (lambda m: m["encoder"]["config"].update(c_mults=[1]), "c_mults has 1 entries but strides has 2"),
-        (lambda m: m["encoder"]["config"].update(antialias_activation=True), "antialias_activation: anti-aliased"),
     ],
 )
 def test_inconsistent_parts_are_rejected_before_the_first_forward(tmp_path: Path, edit, expected: str) -> None:

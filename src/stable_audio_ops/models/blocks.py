@@ -96,13 +96,13 @@ class SnakeBeta(nn.Module):
 
 
 def make_activation(kind: str, channels: int, antialias: bool = False) -> nn.Module:
-    """``"snake"`` -> SnakeBeta, ``"elu"`` -> ELU, ``"none"`` -> Identity.
-
-    Anti-aliased activations (upstream's ``alias_free_torch.Activation1d``) would add an extra
-    module level and are not supported; asking for them is an explicit error, not a silent no-op.
-    """
+    """``"snake"`` -> SnakeBeta, ``"elu"`` -> ELU, ``"none"`` -> Identity; with ``antialias`` wrapped in
+    :class:`~stable_audio_ops.models.antialias.AntiAliasedActivation` (upstream's ``alias_free_torch.Activation1d``:
+    one more module level, ``.act``, in the state dict)."""
     if antialias:
-        raise ValueError("antialias_activation=true is not supported (needs alias_free_torch)")
+        from stable_audio_ops.models.antialias import AntiAliasedActivation
+
+        return AntiAliasedActivation(make_activation(kind, channels))
     if kind == "snake":
         return SnakeBeta(channels)
     if kind == "elu":

@@ -191,11 +191,10 @@ def positive_ints(node: ConfigNode, key: str, default: list[int]) -> list[int]:
     return list(values)
 
 
-def _no_antialias(node: ConfigNode) -> bool:
-    if node.get("antialias_activation", "a bool", False):
-        raise node.error("anti-aliased activations are not supported (they need alias_free_torch)",
-                         "antialias_activation")
-    return False
+def _antialias(node: ConfigNode) -> bool:
+    """``antialias_activation``: 0.0.20 wraps the encoder's last activation, and each decoder block's activation
+    before upsampling and the decoder's last one, in ``alias_free_torch.Activation1d`` (models/antialias.py)."""
+    return node.get("antialias_activation", "a bool", False)
 
 
 def _oobleck_stages(cfg: ConfigNode) -> tuple[list[int], list[int]]:
@@ -224,7 +223,7 @@ def build_oobleck_encoder(node: ConfigNode) -> OobleckEncoder:
         c_mults=c_mults,
         strides=strides,
         use_snake=cfg.get("use_snake", "a bool", False),
-        antialias_activation=_no_antialias(cfg),
+        antialias_activation=_antialias(cfg),
     )
 
 
@@ -245,7 +244,7 @@ def build_oobleck_decoder(node: ConfigNode) -> OobleckDecoder:
         c_mults=c_mults,
         strides=strides,
         use_snake=cfg.get("use_snake", "a bool", False),
-        antialias_activation=_no_antialias(cfg),
+        antialias_activation=_antialias(cfg),
         use_nearest_upsample=use_nearest_upsample,
         final_tanh=cfg.get("final_tanh", "a bool", True),
     )
