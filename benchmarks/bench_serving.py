@@ -48,12 +48,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(model: str, extra: list[str], threads: int | None):
+def server(model: str, extra: list[str], threads: int | None, precision: str | None = None):
     port = free_port()
     cmd = [sys.executable, "-m", "stable_audio_ops.cli.serve", "--model", model, "--port", str(port),
            "--host", "127.0.0.1", "--queue-size", "1024", "--log-level", "warning", *extra]
     if threads:
         cmd += ["--torch-threads", str(threads)]
+    if precision:
+        cmd += ["--precision", precision]
     proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "SAO_API_TOKEN": ""})
     base = f"http://127.0.0.1:{port}"
     try:
@@ -147,7 +149,7 @@ async def abandoned_burst(base: str, normal: dict, long: dict, clients: int, aft
 def run_abandoned_burst(args: argparse.Namespace, normal: dict) -> dict:
     long = {"seconds_total": args.abandon_seconds, "steps": args.abandon_steps, "cfg_scale": args.cfg_scale}
     extra = [a.format(window=args.window_ms) for a in MODES["batched"]]
-    with server(args.model, extra, args.torch_threads) as base:
+    with server(args.model, extra, args.torch_threads, args.precision) as base:
         asyncio.run(load(base, normal, 4, 8))  # warm
         row = asyncio.run(abandoned_burst(base, normal, long, args.abandon_clients, args.abandon_after_s))
     print(f"abandoned burst: {row['gave_up']}/{row['clients']} clients gave up after {row['give_up_after_s']} s; "
@@ -187,6 +189,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per level (median reported)")
     parser.add_argument("--window-ms", type=float, default=20.0, help="batch window of the batched server")
     parser.add_argument("--torch-threads", type=int, default=None)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default=None, help="the servers' --precision")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "serving.json"))
     parser.add_argument("--abandon-clients", type=int, default=64, help="clients of the abandoned burst")
     parser.add_argument("--abandon-after-s", type=float, default=3.0, help="when those clients disconnect")
@@ -205,7 +208,7 @@ def main() -> int:
     rounds: dict[str, dict[int, list[dict]]] = {mode: {c: [] for c in args.concurrency} for mode in MODES}
     with contextlib.ExitStack() as stack:
         bases = {mode: stack.enter_context(server(args.model, [a.format(window=args.window_ms) for a in extra],
-                                                  args.torch_threads))
+                                                  args.torch_threads, args.precision))
                  for mode, extra in MODES.items()}
         for base in bases.values():  # warm both paths
             asyncio.run(load(base, body, max(args.concurrency), 2 * max(args.concurrency)))
@@ -233,6 +236,7 @@ def main() -> int:
         "request": body, "batch_window_ms": args.window_ms, "model": str(Path(args.model).name),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "torch_threads_server": args.torch_threads or "default",
+                    "precision": args.precision or "fp32",
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
                     "cuda": torch.cuda.is_available(), "client": "same machine (asyncio + httpx)"},
         "results": results,

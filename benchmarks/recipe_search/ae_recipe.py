@@ -45,6 +45,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--l1", type=float, default=0.0, help="time-domain L1 weight")
     p.add_argument("--perceptual", type=int, default=1, help="A-weighting prefilter in the STFT loss")
     p.add_argument("--mel", type=float, default=0.0, help="weight of a multi-scale log-mel L1 (absolute floor)")
+    p.add_argument("--mel-start", type=int, default=0, help="step from which the mel term counts (loss_configs.mel.start_step)")
+    p.add_argument("--loudness-norm", action="store_true",
+                   help="divide each clip and its reconstruction by the clip's RMS before the spectral and mel losses, "
+                        "so soft notes weigh as much as loud ones")
+    p.add_argument("--fast", action="store_true", help="no residual-unit checkpointing, compiled Snake (same math)")
     p.add_argument("--decoder-options", default="{}", help='extra Oobleck decoder options as JSON, e.g. '
                    '\'{"use_nearest_upsample": true}\'')
     p.add_argument("--judge", action="store_true", help="also score instrument (aiSFX probe on real train clips)"
@@ -110,6 +115,12 @@ def main() -> None:
 
     cfg = model_config(a)
     model = create_model_from_config(cfg)
+    if a.fast:
+        from stable_audio_ops.models.blocks import use_compiled_snake
+        from stable_audio_ops.models.oobleck import set_residual_checkpointing
+
+        set_residual_checkpointing(model, False)
+        use_compiled_snake(True)
     ffts = [1024, 512, 256, 128, 64]
     loss_fn = MultiResolutionSTFTLoss(sample_rate=SAMPLE_RATE, fft_sizes=ffts, hop_sizes=[f // 4 for f in ffts],
                                       win_lengths=ffts, perceptual_weighting=bool(a.perceptual))
@@ -179,9 +190,13 @@ def main() -> None:
         x = batch()
         latents, info = model.encode(x, return_info=True)
         y = model.decode(latents)[..., : x.shape[-1]]
-        loss = loss_fn(y, x)
-        if a.mel:
-            loss = loss + a.mel * mel_loss(y, x)
+        xs, ys = x, y
+        if a.loudness_norm:
+            scale = x.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-3)
+            xs, ys = x / scale, y / scale
+        loss = loss_fn(ys, xs)
+        if a.mel and step > a.mel_start:
+            loss = loss + a.mel * mel_loss(ys, xs)
         if a.l1:
             loss = loss + a.l1 * (y - x).abs().mean()
         if "kl" in info:
