@@ -18,9 +18,10 @@ import lightning.pytorch as pl
 import torch
 
 from stable_audio_ops.training.clap_losses import retrieval_metrics
+from stable_audio_ops.training.demo_schedule import ScheduledDemo
 
 
-class CLAPRetrievalCallback(pl.Callback):
+class CLAPRetrievalCallback(ScheduledDemo):
     """Log retrieval metrics of one held ``(audio, metadata)`` batch every ``demo_every`` steps."""
 
     def __init__(self, audio: torch.Tensor, metadata: Sequence[Mapping[str, Any]], demo_every: int = 2000):
@@ -30,19 +31,7 @@ class CLAPRetrievalCallback(pl.Callback):
         self.audio = audio.detach().cpu()
         self.metadata = list(metadata)
         self.demo_every = int(demo_every)
-        self.last_step = -1
         self.history: list[tuple[int, dict[str, float]]] = []
-
-    def due(self, global_step: int) -> bool:
-        return (global_step - 1) % self.demo_every == 0 and global_step != self.last_step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self.due(trainer.global_step):
-            self.run(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        if trainer.global_step > 0 and trainer.global_step != self.last_step:
-            self.run(trainer, pl_module)
 
     @torch.no_grad()
     def metrics(self, pl_module) -> dict[str, float]:
@@ -54,8 +43,8 @@ class CLAPRetrievalCallback(pl.Callback):
             pl_module.train(was_training)
         return retrieval_metrics(audio, text, pl_module.model.logit_scale_a.detach().exp())
 
-    def run(self, trainer: pl.Trainer, pl_module) -> None:
-        self.last_step = trainer.global_step
+    def run_demo(self, trainer: pl.Trainer, pl_module) -> None:
+        self.last_demo_step = trainer.global_step
         if not trainer.is_global_zero:
             return
         values = self.metrics(pl_module)

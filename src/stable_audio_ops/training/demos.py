@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from stable_audio_ops.training.autoencoder import trim_to_shortest
+from stable_audio_ops.training.demo_schedule import ScheduledDemo
 from stable_audio_ops.training.spectrogram import write_spectrogram_png
 
 
@@ -78,7 +79,7 @@ def demo_logger(trainer: pl.Trainer):
     return mlflow_logger(trainer) if trainer.is_global_zero else None
 
 
-class AutoencoderDemoCallback(pl.Callback):
+class AutoencoderDemoCallback(ScheduledDemo):
     """Reconstruct ``demo_audio`` every ``demo_every`` steps and log WAV + PNG to MLflow."""
 
     def __init__(self, demo_audio: torch.Tensor, demo_every: int = 2000, sample_rate: int = 44100, max_demos: int = 8,
@@ -93,17 +94,6 @@ class AutoencoderDemoCallback(pl.Callback):
         self.sample_rate = int(sample_rate)
         self.last_demo_step = -1
         self.logged: list[str] = []  # artifact directories written (for tests and the run summary)
-
-    def due(self, global_step: int) -> bool:
-        return (global_step - 1) % self.demo_every == 0 and global_step != self.last_demo_step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self.due(trainer.global_step):
-            self.run_demo(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        if trainer.global_step > 0 and trainer.global_step != self.last_demo_step:
-            self.run_demo(trainer, pl_module)
 
     def item_labels(self, n_clips: int) -> list[str]:
         """``real: <clip>``, ``reconstruction: <clip>`` for each clip, in the order the demo interleaves them."""

@@ -34,6 +34,7 @@ import torch
 from stable_audio_ops.config.schema import ConfigNode
 from stable_audio_ops.inference.generation import sample_diffusion
 from stable_audio_ops.sampling.samplers import get_sampler
+from stable_audio_ops.training.demo_schedule import ScheduledDemo
 from stable_audio_ops.training.demos import clip_label, demo_logger, write_demo_audio
 from stable_audio_ops.training.spectrogram import write_spectrogram_png
 from stable_audio_ops.utils.jsonable import to_jsonable
@@ -54,7 +55,7 @@ def _cycle(conds: Sequence[dict], n: int) -> list[dict]:
     return [dict(conds[i % len(conds)]) for i in range(n)]
 
 
-class DiffusionCondDemoCallback(pl.Callback):
+class DiffusionCondDemoCallback(ScheduledDemo):
     """Generate ``demo_cond`` at each of ``demo_cfg_scales`` every ``demo_every`` steps (module docstring)."""
 
     def __init__(self, demo_every: int = 2000, num_demos: int = 8, sample_size: int = 65536, demo_steps: int = 250,
@@ -80,18 +81,10 @@ class DiffusionCondDemoCallback(pl.Callback):
         self.logged: list[str] = []
         self._batch_cond: list[dict] | None = None
 
-    def due(self, global_step: int) -> bool:
-        return (global_step - 1) % self.demo_every == 0 and global_step != self.last_demo_step
-
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self.demo_cond_from_batch:
             self._batch_cond = [dict(md) for md in list(batch[1])[: self.num_demos]]
-        if self.due(trainer.global_step):
-            self.run_demo(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        if trainer.global_step > 0 and trainer.global_step != self.last_demo_step:
-            self.run_demo(trainer, pl_module)
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def conditioning(self) -> list[dict]:
         if self.demo_cond_from_batch and self._batch_cond:

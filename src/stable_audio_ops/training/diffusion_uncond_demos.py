@@ -22,13 +22,14 @@ import torch
 
 from stable_audio_ops.config.schema import ConfigNode
 from stable_audio_ops.inference.generation import sample_diffusion
+from stable_audio_ops.training.demo_schedule import ScheduledDemo
 from stable_audio_ops.training.demos import demo_logger, write_demo_audio
 from stable_audio_ops.training.diffusion_demos import DEMO_PNG_STYLE
 
 UPSTREAM_NUM_DEMOS = 8
 
 
-class DiffusionUncondDemoCallback(pl.Callback):
+class DiffusionUncondDemoCallback(ScheduledDemo):
     """Generate ``num_demos`` clips every ``demo_every`` steps (module docstring)."""
 
     def __init__(self, demo_every: int = 2000, demo_steps: int = 250, sample_size: int = 65536,
@@ -44,17 +45,6 @@ class DiffusionUncondDemoCallback(pl.Callback):
         self.seed = int(seed)
         self.last_demo_step = -1
         self.logged: list[str] = []
-
-    def due(self, global_step: int) -> bool:
-        return (global_step - 1) % self.demo_every == 0 and global_step != self.last_demo_step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self.due(trainer.global_step):
-            self.run_demo(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        if trainer.global_step > 0 and trainer.global_step != self.last_demo_step:
-            self.run_demo(trainer, pl_module)
 
     @torch.no_grad()
     def generate(self, pl_module) -> torch.Tensor:

@@ -26,6 +26,7 @@ import torch
 
 from stable_audio_ops.config.schema import ConfigNode
 from stable_audio_ops.inference.lm_generation import generate_lm
+from stable_audio_ops.training.demo_schedule import ScheduledDemo
 from stable_audio_ops.training.demos import demo_logger, write_demo_audio
 from stable_audio_ops.training.diffusion_demos import DEMO_PNG_STYLE
 
@@ -35,7 +36,7 @@ UPSTREAM_NUM_DEMOS = 8
 DEMO_TOP_P = 0.95
 
 
-class LMDemoCallback(pl.Callback):
+class LMDemoCallback(ScheduledDemo):
     """Generate demos every ``demo_every`` steps, one set per cfg scale (module docstring)."""
 
     def __init__(self, demo_every: int = 2000, sample_size: int = 65536, sample_rate: int = 48000,
@@ -53,17 +54,6 @@ class LMDemoCallback(pl.Callback):
         self.seed = int(seed)
         self.last_demo_step = -1
         self.logged: list[str] = []
-
-    def due(self, global_step: int) -> bool:
-        return (global_step - 1) % self.demo_every == 0 and global_step != self.last_demo_step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self.due(trainer.global_step):
-            self.run_demo(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        if trainer.global_step > 0 and trainer.global_step != self.last_demo_step:
-            self.run_demo(trainer, pl_module)
 
     @torch.no_grad()
     def generate(self, pl_module, cfg_scale: float) -> torch.Tensor:
