@@ -52,3 +52,16 @@ def test_compiled_snake_matches_eager_within_the_parity_tolerance(restore_snake)
     compiled = _snake_and_grads(module, x)
     for name, a, b in zip(("output", "grad x", "grad alpha", "grad beta"), eager, compiled, strict=True):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-5), name
+
+
+def test_compiled_snake_without_a_cxx_compiler_warns_and_stays_eager(monkeypatch, tmp_path) -> None:
+    from stable_audio_ops.models import blocks
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no compiler anywhere on PATH
+    try:
+        with pytest.warns(UserWarning, match="needs a C\\+\\+ compiler"):
+            assert blocks.use_compiled_snake(True) is False
+        assert blocks._snake_fn() is blocks.snake_beta
+    finally:
+        blocks.use_compiled_snake(False)

@@ -10,6 +10,7 @@ silenced here, locally, instead of in every user's log.
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from collections.abc import Callable
 
@@ -53,9 +54,22 @@ COMPILE_SNAKE_ENV = "SAO_COMPILE_SNAKE"
 _snake: dict[str, Callable[..., torch.Tensor]] = {}
 
 
-def use_compiled_snake(enabled: bool) -> None:
-    """Run every SnakeBeta through ``torch.compile(snake_beta)`` (True) or eagerly (False) from now on."""
+def use_compiled_snake(enabled: bool) -> bool:
+    """Run every SnakeBeta through ``torch.compile(snake_beta)`` (True) or eagerly (False) from now on.
+
+    Returns whether Snake is compiled: without a C++ compiler on PATH (what torch.compile needs on CPU) it
+    warns and stays eager, so a config that asks for speed still trains, with the same math."""
+    if enabled and not _cxx_compiler():
+        warnings.warn("compiled Snake needs a C++ compiler (g++, c++ or clang++ on PATH, or $CXX); none found, "
+                      "so Snake runs eagerly (same results, slower)", stacklevel=2)
+        enabled = False
     _snake["fn"] = torch.compile(snake_beta, dynamic=True) if enabled else snake_beta
+    return enabled
+
+
+def _cxx_compiler() -> str | None:
+    candidates = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+    return next((found for name in candidates if (found := shutil.which(name))), None)
 
 
 def _snake_fn() -> Callable[..., torch.Tensor]:
