@@ -23,8 +23,9 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # Installed with --no-deps by the Makefile (their own pins would replace torch / numpy); the eval extra says so.
 NO_DEPS = {"torchcrepe", "aisfx"}
 # Declared in an extra but left out of `make setup` on purpose: kedro-viz (dev) pulls IPython and a web stack
-# that neither the tests nor the pipelines import; bitsandbytes (lowmem) only serves optimizer type AdamW8bit.
-NOT_IN_SETUP = {"kedro-viz", "bitsandbytes"}
+# that neither the tests nor the pipelines import; bitsandbytes (lowmem) only serves optimizer type AdamW8bit;
+# g2p-en (phoneme) and laion-clap (laion_clap) only serve the conditioners of those names, which say so when missing.
+NOT_IN_SETUP = {"kedro-viz", "bitsandbytes", "g2p-en", "laion-clap"}
 
 
 def _name(requirement: str) -> str:
@@ -76,9 +77,9 @@ def test_each_console_script_needs_only_core_and_its_extras(graph, script, extra
     module, _, function = PROJECT["scripts"][script].partition(":")
     assert callable(getattr(importlib.import_module(module), function))
     reachable = _third_party(graph.find_upstream_modules(module) | {module})
-    # importable lazily by every script: text conditioners (model configs decide), DVC lineage hashing and the
-    # 8-bit optimizer (a training config's AdamW8bit)
-    optional = {"text", "pipelines", "lowmem"}
+    # importable lazily by every script: text, phoneme and LAION-CLAP conditioners (model configs decide), DVC
+    # lineage hashing and the 8-bit optimizer (a training config's AdamW8bit)
+    optional = {"text", "pipelines", "lowmem", "phoneme", "laion_clap"}
     distributions = metadata.packages_distributions()
     declared = _declared()
     needs = {declared[_name(d)] for m in reachable - NO_DEPS for d in distributions.get(m, [m])
