@@ -61,6 +61,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sample-size", type=int, default=8192)
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="weights and batch draws (the held-out notes stay the same)")
     p.add_argument("--test-clips", type=int, default=24)
     p.add_argument("--save", default="", help="write {config, state_dict, gain, test_ids} here at each eval")
     p.add_argument("--tracking-uri", default="sqlite:///mlflow/mlflow.db")
@@ -104,8 +105,8 @@ def spectral_correlations(recon: torch.Tensor, real: torch.Tensor) -> tuple[floa
 def main() -> None:
     a = parse_args()
     torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    random.seed(0)
+    torch.manual_seed(a.seed)
+    random.seed(a.seed)
     root = Path(a.notes)
     meta = {row["id"]: row for row in map(json.loads, (root / "metadata.jsonl").read_text().splitlines())}
     clips = {i: sf.read(root / m["path"], dtype="float32")[0] * a.gain for i, m in meta.items()}
