@@ -16,7 +16,6 @@ Rank 0 only; a no-op without an MLflow logger.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,23 +63,10 @@ def write_demo_audio(
     write_spectrogram_png(png_path, audio, sample_rate, title, n_items, **png_style)
 
 
-def mlflow_logger(trainer: pl.Trainer):
-    """The trainer's MLFlowLogger, or None."""
-    from lightning.pytorch.loggers import MLFlowLogger
-
-    for logger in trainer.loggers:
-        if isinstance(logger, MLFlowLogger):
-            return logger
-    return None
-
-
-def demo_logger(trainer: pl.Trainer):
-    """Where a demo goes: the MLFlowLogger on rank 0; None on other ranks or without one (no demo)."""
-    return mlflow_logger(trainer) if trainer.is_global_zero else None
-
-
 class AutoencoderDemoCallback(ScheduledDemo):
     """Reconstruct ``demo_audio`` every ``demo_every`` steps and log WAV + PNG to MLflow."""
+
+    temp_prefix = "sao-demo-"
 
     def __init__(self, demo_audio: torch.Tensor, demo_every: int = 2000, sample_rate: int = 44100, max_demos: int = 8,
                  demo_metadata: Sequence[Mapping[str, Any]] | None = None):
@@ -92,8 +78,6 @@ class AutoencoderDemoCallback(ScheduledDemo):
         self.demo_names = [clip_label(md) for md in list(demo_metadata or [])[: self.demo_audio.shape[0]]]
         self.demo_every = int(demo_every)
         self.sample_rate = int(sample_rate)
-        self.last_demo_step = -1
-        self.logged: list[str] = []  # artifact directories written (for tests and the run summary)
 
     def item_labels(self, n_clips: int) -> list[str]:
         """``real: <clip>``, ``reconstruction: <clip>`` for each clip, in the order the demo interleaves them."""
@@ -111,23 +95,8 @@ class AutoencoderDemoCallback(ScheduledDemo):
         fakes, reals = trim_to_shortest(fakes.float(), reals.float())
         return reals, fakes
 
-    def run_demo(self, trainer: pl.Trainer, pl_module) -> None:
-        self.last_demo_step = trainer.global_step
-        logger = demo_logger(trainer)
-        if logger is None:
-            return
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
-            reals, fakes = self.reconstruct(pl_module)
-        finally:
-            pl_module.train(was_training)
-        audio = interleave(reals, fakes)
-        artifact_dir = f"demos/step_{trainer.global_step:06d}"
-        with tempfile.TemporaryDirectory(prefix="sao-demo-") as tmp:
-            folder = Path(tmp)
-            write_demo_audio(folder / "recon.wav", folder / "recon_spectrogram.png", audio, self.sample_rate,
-                             f"autoencoder reconstructions at step {trainer.global_step}", n_items=2 * reals.shape[0],
-                             item_labels=self.item_labels(reals.shape[0]))
-            logger.experiment.log_artifacts(logger.run_id, str(folder), artifact_dir)
-        self.logged.append(artifact_dir)
+    def write_demo(self, trainer: pl.Trainer, pl_module, folder: Path) -> None:
+        reals, fakes = self.reconstruct(pl_module)
+        write_demo_audio(folder / "recon.wav", folder / "recon_spectrogram.png", interleave(reals, fakes),
+                         self.sample_rate, f"autoencoder reconstructions at step {trainer.global_step}",
+                         n_items=2 * reals.shape[0], item_labels=self.item_labels(reals.shape[0]))

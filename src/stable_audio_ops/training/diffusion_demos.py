@@ -23,7 +23,6 @@ one). Rank 0 only; a no-op without an MLflow logger. Inpainting models get all-z
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from stable_audio_ops.config.schema import ConfigNode
 from stable_audio_ops.inference.generation import sample_diffusion
 from stable_audio_ops.sampling.samplers import get_sampler
 from stable_audio_ops.training.demo_schedule import ScheduledDemo
-from stable_audio_ops.training.demos import clip_label, demo_logger, write_demo_audio
+from stable_audio_ops.training.demos import clip_label, write_demo_audio
 from stable_audio_ops.training.spectrogram import write_spectrogram_png
 from stable_audio_ops.utils.jsonable import to_jsonable
 
@@ -58,6 +57,8 @@ def _cycle(conds: Sequence[dict], n: int) -> list[dict]:
 class DiffusionCondDemoCallback(ScheduledDemo):
     """Generate ``demo_cond`` at each of ``demo_cfg_scales`` every ``demo_every`` steps (module docstring)."""
 
+    temp_prefix = "sao-diffusion-demo-"
+
     def __init__(self, demo_every: int = 2000, num_demos: int = 8, sample_size: int = 65536, demo_steps: int = 250,
                  sample_rate: int = 48000, demo_cond: Sequence[dict] | None = None,
                  demo_cfg_scales: Sequence[float] = (3, 5, 7), demo_cond_from_batch: bool = False,
@@ -77,8 +78,6 @@ class DiffusionCondDemoCallback(ScheduledDemo):
         self.demo_cond_from_batch = bool(demo_cond_from_batch)
         self.sampler_type = sampler_type
         self.seed = int(seed)
-        self.last_demo_step = -1
-        self.logged: list[str] = []
         self._batch_cond: list[dict] | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -111,34 +110,20 @@ class DiffusionCondDemoCallback(ScheduledDemo):
                                 dist_shift=wrapper.sampling_dist_shift, sampler_type=sampler,
                                 generator=generator).float()
 
-    def run_demo(self, trainer: pl.Trainer, pl_module) -> None:
-        self.last_demo_step = trainer.global_step
-        logger = demo_logger(trainer)
-        if logger is None:
-            return
+    def write_demo(self, trainer: pl.Trainer, pl_module, folder: Path) -> None:
         conditioning = self.conditioning()
-        was_training = pl_module.training
-        pl_module.eval()
-        artifact_dir = f"demos/step_{trainer.global_step:06d}"
-        try:
-            with tempfile.TemporaryDirectory(prefix="sao-diffusion-demo-") as tmp:
-                folder = Path(tmp)
-                (folder / "demo_conditioning.json").write_text(json.dumps(to_jsonable(conditioning), indent=2))
-                for scale in self.demo_cfg_scales:
-                    fakes = self.generate(pl_module, scale, conditioning)
-                    audio = fakes.permute(1, 0, 2).reshape(fakes.shape[1], -1)  # clips one after another
-                    peak = float(audio.abs().max())
-                    if peak > 1.0:
-                        audio = audio / peak
-                    label = f"{scale:g}"
-                    write_demo_audio(folder / f"demo_cfg_{label}.wav", folder / f"demo_melspec_left_cfg_{label}.png",
-                                     audio, self.sample_rate, f"generated at step {trainer.global_step}, cfg {label}",
-                                     n_items=fakes.shape[0], item_labels=[clip_label(md) for md in conditioning],
-                                     **DEMO_PNG_STYLE)
-                logger.experiment.log_artifacts(logger.run_id, str(folder), artifact_dir)
-        finally:
-            pl_module.train(was_training)
-        self.logged.append(artifact_dir)
+        (folder / "demo_conditioning.json").write_text(json.dumps(to_jsonable(conditioning), indent=2))
+        for scale in self.demo_cfg_scales:
+            fakes = self.generate(pl_module, scale, conditioning)
+            audio = fakes.permute(1, 0, 2).reshape(fakes.shape[1], -1)  # clips one after another
+            peak = float(audio.abs().max())
+            if peak > 1.0:
+                audio = audio / peak
+            label = f"{scale:g}"
+            write_demo_audio(folder / f"demo_cfg_{label}.wav", folder / f"demo_melspec_left_cfg_{label}.png",
+                             audio, self.sample_rate, f"generated at step {trainer.global_step}, cfg {label}",
+                             n_items=fakes.shape[0], item_labels=[clip_label(md) for md in conditioning],
+                             **DEMO_PNG_STYLE)
 
 
 def build_diffusion_cond_demo_callback(model_config: dict, source: str = "<model config>"

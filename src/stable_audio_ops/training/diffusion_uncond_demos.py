@@ -14,7 +14,6 @@ logger.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -23,7 +22,7 @@ import torch
 from stable_audio_ops.config.schema import ConfigNode
 from stable_audio_ops.inference.generation import sample_diffusion
 from stable_audio_ops.training.demo_schedule import ScheduledDemo
-from stable_audio_ops.training.demos import demo_logger, write_demo_audio
+from stable_audio_ops.training.demos import write_demo_audio
 from stable_audio_ops.training.diffusion_demos import DEMO_PNG_STYLE
 
 UPSTREAM_NUM_DEMOS = 8
@@ -31,6 +30,8 @@ UPSTREAM_NUM_DEMOS = 8
 
 class DiffusionUncondDemoCallback(ScheduledDemo):
     """Generate ``num_demos`` clips every ``demo_every`` steps (module docstring)."""
+
+    temp_prefix = "sao-uncond-demo-"
 
     def __init__(self, demo_every: int = 2000, demo_steps: int = 250, sample_size: int = 65536,
                  sample_rate: int = 48000, num_demos: int = UPSTREAM_NUM_DEMOS, seed: int = 0):
@@ -43,8 +44,6 @@ class DiffusionUncondDemoCallback(ScheduledDemo):
         self.sample_rate = int(sample_rate)
         self.num_demos = int(num_demos)
         self.seed = int(seed)
-        self.last_demo_step = -1
-        self.logged: list[str] = []
 
     @torch.no_grad()
     def generate(self, pl_module) -> torch.Tensor:
@@ -59,29 +58,14 @@ class DiffusionUncondDemoCallback(ScheduledDemo):
                                 self.demo_steps, 1.0, pretransform=pretransform, sampler_type="v-ddim",
                                 generator=generator).float()
 
-    def run_demo(self, trainer: pl.Trainer, pl_module) -> None:
-        self.last_demo_step = trainer.global_step
-        logger = demo_logger(trainer)
-        if logger is None:
-            return
-        was_training = pl_module.training
-        pl_module.eval()
-        artifact_dir = f"demos/step_{trainer.global_step:06d}"
-        try:
-            fakes = self.generate(pl_module)
-            audio = fakes.permute(1, 0, 2).reshape(fakes.shape[1], -1)  # clips one after another
-            peak = float(audio.abs().max())
-            if peak > 1.0:
-                audio = audio / peak
-            with tempfile.TemporaryDirectory(prefix="sao-uncond-demo-") as tmp:
-                folder = Path(tmp)
-                write_demo_audio(folder / "demo.wav", folder / "demo_melspec_left.png", audio, self.sample_rate,
-                                 f"generated at step {trainer.global_step}", n_items=fakes.shape[0],
-                                 **DEMO_PNG_STYLE)
-                logger.experiment.log_artifacts(logger.run_id, str(folder), artifact_dir)
-        finally:
-            pl_module.train(was_training)
-        self.logged.append(artifact_dir)
+    def write_demo(self, trainer: pl.Trainer, pl_module, folder: Path) -> None:
+        fakes = self.generate(pl_module)
+        audio = fakes.permute(1, 0, 2).reshape(fakes.shape[1], -1)  # clips one after another
+        peak = float(audio.abs().max())
+        if peak > 1.0:
+            audio = audio / peak
+        write_demo_audio(folder / "demo.wav", folder / "demo_melspec_left.png", audio, self.sample_rate,
+                         f"generated at step {trainer.global_step}", n_items=fakes.shape[0], **DEMO_PNG_STYLE)
 
 
 def build_diffusion_uncond_demo_callback(model_config: dict, source: str = "<model config>"

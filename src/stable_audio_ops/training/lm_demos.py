@@ -16,7 +16,6 @@ when training ends). Rank 0 only; a no-op without an MLflow logger.
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import torch
 from stable_audio_ops.config.schema import ConfigNode
 from stable_audio_ops.inference.lm_generation import generate_lm
 from stable_audio_ops.training.demo_schedule import ScheduledDemo
-from stable_audio_ops.training.demos import demo_logger, write_demo_audio
+from stable_audio_ops.training.demos import write_demo_audio
 from stable_audio_ops.training.diffusion_demos import DEMO_PNG_STYLE
 
 log = logging.getLogger(__name__)
@@ -38,6 +37,8 @@ DEMO_TOP_P = 0.95
 
 class LMDemoCallback(ScheduledDemo):
     """Generate demos every ``demo_every`` steps, one set per cfg scale (module docstring)."""
+
+    temp_prefix = "sao-lm-demo-"
 
     def __init__(self, demo_every: int = 2000, sample_size: int = 65536, sample_rate: int = 48000,
                  demo_cfg_scales: Sequence[float] = (1.0,), demo_conditioning: Sequence[Mapping[str, Any]] | None = None,
@@ -52,8 +53,6 @@ class LMDemoCallback(ScheduledDemo):
         self.demo_conditioning = list(demo_conditioning) if demo_conditioning else None
         self.num_demos = len(self.demo_conditioning) if self.demo_conditioning else int(num_demos)
         self.seed = int(seed)
-        self.last_demo_step = -1
-        self.logged: list[str] = []
 
     @torch.no_grad()
     def generate(self, pl_module, cfg_scale: float) -> torch.Tensor:
@@ -64,29 +63,15 @@ class LMDemoCallback(ScheduledDemo):
                           cfg_scale=cfg_scale, temperature=1.0, top_p=DEMO_TOP_P, seed=self.seed)
         return out.audio.float()
 
-    def run_demo(self, trainer: pl.Trainer, pl_module) -> None:
-        self.last_demo_step = trainer.global_step
-        logger = demo_logger(trainer)
-        if logger is None:
-            return
-        was_training = pl_module.training
-        pl_module.eval()
-        artifact_dir = f"demos/step_{trainer.global_step:06d}"
-        try:
-            with tempfile.TemporaryDirectory(prefix="sao-lm-demo-") as tmp:
-                folder = Path(tmp)
-                for scale in self.demo_cfg_scales:
-                    fakes = self.generate(pl_module, scale)
-                    audio = fakes.permute(1, 0, 2).reshape(fakes.shape[1], -1)  # demos one after another
-                    audio = audio / audio.abs().max().clamp(min=1e-8)  # upstream normalises every demo
-                    name = f"{scale:g}"
-                    write_demo_audio(folder / f"demo_cfg_{name}.wav", folder / f"demo_melspec_left_cfg_{name}.png",
-                                     audio, self.sample_rate, f"generated at step {trainer.global_step}, cfg {name}",
-                                     n_items=fakes.shape[0], **DEMO_PNG_STYLE)
-                logger.experiment.log_artifacts(logger.run_id, str(folder), artifact_dir)
-        finally:
-            pl_module.train(was_training)
-        self.logged.append(artifact_dir)
+    def write_demo(self, trainer: pl.Trainer, pl_module, folder: Path) -> None:
+        for scale in self.demo_cfg_scales:
+            fakes = self.generate(pl_module, scale)
+            audio = fakes.permute(1, 0, 2).reshape(fakes.shape[1], -1)  # demos one after another
+            audio = audio / audio.abs().max().clamp(min=1e-8)  # upstream normalises every demo
+            name = f"{scale:g}"
+            write_demo_audio(folder / f"demo_cfg_{name}.wav", folder / f"demo_melspec_left_cfg_{name}.png",
+                             audio, self.sample_rate, f"generated at step {trainer.global_step}, cfg {name}",
+                             n_items=fakes.shape[0], **DEMO_PNG_STYLE)
 
 
 def build_lm_demo_callback(model_config: dict, source: str = "<model config>") -> LMDemoCallback | None:
