@@ -8,8 +8,10 @@ import torch
 from stable_audio_ops.errors import ConfigError, UnknownTypeError
 from stable_audio_ops.training.optim import (
     InverseLR,
+    configure_optimizer,
     create_optimizer_from_config,
     create_scheduler_from_config,
+    resolve_optimizer_configs,
 )
 
 
@@ -74,3 +76,26 @@ def test_unknown_names_list_what_exists():
 def test_bad_arguments_name_the_config_path():
     with pytest.raises(ConfigError, match="optimizer.config"):
         create_optimizer_from_config({"type": "AdamW", "config": {"learning_rate": 1e-3}}, _params())
+
+
+def test_resolve_optimizer_configs_names_the_missing_key_and_warns_when_lr_is_ignored(caplog):
+    def default(lr: float) -> dict:
+        return {"lm": {"optimizer": {"type": "AdamW", "config": {"lr": lr}}}}
+
+    with pytest.raises(ConfigError, match=r"training\.learning_rate.*optimizer_configs\.lm"):
+        resolve_optimizer_configs(None, None, default, "lm", "model.json")
+    with pytest.raises(ConfigError, match=r"optimizer_configs\.lm"):
+        resolve_optimizer_configs({"diffusion": {"optimizer": {"type": "Adam"}}}, None, default, "lm", "model.json")
+
+    node = resolve_optimizer_configs(None, 3e-4, default, "lm")
+    param = torch.nn.Parameter(torch.zeros(2))
+    [optimizer] = configure_optimizer(node.child("lm"), [param])
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.param_groups[0]["lr"] == 3e-4
+
+    given = {"lm": {"optimizer": {"type": "Adam", "config": {"lr": 1e-3}},
+                    "scheduler": {"type": "InverseLR", "config": {"inv_gamma": 100, "power": 0.5}}}}
+    with caplog.at_level("WARNING"):
+        node = resolve_optimizer_configs(given, 3e-4, default, "lm")
+    assert "learning_rate is ignored" in caplog.text
+    optimizers, schedulers = configure_optimizer(node.child("lm"), [param])
+    assert isinstance(optimizers[0], torch.optim.Adam) and schedulers[0]["interval"] == "step"

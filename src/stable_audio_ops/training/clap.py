@@ -23,7 +23,6 @@ Differences from 0.0.20:
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -42,9 +41,7 @@ from stable_audio_ops.training.clap_losses import (
     retrieval_metrics,
     uniformity,
 )
-from stable_audio_ops.training.optim import create_optimizer_from_config, create_scheduler_from_config
-
-log = logging.getLogger(__name__)
+from stable_audio_ops.training.optim import configure_optimizer, resolve_optimizer_configs
 
 P_NO_NOISE = 0.5  # share of items whose latents stay clean under noise augmentation (0.0.20)
 
@@ -103,18 +100,10 @@ class CLAPTrainingModule(pl.LightningModule):
                  loss_config: Mapping[str, float] | None = None, pre_encoded: bool = False,
                  mask_padding_attention: bool = False, source: str = "<model config>", path: str = "training"):
         super().__init__()
-        node = ConfigNode({}, source, path)
         self.model = model
-        if optimizer_configs is None:
-            if lr is None:
-                raise node.error("missing required key (expected a positive number): set training.learning_rate "
-                                 "or training.optimizer_configs.model", "learning_rate")
-            optimizer_configs = default_optimizer_configs(lr)
-        elif lr is not None:
-            log.warning("training.learning_rate is ignored because training.optimizer_configs is given")
-        self._opt_node = ConfigNode(optimizer_configs, source, f"{path}.optimizer_configs")
-        self._opt_node.child("model").child("optimizer")  # a clear error now, not in configure_optimizers
-        self.optimizer_configs = optimizer_configs
+        self._opt_node = resolve_optimizer_configs(optimizer_configs, lr, default_optimizer_configs, "model", source,
+                                                   path)
+        self.optimizer_configs = self._opt_node.data
         self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **dict(loss_config or {})}
         self.pre_encoded = bool(pre_encoded)
         self.mask_padding_attention = bool(mask_padding_attention)
@@ -125,12 +114,7 @@ class CLAPTrainingModule(pl.LightningModule):
 
     def configure_optimizers(self):
         node = self._opt_node.child("model")
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = create_optimizer_from_config(node.child("optimizer"), params)
-        if node.has("scheduler"):
-            scheduler = create_scheduler_from_config(node.child("scheduler"), optimizer)
-            return [optimizer], [{"scheduler": scheduler, "interval": "step"}]
-        return [optimizer]
+        return configure_optimizer(node, [p for p in self.model.parameters() if p.requires_grad])
 
     # --- one batch -> embeddings ------------------------------------------------------------------
     def latents(self, audios: torch.Tensor, metadata: Sequence[Mapping[str, Any]]

@@ -31,7 +31,6 @@ Deliberate differences (none changes what is learned for upstream's configs):
 from __future__ import annotations
 
 import copy
-import logging
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -46,10 +45,8 @@ from stable_audio_ops.losses.core import MSELoss, MultiLoss
 from stable_audio_ops.training.ema import EMA
 from stable_audio_ops.training.fine_tune import apply_fine_tune_settings
 from stable_audio_ops.training.inpainting import random_inpaint_mask
-from stable_audio_ops.training.optim import create_optimizer_from_config, create_scheduler_from_config
+from stable_audio_ops.training.optim import configure_optimizer, resolve_optimizer_configs
 from stable_audio_ops.training.timesteps import TIMESTEP_SAMPLERS, TimestepSampler, noise_and_target
-
-log = logging.getLogger(__name__)
 
 VALIDATION_TIMESTEPS = (0.1, 0.3, 0.5, 0.7, 0.9)
 INPAINT_MASK_KEYS = ("max_mask_segments", "mask_type_probabilities")
@@ -148,18 +145,9 @@ class DiffusionCondTrainingModule(pl.LightningModule):
         node = ConfigNode({}, source, path)
         self.diffusion = model
         self.diffusion_objective = model.diffusion_objective
-        if optimizer_configs is None:
-            if lr is None:
-                raise node.error("missing required key (expected a number): set training.learning_rate or "
-                                 "training.optimizer_configs.diffusion", "learning_rate")
-            optimizer_configs = default_optimizer_configs(lr)
-        elif lr is not None:
-            log.warning("training.learning_rate is ignored because training.optimizer_configs is given")
-        if "diffusion" not in optimizer_configs:
-            raise ConfigNode(optimizer_configs, source, f"{path}.optimizer_configs").error(
-                "missing required key (expected an object with 'optimizer')", "diffusion")
-        self.optimizer_configs = optimizer_configs
-        self._opt_node = ConfigNode(optimizer_configs, source, f"{path}.optimizer_configs")
+        self._opt_node = resolve_optimizer_configs(optimizer_configs, lr, default_optimizer_configs, "diffusion",
+                                                   source, path)
+        self.optimizer_configs = self._opt_node.data
 
         self.diffusion_ema: EMA | None = None
         if use_ema:
@@ -200,12 +188,7 @@ class DiffusionCondTrainingModule(pl.LightningModule):
         return params
 
     def configure_optimizers(self):
-        node = self._opt_node.child("diffusion")
-        optimizer = create_optimizer_from_config(node.child("optimizer"), self.trainable_parameters())
-        if node.has("scheduler"):
-            scheduler = create_scheduler_from_config(node.child("scheduler"), optimizer)
-            return [optimizer], [{"scheduler": scheduler, "interval": "step"}]
-        return [optimizer]
+        return configure_optimizer(self._opt_node.child("diffusion"), self.trainable_parameters())
 
     # --- one batch -> model inputs ---------------------------------------------------------------
     def diffusion_input(self, reals: torch.Tensor, metadata: Sequence[Mapping[str, Any]]

@@ -26,7 +26,6 @@ dithered_fsq, which it would crop on the codebook axis, so those need a dataset 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,9 +40,7 @@ from stable_audio_ops.models.factory import create_model_from_config
 from stable_audio_ops.models.lm import AudioLanguageModelWrapper
 from stable_audio_ops.training.diffusion import padding_masks_from_metadata
 from stable_audio_ops.training.ema import EMA
-from stable_audio_ops.training.optim import create_optimizer_from_config, create_scheduler_from_config
-
-log = logging.getLogger(__name__)
+from stable_audio_ops.training.optim import configure_optimizer, resolve_optimizer_configs
 
 # 0.0.20's LM EMA: beta 0.99, update_every 10, the rest ema-pytorch's defaults (the EMA class's defaults here)
 LM_EMA_SETTINGS = {"beta": 0.99, "update_every": 10}
@@ -82,16 +79,7 @@ class LMTrainingModule(pl.LightningModule):
                  cfg_dropout_prob: float = CFG_DROPOUT_PROB, source: str = "<model config>", path: str = "training"):
         super().__init__()
         node = ConfigNode({}, source, path)
-        if optimizer_configs is None:
-            if lr is None:
-                raise node.error("missing required key (expected a number): set training.learning_rate or "
-                                 "training.optimizer_configs.lm", "learning_rate")
-            optimizer_configs = default_optimizer_configs(lr)
-        elif lr is not None:
-            log.warning("training.learning_rate is ignored because training.optimizer_configs is given")
-        self._opt_node = ConfigNode(dict(optimizer_configs), source, f"{path}.optimizer_configs")
-        if "lm" not in optimizer_configs:
-            raise self._opt_node.error("missing required key (expected an object with 'optimizer')", "lm")
+        self._opt_node = resolve_optimizer_configs(optimizer_configs, lr, default_optimizer_configs, "lm", source, path)
         if not 0.0 <= cfg_dropout_prob <= 1.0:
             raise node.error(f"must be in [0, 1], got {cfg_dropout_prob}", "cfg_dropout_prob")
         self.model = model
@@ -104,12 +92,7 @@ class LMTrainingModule(pl.LightningModule):
 
     def configure_optimizers(self):
         node = self._opt_node.child("lm")
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = create_optimizer_from_config(node.child("optimizer"), params)
-        if node.has("scheduler"):
-            scheduler = create_scheduler_from_config(node.child("scheduler"), optimizer)
-            return [optimizer], [{"scheduler": scheduler, "interval": "step"}]
-        return [optimizer]
+        return configure_optimizer(node, [p for p in self.model.parameters() if p.requires_grad])
 
     def batch_codes(self, reals: torch.Tensor) -> torch.Tensor:
         """Codes ``[B, K, T]`` of a batch: tokenized audio, or the pre-encoded tokens themselves."""

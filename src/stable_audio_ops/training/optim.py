@@ -8,13 +8,16 @@ instead of an ``AttributeError`` deep inside Lightning's ``configure_optimizers`
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from stable_audio_ops.config.schema import ConfigNode, lookup
+
+log = logging.getLogger(__name__)
 
 
 class InverseLR(LRScheduler):
@@ -129,3 +132,38 @@ def create_scheduler_from_config(cfg: dict | ConfigNode, optimizer: torch.optim.
         return cls(optimizer, **_kwargs(node))
     except (TypeError, ValueError) as exc:
         raise node.error(f"bad arguments for {name}: {exc}", "config") from exc
+
+
+def resolve_optimizer_configs(optimizer_configs: Mapping[str, Any] | None, lr: float | None,
+                              default: Callable[[float], dict], key: str, source: str = "<model config>",
+                              path: str = "training") -> ConfigNode:
+    """``training.optimizer_configs`` as a node, or the model type's ``default(learning_rate)`` without one.
+
+    Every training module reads these two keys the same way (upstream: ``optimizer_configs`` wins, else its
+    default optimizer at ``learning_rate``), so one function checks them: neither given, or no ``key`` entry
+    (``diffusion``, ``lm``, ``model``), is an error naming the key now rather than inside Lightning's
+    ``configure_optimizers``; both given warns that ``learning_rate`` is ignored.
+    """
+    if optimizer_configs is None:
+        if lr is None:
+            raise ConfigNode({}, source, path).error(
+                f"missing required key (expected a positive number): set training.learning_rate or "
+                f"training.optimizer_configs.{key}", "learning_rate")
+        optimizer_configs = default(lr)
+    elif lr is not None:
+        log.warning("training.learning_rate is ignored because training.optimizer_configs is given")
+    node = ConfigNode(dict(optimizer_configs), source, f"{path}.optimizer_configs")
+    if key not in optimizer_configs:
+        raise node.error("missing required key (expected an object with 'optimizer')", key)
+    node.child(key).child("optimizer")
+    return node
+
+
+def configure_optimizer(node: ConfigNode, parameters: Iterable[torch.nn.Parameter]) -> list | tuple[list, list]:
+    """Lightning's ``configure_optimizers`` answer for one ``optimizer_configs`` entry: the optimizer, and its
+    scheduler stepped every optimizer step when the entry has one."""
+    optimizer = create_optimizer_from_config(node.child("optimizer"), parameters)
+    if node.has("scheduler"):
+        scheduler = create_scheduler_from_config(node.child("scheduler"), optimizer)
+        return [optimizer], [{"scheduler": scheduler, "interval": "step"}]
+    return [optimizer]
