@@ -1,5 +1,6 @@
 # stable-audio-ops: one command to set up and run the demo, one to set up and run the tests.
-#   make demo   # install everything, render the demo notes, run the whole chain (`kedro run`: data -> autoencoder -> DiT)
+#   make demo   # install everything, render the demo notes, run the main chain (data -> autoencoder -> DiT -> evaluation)
+#   make demo-lm / make demo-uncond   # the optional lm and diffusion_uncond pipelines (their DVC stages)
 #   make test   # install everything, run the test suite
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -15,7 +16,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup system-deps demo demo-full test lint mlflow-ui clean-outputs
+.PHONY: setup system-deps demo demo-lm demo-uncond demo-full test lint mlflow-ui clean-outputs
 
 # Debian packages: FluidSynth + the MIT FluidR3 GM soundfont (demo renderer), Chromium + driver (page test).
 SYSTEM_PACKAGES := fluidsynth fluid-soundfont-gm chromium chromium-driver
@@ -46,11 +47,21 @@ $(STAMP): requirements.txt pyproject.toml Makefile
 setup: system-deps $(STAMP)
 
 demo: setup
-	# the whole chain through DVC: data_preparation -> autoencoder -> latent_diffusion -> evaluation
+	# the main chain through DVC: data_preparation -> autoencoder -> latent_diffusion -> evaluation (the evaluation
+	# stage and everything upstream of it; not the optional lm / diffusion_uncond stages)
 	# (stage commands run `python -m kedro`, so the venv's bin goes first on PATH)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro evaluation
 	@echo
 	@$(PY) -m stable_audio_ops.cli.demo_summary --promotion data/08_reporting/promotion.json --python $(PY)
+
+# Optional model families, each its own DVC stage (README "Pipelines"): the LM over a discrete autoencoder (trains
+# its own tokenizer, ~6 min on one thread) and the unconditional latent DiT over the demo autoencoder (`make demo`'s
+# autoencoder stage runs first when it is missing or stale; ~8 min more).
+demo-lm: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro lm
+
+demo-uncond: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro diffusion_uncond
 
 # The longer profile (docs/demo-recipe.md): the same recipe trained longer, as a DVC experiment so it
 # sits beside the default run in `dvc exp show` / `dvc metrics diff` and in MLflow. About an hour on 2 cores.
@@ -59,7 +70,7 @@ FULL_DIT_STEPS ?= 4000
 demo-full: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc exp run -n demo-full \
 		-S 'conf/base/parameters_autoencoder.yml:autoencoder.train.max_steps=$(FULL_AE_STEPS)' \
-		-S 'conf/base/parameters_latent_diffusion.yml:latent_diffusion.train.max_steps=$(FULL_DIT_STEPS)'
+		-S 'conf/base/parameters_latent_diffusion.yml:latent_diffusion.train.max_steps=$(FULL_DIT_STEPS)' evaluation
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc exp show --only-changed
 
 test: setup

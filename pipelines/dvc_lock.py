@@ -9,6 +9,11 @@ is never an error.
 
 ``python -m pipelines.dvc_lock`` lists the stale entries (exit 0); ``--strict`` exits 1 when there are any (the
 release routine: refresh ``dvc.lock`` with ``dvc repro`` or ``make demo`` and commit it, see "Release routine" in README.md).
+
+An optional stage that was never run (``lm``, ``diffusion_uncond``: not in ``dvc.lock``, and no locked stage depends on
+its outputs) is listed as "not run" but is not stale: ``make demo`` does not run it, so its absence from the lock
+says nothing about the demo's data. Once it is run and locked, it is checked like every other stage; a stage missing
+from the lock that a locked stage depends on stays stale.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class Stale:
     stage: str
     what: str
     detail: str
+    blocking: bool = True  # False: an optional stage never run (reported, never fails --strict)
 
     def __str__(self) -> str:
         return f"{self.stage}: {self.what}: {self.detail}"
@@ -58,13 +64,36 @@ def _stale_params(stage: str, params: dict[str, dict[str, Any]], root: Path) -> 
     return found
 
 
+def _paths(entries: Any) -> list[str]:
+    """The paths of a ``deps`` / ``outs`` / ``metrics`` / ``plots`` list (strings or one-key mappings)."""
+    return [str(next(iter(e))) if isinstance(e, dict) else str(e) for e in entries or []]
+
+
+def _overlap(a: str, b: str) -> bool:
+    a, b = a.rstrip("/"), b.rstrip("/")
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def _needed_by_locked(stage: str, stages: dict[str, Any], locked: dict[str, Any]) -> bool:
+    """Whether a locked stage depends on one of ``stage``'s outputs (then a missing lock entry matters)."""
+    spec = stages[stage]
+    outs = [p for key in ("outs", "metrics", "plots") for p in _paths(spec.get(key))]
+    return any(_overlap(dep, out) for other in locked if other in stages and other != stage
+               for dep in _paths(stages[other].get("deps")) for out in outs)
+
+
 def _stale_definitions(stages: dict[str, Any], locked: dict[str, Any]) -> list[Stale]:
-    """Stages of ``dvc.yaml`` whose command or code/config dependencies the lock does not record."""
+    """Stages of ``dvc.yaml`` whose command or code/config dependencies the lock does not record; a stage the lock
+    lacks is blocking unless it is an optional one that no locked stage depends on (module doc)."""
     found = []
     for stage, spec in stages.items():
         entry = locked.get(stage)
         if entry is None:
-            found.append(Stale(stage, "stage", "in dvc.yaml, not in dvc.lock"))
+            if _needed_by_locked(stage, stages, locked):
+                found.append(Stale(stage, "stage", "in dvc.yaml, not in dvc.lock (a locked stage depends on it)"))
+            else:
+                found.append(Stale(stage, "stage", "in dvc.yaml, not run yet (not in dvc.lock; no locked stage "
+                                   "depends on it): not checked", blocking=False))
             continue
         if spec.get("cmd") != entry.get("cmd"):
             found.append(Stale(stage, "cmd", f"{spec.get('cmd')!r} in dvc.yaml, {entry.get('cmd')!r} in dvc.lock"))
@@ -101,9 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=".", help="project root holding dvc.lock (default: .)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when an entry is stale")
     args = parser.parse_args(argv)
-    stale = stale_entries(args.root)
-    for entry in stale:
-        print(f"stale: {entry}")
+    found = stale_entries(args.root)
+    stale = [entry for entry in found if entry.blocking]
+    for entry in found:
+        print(f"{'stale' if entry.blocking else 'not run'}: {entry}")
     if not stale:
         print("dvc.lock matches the code and configs (data outputs not checked)")
     elif not args.strict:

@@ -23,7 +23,7 @@ from pipelines.settings import CONFIG_LOADER_ARGS
 from stable_audio_ops.utils.io import write_text_atomic
 
 # The sections DVC stages read: one snapshot file each (<section>.yml).
-SECTIONS = ("data_preparation", "autoencoder", "latent_diffusion", "evaluation")
+SECTIONS = ("data_preparation", "autoencoder", "latent_diffusion", "evaluation", "lm", "diffusion_uncond")
 DEFAULT_OUTPUT = Path("data") / "00_parameters"
 
 

@@ -62,10 +62,12 @@ def latent_dataset_config(latents: Path, dataset_config: dict[str, Any]) -> dict
 
 
 def build_model_config(dit_config: dict[str, Any], autoencoder_model: dict[str, Any],
-                       latents_summary: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+                       latents_summary: dict[str, Any], params: Mapping[str, Any],
+                       section: str = "latent_diffusion") -> dict[str, Any]:
     """The DiT config that trains: its pretransform IS the trained autoencoder's config (never drifts),
-    channels/rate follow it, ``sample_size`` is the pre-encoded length and ``latent_scale`` sets the scale."""
-    p = Parameters(params, "latent_diffusion")
+    channels/rate follow it, ``sample_size`` is the pre-encoded length and ``latent_scale`` sets the scale.
+    The diffusion_uncond pipeline builds its unconditional DiT so (``section`` ``diffusion_uncond``)."""
+    p = Parameters(params, section)
     autoencoder_config = read_config_for(local_checkpoint(autoencoder_model["path"]))[0]  # embedded or beside it
     return latent_diffusion_config(dit_config, autoencoder_config,
                                    sample_size=p["pre_encode.sample_size"], latent_scale=p["latent_scale"],

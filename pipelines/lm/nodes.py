@@ -17,12 +17,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from pipelines.datasets import WriteInto, staged_file
 from pipelines.parameters import Parameters
 from stable_audio_ops.config.dataset_config import validate_dataset_config
 from stable_audio_ops.config.lm import lm_model_config
 from stable_audio_ops.data.audio_io import write_audio
+from stable_audio_ops.evaluation.judge import load_dataset_clips
 from stable_audio_ops.evaluation.lm import clip_checks, heldout_token_perplexity, lm_report
+from stable_audio_ops.evaluation.pitched import flat_metrics, judge_unconditional, midi_range
 from stable_audio_ops.inference.lm_generation import generate_lm_audio
 from stable_audio_ops.models.loading import load_local_model, local_checkpoint, read_config_for
 from stable_audio_ops.tracking.registration import register_autoencoder, register_latent_diffusion
@@ -53,7 +58,8 @@ def unwrap_lm(training_result: dict[str, Any], model_config: dict[str, Any]) -> 
 def evaluate_lm(lm_model: Mapping[str, Any], test_dataset_config: dict[str, Any], params: Mapping[str, Any]
                 ) -> tuple[dict[str, Any], dict[str, dict[str, float]], str, WriteInto]:
     """Token perplexity of the LM on every held-out test clip, and ``generation.num_clips`` clips generated from
-    a fixed seed, checked finite and non-silent: (evaluation JSON, MLflow metrics, Markdown report, the writer of
+    a fixed seed, checked finite and non-silent and judged pitched or not beside real clips and noise
+    (:func:`judge_pitched`): (evaluation JSON, MLflow metrics, Markdown report, the writer of
     the ``lm_generated`` folder)."""
     p = Parameters(params, "lm").sub("evaluation")
     gen = p.sub("generation")
@@ -68,11 +74,13 @@ def evaluate_lm(lm_model: Mapping[str, Any], test_dataset_config: dict[str, Any]
     clips = clip_checks(audio)
     rate = int(loaded.config["sample_rate"])
     generation = {**gen.to_dict(), "seconds": round(audio.shape[-1] / rate, 3)}
-    evaluation = {"perplexity": perplexity, "clips": clips, "generation": generation,
+    pitched = judge_pitched(audio, rate, test_dataset_config, p.sub("pitched"))
+    evaluation = {"perplexity": perplexity, "clips": clips, "generation": generation, "pitched": pitched,
                   "all_clips_ok": all(c["finite"] and not c["silent"] for c in clips)}
     metrics = {k: {"value": float(perplexity[k]), "step": 0}
                for k in ("cross_entropy", "perplexity", "uniform_cross_entropy")}
     metrics["clips_ok"] = {"value": float(evaluation["all_clips_ok"]), "step": 0}
+    metrics.update({f"pitched.{k}": {"value": v, "step": 0} for k, v in flat_metrics(pitched["results"]).items()})
     log.info("lm: held-out cross-entropy %.3f nats (uniform %.3f), perplexity %.2f; %d clips, all ok: %s",
              perplexity["cross_entropy"], perplexity["uniform_cross_entropy"], perplexity["perplexity"], len(clips),
              evaluation["all_clips_ok"])
@@ -81,7 +89,22 @@ def evaluate_lm(lm_model: Mapping[str, Any], test_dataset_config: dict[str, Any]
         for i, clip in enumerate(audio):
             write_audio(folder / f"clip_{i}.wav", clip, rate)
 
-    return evaluation, metrics, lm_report(perplexity, clips, generation), write_clips
+    return evaluation, metrics, lm_report(perplexity, clips, generation, pitched=pitched), write_clips
+
+
+def judge_pitched(audio: torch.Tensor, rate: int, test_dataset_config: dict[str, Any],
+                  p: Parameters) -> dict[str, Any]:
+    """Do the generated tokens decode to notes? The pitched accuracy of the generated clips beside
+    ``max_real_clips`` test clips (ceiling) and noise matched to them (floor); pitch only (too few clips for KID)."""
+    real = load_dataset_clips(validate_dataset_config(test_dataset_config, "test_dataset_config"))
+    picked = np.random.default_rng(int(p["seed"])).permutation(len(real))[: int(p["max_real_clips"])]
+    real = [real[i] for i in sorted(picked)]
+    low, high = midi_range(real, p["midi_range"])
+    results = judge_unconditional([(clip.float().numpy(), rate) for clip in audio], [(a, sr) for a, sr, _ in real],
+                                  midi_low=low, midi_high=high, pitch_judges=tuple(p["pitch_judges"]),
+                                  crepe_model=str(p["crepe_model"]), cents=float(p["cents"]), embedder=None,
+                                  seed=int(p["seed"]))
+    return {"results": results, "midi_range": [low, high], "cents": float(p["cents"])}
 
 
 def register_lm(autoencoder_model: Mapping[str, Any], lm_model: Mapping[str, Any], evaluation: Mapping[str, Any],

@@ -43,3 +43,16 @@ def test_a_null_scale_keeps_the_configs_own() -> None:
 def test_unusable_scales_name_the_parameter(latent_scale, latent_std) -> None:
     with pytest.raises(ConfigError, match="latent_scale"):
         pretransform_scale(latent_scale, latent_std)
+
+
+def test_an_unconditional_config_gets_the_autoencoder_in_its_own_layout_and_builds() -> None:
+    from stable_audio_ops.models.factory import create_model_from_config
+
+    uncond = {"model_type": "diffusion_uncond", "sample_size": 512, "sample_rate": 48000,
+              "model": {"type": "dit", "config": {"in_channels": 64, "embed_dim": 64, "depth": 1, "num_heads": 1}}}
+    config = latent_diffusion_config(uncond, AE, sample_size=1024, latent_scale=2.0)
+    assert config["model"]["config"]["in_channels"] == AE["model"]["latent_dim"]  # 0.0.20's uncond key
+    assert "io_channels" not in config["model"] and config["model"]["pretransform"]["config"] == AE["model"]
+    model = create_model_from_config(config)
+    assert model.io_channels == AE["model"]["latent_dim"] and model.pretransform.scale == 2.0
+    assert uncond["model"]["config"]["in_channels"] == 64  # the input stays as it was

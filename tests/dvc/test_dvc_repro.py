@@ -1,6 +1,7 @@
-"""`dvc repro` of the whole Kedro chain in a throw-away git repo with tiny configs.
+"""`dvc repro evaluation` (what `make demo` runs) of the main Kedro chain in a throw-away git repo with tiny configs.
 
-Checks what a user relies on: a full run from a fresh clone; a second `dvc repro` does nothing; changing
+Checks what a user relies on: a full run from a fresh clone runs the main chain and none of the optional stages
+(lm, diffusion_uncond); a second `dvc repro evaluation` does nothing; changing
 an autoencoder parameter re-runs autoencoder and everything downstream but not data_preparation;
 `dvc params diff` / `dvc metrics diff` report the change; each Kedro run is an MLflow run tagged with
 the git commit and the DVC data hash; the evaluation registered both models and, as 2-step models are far
@@ -112,9 +113,9 @@ def test_dvc_repro_full_then_noop_then_downstream_only(tmp_path):
     timings = {}
 
     started = time.perf_counter()
-    first = run(project, DVC, "repro")
+    first = run(project, DVC, "repro", "evaluation")
     timings["full"] = time.perf_counter() - started
-    assert ran(first) == {SNAPSHOT, *STAGES}, first[-3000:]
+    assert ran(first) == {SNAPSHOT, *STAGES}, first[-3000:]  # not lm / diffusion_uncond: optional stages
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert set(lock["stages"]) == {SNAPSHOT, *STAGES}
     metrics = json.loads((project / "data" / "08_reporting" / "metrics.json").read_text())
@@ -153,7 +154,7 @@ def test_dvc_repro_full_then_noop_then_downstream_only(tmp_path):
     assert ld.tags["autoencoder_version"] == "1" and ld.tags["autoencoder_lineage"].startswith("verified")
 
     # nothing changed: nothing runs but the parameters snapshot (always, it is how conf/local reaches DVC)
-    second = run(project, DVC, "repro")
+    second = run(project, DVC, "repro", "evaluation")
     assert ran(second) == {SNAPSHOT}, second
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-q", "-m", "dvc.lock after the first run")
@@ -161,14 +162,14 @@ def test_dvc_repro_full_then_noop_then_downstream_only(tmp_path):
     # an autoencoder parameter changes: autoencoder and everything downstream re-run, upstream does not
     _edit_yaml(project / "conf" / "base" / "parameters_autoencoder.yml",
                lambda p: p["autoencoder"]["train"].update(max_steps=3))
-    status = run(project, DVC, "status")
+    status = run(project, DVC, "status", "--with-deps", "evaluation")
     # status compares each stage with its own recorded deps: downstream stages show up only once autoencoder re-ran
     assert "autoencoder" in status and "data_preparation" not in status, status
     assert "latent_diffusion" not in status and "evaluation" not in status, status
     params_diff = run(project, DVC, "params", "diff")
     assert re.search(r"autoencoder\.train\.max_steps\s+2\s+3", params_diff), params_diff
     started = time.perf_counter()
-    third = run(project, DVC, "repro")
+    third = run(project, DVC, "repro", "evaluation")
     timings["after_param_change"] = time.perf_counter() - started
     assert ran(third) == {SNAPSHOT, "autoencoder", "latent_diffusion", "evaluation"}, third[-3000:]
     assert "Stage 'data_preparation' didn't change, skipping" in third

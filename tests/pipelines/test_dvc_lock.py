@@ -52,3 +52,25 @@ def test_lock_written_by_dvc_is_fresh_then_code_and_param_changes_are_stale(tmp_
     spec["stages"]["new"] = {"cmd": "true"}
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(spec))
     assert {(s.stage, s.what) for s in stale_entries(tmp_path)} >= {("copy", "more.py"), ("new", "stage")}
+
+
+def test_an_optional_stage_never_run_is_listed_but_not_stale_unless_a_locked_stage_needs_it(tmp_path, capsys):
+    stages = {"prepare": {"cmd": "p", "deps": ["data/raw"], "outs": ["data/mid"]},
+              "train": {"cmd": "t", "deps": ["data/mid/split.json"], "outs": [{"data/model": {"cache": False}}]},
+              "optional": {"cmd": "o", "deps": ["data/mid", "data/model"], "outs": ["data/optional"]}}
+    lock = {"schema": "2.0", "stages": {name: {"cmd": stages[name]["cmd"],
+                                               "deps": [{"path": dep} for dep in stages[name]["deps"]]}
+                                        for name in ("prepare", "train")}}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+
+    # `make demo` never ran the optional stage: reported as not run, --strict still passes
+    assert [(s.stage, s.blocking) for s in stale_entries(tmp_path)] == [("optional", False)]
+    assert main(["--root", str(tmp_path), "--strict"]) == 0
+    assert "not run: optional: stage: in dvc.yaml, not run yet" in capsys.readouterr().out
+
+    # a stage missing from the lock that a locked stage reads (train reads prepare's output) is stale
+    del lock["stages"]["prepare"]
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    assert {(s.stage, s.blocking) for s in stale_entries(tmp_path)} == {("optional", False), ("prepare", True)}
+    assert main(["--root", str(tmp_path), "--strict"]) == 1

@@ -40,7 +40,7 @@ CONF = REPO / "conf" / "base"
 def test_lm_pipeline_is_registered_and_chains_tokenizer_tokens_lm_report_registry() -> None:
     pipelines = register_pipelines()
     lm = pipelines["lm"]
-    assert "lm" not in DEFAULT_ORDER  # run on its own: not part of the default run (nor of dvc.yaml / make demo)
+    assert "lm" not in DEFAULT_ORDER  # run on its own: not part of the default run (its own DVC stage, not make demo)
     order = [n.name for n in lm.nodes]  # Kedro's topological order
     for before, after in [("train_lm_autoencoder", "unwrap_lm_autoencoder"), ("unwrap_lm_autoencoder",
                           "pre_encode_lm_tokens"), ("pre_encode_lm_tokens", "train_lm"), ("build_lm_config", "train_lm"),
@@ -131,6 +131,16 @@ def test_lm_pipeline_end_to_end_on_demo_notes(tmp_path: Path, monkeypatch) -> No
     wavs = sorted((out_dir / "generated").glob("*.wav"))
     assert [w.name for w in wavs] == ["clip_0.wav", "clip_1.wav"] and sf.info(str(wavs[0])).frames == 256
     assert out["lm_evaluation_metrics"]["perplexity"]["value"] == perplexity["perplexity"]
+
+    # do the tokens decode to notes: the generated clips' pitched accuracy beside real test clips and noise
+    pitched = evaluation["pitched"]
+    assert pitched["midi_range"] == [60, 61] and set(pitched["results"]) == {"generated", "real", "noise"}
+    assert pitched["results"]["real"]["pitched_acc_acf"] == 1.0 and pitched["results"]["noise"]["pitched_acc_acf"] == 0
+    assert 0.0 <= pitched["results"]["generated"]["pitched_acc_crepe"] <= 1.0
+    metrics = out["lm_evaluation_metrics"]
+    assert {"pitched.generated.pitched_acc_acf", "pitched.real.pitched_acc_crepe"} <= set(metrics)
+    assert all(math.isfinite(m["value"]) for m in metrics.values())
+    assert "## Do the generated tokens decode to notes?" in report and "| noise | 4 |" in report
 
     # registry: tokenizer and LM registered, the LM's lineage verified against the tokenizer's weights
     registration = out["lm_registration"]

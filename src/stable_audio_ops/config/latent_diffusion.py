@@ -15,6 +15,8 @@ from stable_audio_ops.errors import ConfigError
 
 # latent_scale values: "auto" = the latents' standard deviation; a number = that scale; None = the config's own
 AUTO_SCALE = "auto"
+# diffusion_uncond backbones whose channel count is not ``model.config.in_channels``
+UNCOND_CHANNELS_KEY = {"DAU1d": "io_channels"}
 
 
 def pretransform_scale(latent_scale: float | str | None, latent_std: float | None) -> float | None:
@@ -38,6 +40,8 @@ def latent_diffusion_config(dit_config: Mapping[str, Any], autoencoder_config: M
     ``model`` section, ``io_channels`` its latent width, ``sample_rate`` / ``audio_channels`` its own,
     ``sample_size`` the pre-encoded crop length and the scale from :func:`pretransform_scale`.
 
+    A ``diffusion_uncond`` config (the diffusion_uncond pipeline's) has its backbone's channels in
+    ``model.config.in_channels`` (``io_channels`` for ``DAU1d``), as 0.0.20 lays it out; they are set the same way.
     The inputs are not modified."""
     config = copy.deepcopy(dict(dit_config))
     ae_model = autoencoder_config["model"]
@@ -45,8 +49,11 @@ def latent_diffusion_config(dit_config: Mapping[str, Any], autoencoder_config: M
     pretransform = model.setdefault("pretransform", {"type": "autoencoder"})
     pretransform["config"] = copy.deepcopy(ae_model)
     latent_dim = int(ae_model["latent_dim"])
-    model["io_channels"] = latent_dim
-    model["diffusion"]["config"]["io_channels"] = latent_dim
+    if config.get("model_type") == "diffusion_uncond":
+        model["config"][UNCOND_CHANNELS_KEY.get(model.get("type"), "in_channels")] = latent_dim
+    else:
+        model["io_channels"] = latent_dim
+        model["diffusion"]["config"]["io_channels"] = latent_dim
     config["sample_rate"] = autoencoder_config["sample_rate"]
     config["audio_channels"] = autoencoder_config.get("audio_channels", 2)  # upstream's default channel count
     config["sample_size"] = int(sample_size)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from stable_audio_ops.config.dataset_config import AudioDirConfig, DatasetConfig
 from stable_audio_ops.data.dataloader import create_dataloader_from_config
+from stable_audio_ops.evaluation.pitched import unconditional_report_table
 from stable_audio_ops.inference.pre_encode import latent_padding_mask
 
 # a generated clip is "silent" below this RMS (about -60 dBFS)
@@ -84,8 +85,10 @@ def clip_checks(audio: torch.Tensor, silence_rms: float = SILENCE_RMS) -> list[d
 
 
 def lm_report(perplexity: Mapping[str, Any], clips: Sequence[Mapping[str, Any]],
-              generation: Mapping[str, Any]) -> str:
-    """The Markdown report: held-out perplexity against the uniform reference, and the generated clips' checks."""
+              generation: Mapping[str, Any], pitched: Mapping[str, Any] | None = None) -> str:
+    """The Markdown report: held-out perplexity against the uniform reference, the generated clips' checks and,
+    with ``pitched`` (``{"results", "midi_range", "cents"}``, :func:`.pitched.judge_unconditional`), whether they
+    decode to notes."""
     ce, uniform = perplexity["cross_entropy"], perplexity["uniform_cross_entropy"]
     ok = all(c["finite"] and not c["silent"] for c in clips)
     lines = [
@@ -104,6 +107,13 @@ def lm_report(perplexity: Mapping[str, Any], clips: Sequence[Mapping[str, Any]],
         *(f"| {i} | {c['finite']} | {c['silent']} | {c['rms']:.4f} | {c['peak']:.3f} |" for i, c in enumerate(clips)),
         "", f"All clips finite and non-silent: {'yes' if ok else 'NO'}.", "",
     ]
+    if pitched is not None:
+        low, high = pitched["midi_range"]
+        lines += ["## Do the generated tokens decode to notes?", "",
+                  unconditional_report_table(pitched["results"]),
+                  f"pitched_acc_<judge>: share of clips whose f0 (ACF / CREPE-tiny) lies within ±{pitched['cents']:g} "
+                  f"cents of an equal-tempered note in MIDI {low}..{high}; real test clips are the ceiling, "
+                  "RMS-matched white noise the floor.", ""]
     return "\n".join(lines)
 
 
